@@ -1,0 +1,1 @@
+"""HTTP and WebSocket doors: thin routes over the engine, one module a door."""

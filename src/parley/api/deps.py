@@ -1,0 +1,62 @@
+"""FastAPI dependencies, declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from parley.auth import TokenVerifier
+from parley.config import Settings
+from parley.engine.runner import RunManager
+from parley.engine.turn import Engine
+from parley.errors import Forbidden, Unauthenticated
+from parley.providers.registry import ProviderRegistry
+from parley.store.repositories import Store
+from parley.tools.registry import ToolRegistry
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds; one per app."""
+
+    settings: Settings
+    store: Store
+    verifier: TokenVerifier
+    providers: ProviderRegistry
+    tools: ToolRegistry
+    engine: Engine
+    runs: RunManager
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token (Authorization: Bearer <JWT>)")
+    return token.strip()
+
+
+async def current_user(
+    request: Request, services: Annotated[Services, Depends(get_services)]
+) -> str:
+    principal = await services.verifier.verify(bearer_token(request))
+    await services.store.ensure_user(principal.user_id)
+    request.state.user_id = principal.user_id
+    return principal.user_id
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def same_user(path_user: str, user: str) -> None:
+    """Routes under ``/api/{user_id}/`` belong to the token's ``sub`` only."""
+    if path_user != user:
+        raise Forbidden("this route belongs to another user")

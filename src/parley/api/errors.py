@@ -1,0 +1,76 @@
+"""The one place errors become HTTP responses: ``{"success": false, "error": {code, message}}``."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from parley.errors import ParleyError, RateLimited
+
+log = structlog.get_logger("parley.api")
+
+STATUS_CODES = {
+    400: "ERR_VALIDATION",
+    401: "ERR_UNAUTHENTICATED",
+    403: "ERR_FORBIDDEN",
+    404: "ERR_NOT_FOUND",
+    405: "ERR_VALIDATION",
+    409: "ERR_CONFLICT",
+    413: "ERR_VALIDATION",
+    415: "ERR_VALIDATION",
+    422: "ERR_VALIDATION",
+    429: "ERR_RATE_LIMITED",
+    502: "ERR_PROVIDER_UNAVAILABLE",
+    503: "ERR_PROVIDER_UNAVAILABLE",
+    504: "ERR_TIMEOUT",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"success": False, "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers={"X-Error-Code": code, **(headers or {})})
+
+
+def parley_error_response(exc: ParleyError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems) or "the request is not valid"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ParleyError)
+    async def _parley(request: Request, exc: ParleyError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("request_failed", code=exc.code, error=exc.message)
+        return parley_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "ERR_VALIDATION", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = STATUS_CODES.get(exc.status_code, "ERR_INTERNAL")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such route"
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled_error", request_id=request_id)
+        message = f"internal error (request id {request_id})" if request_id else "internal error"
+        return error_response(500, "ERR_INTERNAL", message)

@@ -1,0 +1,147 @@
+"""The native chat door: send, regenerate and edit answer with native SSE or one JSON reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.schemas import EditMessage, Regenerate, SendMessage, message_out, pending_out
+from parley.api.streaming import sse_response
+from parley.chat import events as ev
+from parley.engine.turn import PreparedTurn, TurnRequest
+from parley.errors import ValidationFailed
+from parley.protocols.native_sse import NativeSSE
+
+router = APIRouter(prefix="/api/conversations", tags=["chat"])
+
+
+def wants_json(request: Request, stream: bool | None) -> bool:
+    if stream is not None:
+        return not stream
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/event-stream" not in accept
+
+
+def check_message(body: SendMessage, s: Services) -> list[dict[str, Any]]:
+    """Limits at the edge: a clear 4xx, and nothing written."""
+    limits = s.settings
+    if not body.content.strip() and not body.attachments:
+        raise ValidationFailed("the message is empty")
+    if len(body.content) > limits.max_message_chars:
+        raise ValidationFailed(f"the message is longer than {limits.max_message_chars} characters")
+    if len(body.attachments) > limits.max_attachments:
+        raise ValidationFailed(f"at most {limits.max_attachments} attachments")
+    for attachment in body.attachments:
+        if attachment.size() > limits.max_attachment_bytes:
+            raise ValidationFailed(
+                f"attachment {attachment.name or ''!r} is over {limits.max_attachment_bytes} bytes"
+            )
+        if attachment.url is None and attachment.data is None:
+            raise ValidationFailed("an attachment needs url or data")
+    return [a.to_part() for a in body.attachments]
+
+
+async def respond(
+    request: Request, stream: bool | None, turn: PreparedTurn, s: Services
+) -> Response:
+    events = s.runs.events(turn.user_id, turn.run_id)
+    if not wants_json(request, stream):
+        encoder = NativeSSE(run_id=turn.run_id, conversation_id=turn.conversation_id)
+        return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
+    outcome: ev.EngineEvent | None = None
+    async for _, event in events:
+        if isinstance(event, ev.RunFinished | ev.RunFailed | ev.RunSuspended):
+            outcome = event
+            break
+    return JSONResponse(await _json_reply(turn, outcome, s), status_code=200)
+
+
+async def _json_reply(
+    turn: PreparedTurn, outcome: ev.EngineEvent | None, s: Services
+) -> dict[str, Any]:
+    message = await s.store.get_message(turn.user_id, turn.conversation_id, turn.message_id)
+    reply: dict[str, Any] = {
+        "run_id": turn.run_id,
+        "conversation_id": turn.conversation_id,
+        "user_message_id": turn.user_message_id,
+        "message": message_out(message),
+    }
+    if turn.side_effects:
+        reply["side_effects"] = turn.side_effects
+    if isinstance(outcome, ev.RunFailed):
+        reply["error"] = {"code": outcome.code, "message": outcome.message}
+    if isinstance(outcome, ev.RunSuspended):
+        pending = await s.store.pending_for_run(turn.user_id, turn.run_id)
+        reply["pending"] = [pending_out(p) for p in pending if p.status == "pending"]
+    return reply
+
+
+@router.post("/{conversation_id}/messages", response_model=None)
+async def send(
+    conversation_id: str, body: SendMessage, request: Request, user: CurrentUser, s: ServicesDep
+) -> Response:
+    parts = check_message(body, s)
+    turn = await s.runs.start(
+        user,
+        conversation_id,
+        TurnRequest(
+            content=body.content or None,
+            parts=parts,
+            parent_id=body.parent_id,
+            model=body.model,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+            profile=body.profile,
+        ),
+    )
+    return await respond(request, body.stream, turn, s)
+
+
+@router.post("/{conversation_id}/messages/{message_id}/regenerate", response_model=None)
+async def regenerate(
+    conversation_id: str,
+    message_id: str,
+    request: Request,
+    user: CurrentUser,
+    s: ServicesDep,
+    body: Regenerate | None = None,
+) -> Response:
+    body = body or Regenerate()
+    turn = await s.runs.start(
+        user,
+        conversation_id,
+        TurnRequest(
+            mode="regenerate", target_id=message_id, model=body.model, temperature=body.temperature
+        ),
+    )
+    return await respond(request, body.stream, turn, s)
+
+
+@router.put("/{conversation_id}/messages/{message_id}", response_model=None)
+async def edit(
+    conversation_id: str,
+    message_id: str,
+    body: EditMessage,
+    request: Request,
+    user: CurrentUser,
+    s: ServicesDep,
+) -> Response:
+    parts = check_message(body, s)
+    turn = await s.runs.start(
+        user,
+        conversation_id,
+        TurnRequest(
+            mode="edit",
+            target_id=message_id,
+            content=body.content or None,
+            parts=parts,
+            model=body.model,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+        ),
+    )
+    return await respond(request, body.stream, turn, s)

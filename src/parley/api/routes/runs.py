@@ -1,0 +1,102 @@
+"""Runs: resume a stream, cancel, answer approvals and elicitations, remembered rules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.schemas import ApprovalAnswer, ElicitationAnswer
+from parley.api.streaming import sse_response
+from parley.errors import ValidationFailed
+from parley.protocols.native_sse import NativeSSE
+
+router = APIRouter(tags=["runs"])
+
+
+def _after(last_event_id: str | None, after: int | None) -> int:
+    if after is not None:
+        return after
+    if not last_event_id:
+        return 0
+    try:
+        return max(0, int(last_event_id))
+    except ValueError as exc:
+        raise ValidationFailed("Last-Event-ID must be an event id from this run") from exc
+
+
+@router.get("/api/runs/{run_id}/events", response_model=None)
+async def events(
+    run_id: str,
+    user: CurrentUser,
+    s: ServicesDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The run's native SSE stream, from the start or after ``Last-Event-ID``."""
+    run = await s.store.get_run(user, run_id)
+    stream = s.runs.events(user, run_id, _after(last_event_id, after))
+    encoder = NativeSSE(run_id=run.id, conversation_id=run.conversation_id)
+    return sse_response(encoder, stream, ping=s.settings.heartbeat_interval)
+
+
+@router.get("/api/runs/{run_id}")
+async def get_run(run_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
+    run = await s.store.get_run(user, run_id)
+    return {
+        "id": run.id,
+        "conversation_id": run.conversation_id,
+        "message_id": run.message_id,
+        "user_message_id": run.user_message_id,
+        "status": run.status,
+        "model": run.model,
+    }
+
+
+@router.post("/api/runs/{run_id}/cancel")
+async def cancel(run_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
+    status = await s.runs.cancel(user, run_id)
+    return {"run_id": run_id, "status": status}
+
+
+@router.post("/api/runs/{run_id}/approvals/{tool_call_id}")
+async def approve(
+    run_id: str, tool_call_id: str, body: ApprovalAnswer, user: CurrentUser, s: ServicesDep
+) -> dict[str, Any]:
+    await s.runs.answer_approval(
+        user,
+        run_id,
+        tool_call_id,
+        approved=body.approved,
+        reason=body.reason,
+        remember=body.remember,
+    )
+    return {"run_id": run_id, "tool_call_id": tool_call_id, "approved": body.approved}
+
+
+@router.post("/api/runs/{run_id}/elicitations/{elicitation_id}")
+async def elicit(
+    run_id: str, elicitation_id: str, body: ElicitationAnswer, user: CurrentUser, s: ServicesDep
+) -> dict[str, Any]:
+    await s.runs.answer_elicitation(
+        user, run_id, elicitation_id, action=body.action, content=body.content
+    )
+    return {"run_id": run_id, "elicitation_id": elicitation_id, "action": body.action}
+
+
+@router.get("/api/approval-rules")
+async def rules(user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
+    items = await s.store.list_rules(user)
+    return {
+        "items": [
+            {"id": r.id, "scope": r.scope, "name": r.name, "created_at": r.created_at.isoformat()}
+            for r in items
+        ]
+    }
+
+
+@router.delete("/api/approval-rules/{rule_id}", status_code=204)
+async def delete_rule(rule_id: str, user: CurrentUser, s: ServicesDep) -> Response:
+    await s.store.delete_rule(user, rule_id)
+    return Response(status_code=204)

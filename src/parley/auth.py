@@ -1,0 +1,105 @@
+"""Bearer JWTs, verified with PyJWT: HS256 with the local secret, or asymmetric keys from a JWKS.
+
+Algorithms are pinned per key kind, so there is no ``none`` and no HS/RS confusion: a token signed
+with HS256 is never checked against a public key, and an RS256 token never against the secret.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+import jwt
+
+from parley.errors import Unauthenticated
+
+HMAC_ALGORITHMS = ["HS256"]
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's ``sub``."""
+
+    user_id: str
+
+
+class TokenVerifier:
+    """Checks bearer tokens; built once from the settings."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        jwks_url: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        self._secret = secret
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
+        self._audience = audience
+        self._issuer = issuer
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("the bearer token is not a JWT") from exc
+        algorithm = header.get("alg")
+        if algorithm in HMAC_ALGORITHMS and self._secret is not None:
+            claims = self._decode(token, self._secret, HMAC_ALGORITHMS)
+        elif algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            key = await self._signing_key(token)
+            claims = self._decode(token, key, ASYMMETRIC_ALGORITHMS)
+        else:
+            raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise Unauthenticated("the token has no usable 'sub' claim")
+        return Principal(user_id=subject)
+
+    async def _signing_key(self, token: str) -> object:
+        assert self._jwks is not None
+        jwks = self._jwks
+        try:
+            signing = await anyio.to_thread.run_sync(jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("no key in the JWKS matches this token") from exc
+        return signing.key
+
+    def _decode(self, token: str, key: object, algorithms: list[str]) -> dict[str, object]:
+        options = {"require": ["sub", "exp"], "verify_aud": self._audience is not None}
+        try:
+            return jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options=options,  # type: ignore[arg-type]
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("the token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("the token is not valid") from exc
+
+
+def issue_token(secret: str, user_id: str, *, ttl_seconds: int = 86_400) -> str:
+    """A HS256 token for local use (``parley token``)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def parse_ttl(value: str) -> int:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = value.strip().lower()
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 15m, 1h, 7d)") from exc

@@ -1,0 +1,23 @@
+"""Time-ordered identifiers: sorting by id sorts by creation, across processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _base32(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """``prefix_`` + 10 chars of milliseconds + 16 random chars (a ULID in Crockford base32)."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    return f"{prefix}_{_base32(millis, 10)}{_base32(rand, 16)}"

@@ -1,0 +1,100 @@
+"""Message parts in the Vercel UIMessage shapes, and a builder that folds engine events into them.
+
+Stored parts: ``{"type": "text", "text"}``, ``{"type": "reasoning", "text"}``,
+``{"type": "file", "mediaType", "filename", "url"}``, ``{"type": "step-start"}`` and
+``{"type": "dynamic-tool", "toolName", "toolCallId", "state", "input", "output"?, "errorText"?,
+"approval"?}`` with the v6 tool states.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from parley.chat import events as ev
+
+Role = Literal["user", "assistant", "system", "tool"]
+Status = Literal["streaming", "complete", "error", "cancelled", "interrupted", "awaiting"]
+Part = dict[str, Any]
+
+
+def text_of(parts: list[Part]) -> str:
+    """The plain text of a message: its text parts joined."""
+    return "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+
+
+class PartsBuilder:
+    """Folds engine events into UIMessage parts. Pure: no I/O, cheap per token."""
+
+    def __init__(self, parts: list[Part] | None = None) -> None:
+        self.parts: list[Part] = [dict(p) for p in parts or []]
+        self._tools: dict[str, Part] = {
+            p["toolCallId"]: p for p in self.parts if p.get("type") == "dynamic-tool"
+        }
+        self._open: Part | None = None
+
+    def start_step(self) -> None:
+        self.parts.append({"type": "step-start"})
+        self._open = None
+
+    def apply(self, event: ev.EngineEvent) -> None:
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is not None:
+            handler(event)
+
+    def _append_text(self, kind: str, content: str) -> None:
+        if self._open is None or self._open["type"] != kind:
+            self._open = {"type": kind, "text": ""}
+            self.parts.append(self._open)
+        self._open["text"] += content
+
+    def _on_text_delta(self, event: ev.TextDelta) -> None:
+        self._append_text("text", event.content)
+
+    def _on_reasoning_delta(self, event: ev.ReasoningDelta) -> None:
+        self._append_text("reasoning", event.content)
+
+    def _tool(self, tool_call_id: str, tool_name: str) -> Part:
+        part = self._tools.get(tool_call_id)
+        if part is None:
+            part = {
+                "type": "dynamic-tool",
+                "toolName": tool_name,
+                "toolCallId": tool_call_id,
+                "state": "input-streaming",
+                "input": None,
+            }
+            self._tools[tool_call_id] = part
+            self.parts.append(part)
+            self._open = None
+        return part
+
+    def _on_tool_call_ready(self, event: ev.ToolCallReady) -> None:
+        part = self._tool(event.tool_call_id, event.tool_name)
+        part.update(state="input-available", input=event.args)
+
+    def _on_approval_requested(self, event: ev.ApprovalRequested) -> None:
+        part = self._tool(event.tool_call_id, event.tool_name)
+        part.update(state="approval-requested", approval={"id": event.approval_id})
+
+    def _on_approval_resolved(self, event: ev.ApprovalResolved) -> None:
+        part = self._tool(event.tool_call_id, event.tool_name)
+        approval = dict(part.get("approval") or {})
+        approval.update(approved=event.approved)
+        if event.reason:
+            approval["reason"] = event.reason
+        part.update(state="approval-responded", approval=approval)
+        if not event.approved:
+            part["state"] = "output-denied"
+
+    def _on_tool_result(self, event: ev.ToolResult) -> None:
+        part = self._tool(event.tool_call_id, event.tool_name)
+        part.update(state="output-available", output=event.result)
+
+    def _on_tool_failed(self, event: ev.ToolFailed) -> None:
+        part = self._tool(event.tool_call_id, event.tool_name)
+        part.update(state="output-denied" if event.denied else "output-error")
+        part["errorText"] = event.error
+
+    @property
+    def text(self) -> str:
+        return text_of(self.parts)

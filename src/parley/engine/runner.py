@@ -1,0 +1,379 @@
+"""Runs: generations that live apart from the HTTP connection that started them.
+
+The manager prepares a turn (which commits the user message), then drives the engine in a task of
+its own and publishes every event to the run hub. Clients subscribe and resubscribe at will; only
+``cancel`` stops a run. A run suspended for approval holds no task and no provider connection:
+answering it, from any process and after any restart, continues it from the stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from parley.chat import events as ev
+from parley.chat.ids import new_id
+from parley.chat.usage import TokenUsage
+from parley.config import Settings
+from parley.engine.turn import Engine, PreparedTurn, TurnRequest
+from parley.errors import Conflict, ValidationFailed
+from parley.runs.base import RunHub
+from parley.store.repositories import Store
+from parley.store.tables import Run
+
+log = structlog.get_logger("parley.runs")
+
+
+class RunManager:
+    def __init__(self, *, engine: Engine, hub: RunHub, store: Store, settings: Settings) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.store = store
+        self.settings = settings
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{new_id('proc')[-6:]}"
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._turns: dict[str, PreparedTurn] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.listeners: list[Any] = []
+
+    # starting and driving ----------------------------------------------------------------
+
+    async def start(self, user_id: str, conversation_id: str, request: TurnRequest) -> PreparedTurn:
+        """Validate and commit the turn, then run it in the background. Errors raise here."""
+        turn = await self.engine.prepare(user_id, conversation_id, request)
+        await self.store.set_run(user_id, turn.run_id, owner=self.instance)
+        await self.hub.open(turn.run_id)
+        await self._spawn(turn, resume=False)
+        return turn
+
+    async def _spawn(self, turn: PreparedTurn, *, resume: bool) -> None:
+        run_id = turn.run_id
+        self._turns[run_id] = turn
+
+        async def control(message: dict[str, Any]) -> None:
+            await self._control(run_id, message)
+
+        await self.hub.own(run_id, control)
+        self._tasks[run_id] = asyncio.create_task(self._drive(turn, resume), name=f"run {run_id}")
+        loop = asyncio.get_running_loop()
+        self._timers[run_id] = loop.call_later(self.settings.run_timeout, self._timeout, run_id)
+
+    async def _drive(self, turn: PreparedTurn, resume: bool) -> None:
+        run_id = turn.run_id
+        try:
+            async for event in self.engine.run(turn, resume=resume):
+                await self.hub.publish(run_id, event)
+                for listener in self.listeners:
+                    listener(turn, event)
+        except Exception:
+            log.exception("run_driver_failed", run_id=run_id)
+            failure = ev.RunFailed(
+                message_id=turn.message_id, code="ERR_INTERNAL", message="the run failed"
+            )
+            await self.hub.publish(run_id, failure)
+        finally:
+            self._forget(run_id)
+            await self.hub.disown(run_id)
+        if not await self.hub.is_finished(run_id):
+            self._schedule_expiry(turn.user_id, run_id, self.settings.approval_timeout)
+
+    def _forget(self, run_id: str) -> None:
+        self._tasks.pop(run_id, None)
+        self._turns.pop(run_id, None)
+        timer = self._timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _timeout(self, run_id: str) -> None:
+        turn = self._turns.get(run_id)
+        task = self._tasks.get(run_id)
+        if turn is not None and task is not None:
+            turn.cancel_reason = "timeout"
+            task.cancel()
+
+    async def _control(self, run_id: str, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "cancel":
+            turn, task = self._turns.get(run_id), self._tasks.get(run_id)
+            if turn is not None and task is not None:
+                turn.cancel_reason = "cancel"
+                task.cancel()
+        elif kind == "elicitation":
+            answer = {"action": message["action"], "content": message.get("content")}
+            self.engine.tools.waiters.resolve(message["elicitation_id"], answer)
+
+    async def wait(self, run_id: str) -> None:
+        """Wait for this process's task of ``run_id`` to end (tests and shutdown)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    # subscribing -------------------------------------------------------------------------
+
+    async def events(
+        self, user_id: str, run_id: str, after: int = 0
+    ) -> AsyncIterator[tuple[int, ev.EngineEvent]]:
+        """The run's events after ``after``; a finished run the hub forgot is told from the store."""
+        run = await self.store.get_run(user_id, run_id)
+        if await self.hub.exists(run_id):
+            async for item in self.hub.subscribe(run_id, after):
+                yield item
+            return
+        if run.status in ("running", "awaiting"):
+            await self.hub.open(run_id)
+            async for item in self.hub.subscribe(run_id, after):
+                yield item
+            return
+        for item in await self._replay_from_store(user_id, run):
+            if item[0] > after:
+                yield item
+
+    async def _replay_from_store(self, user_id: str, run: Run) -> list[tuple[int, ev.EngineEvent]]:
+        message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
+        events: list[ev.EngineEvent] = [
+            ev.RunStarted(
+                run_id=run.id,
+                conversation_id=run.conversation_id,
+                user_message_id=run.user_message_id,
+                message_id=run.message_id,
+                model=run.model or "",
+            )
+        ]
+        if message.text:
+            events.append(ev.TextDelta(content=message.text))
+        if message.status == "error" and message.error:
+            events.append(ev.RunFailed(message_id=message.id, **message.error))
+        else:
+            reason = "cancelled" if message.status in ("cancelled", "interrupted") else "stop"
+            events.append(
+                ev.RunFinished(
+                    message_id=message.id,
+                    finish_reason=reason,  # type: ignore[arg-type]
+                    prompt_tokens=message.prompt_tokens,
+                    completion_tokens=message.completion_tokens,
+                )
+            )
+        return list(enumerate(events, start=1))
+
+    # cancelling --------------------------------------------------------------------------
+
+    async def cancel(self, user_id: str, run_id: str) -> str:
+        """Stop a run. The partial reply is kept as ``cancelled``. Returns the run's status."""
+        run = await self.store.get_run(user_id, run_id)
+        if run.status == "running":
+            if await self.hub.send_control(run_id, {"type": "cancel"}):
+                await self._await_local(run_id)
+                return "cancelled"
+            return run.status
+        if run.status == "awaiting":
+            await self._cancel_suspended(user_id, run)
+            return "cancelled"
+        return run.status
+
+    async def _await_local(self, run_id: str) -> None:
+        task = self._tasks.get(run_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(task)
+
+    async def _cancel_suspended(self, user_id: str, run: Run) -> None:
+        claimed = await self._claim(user_id, run.id, to="cancelled")
+        if not claimed:
+            raise Conflict("the run is no longer waiting")
+        for pending in await self.store.pending_for_run(user_id, run.id):
+            await self.store.answer_pending(user_id, pending.id, "cancelled", {"action": "cancel"})
+        message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
+        await self.store.finish_turn(
+            user_id,
+            run_id=run.id,
+            message_id=run.message_id,
+            conversation_id=run.conversation_id,
+            status="cancelled",
+            parts=message.parts,
+            usage=TokenUsage(),
+            run_status="cancelled",
+        )
+        await self.hub.open(run.id)
+        await self.hub.publish(
+            run.id, ev.RunFinished(message_id=run.message_id, finish_reason="cancelled")
+        )
+
+    async def _claim(self, user_id: str, run_id: str, *, to: str) -> bool:
+        """Move a suspended run out of ``awaiting`` exactly once, whichever process asks."""
+        from sqlalchemy import update
+
+        async with self.store.sessions() as session, session.begin():
+            result = await session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.user_id == user_id, Run.status == "awaiting")
+                .values(status=to, owner=self.instance)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    # approvals and elicitations ----------------------------------------------------------
+
+    async def answer_approval(
+        self,
+        user_id: str,
+        run_id: str,
+        tool_call_id: str,
+        *,
+        approved: bool,
+        reason: str | None = None,
+        remember: str | None = None,
+    ) -> None:
+        await self.store.get_run(user_id, run_id)
+        pending = await self.store.get_pending(user_id, run_id, "approval", tool_call_id)
+        answer = {"approved": approved, "reason": reason, "by": user_id}
+        status = "approved" if approved else "denied"
+        if not await self.store.answer_pending(user_id, pending.id, status, answer):
+            raise Conflict("this tool call was already answered")
+        if remember and approved:
+            await self._remember(user_id, pending.payload["tool_name"], remember)
+        await self.resume_if_ready(user_id, run_id)
+
+    async def _remember(self, user_id: str, tool_name: str, scope: str) -> None:
+        if scope == "tool":
+            await self.store.add_rule(user_id, "tool", tool_name)
+            return
+        tool = self.engine.tools.registry.get(tool_name)
+        if tool is None or tool.server is None:
+            raise ValidationFailed("this tool belongs to no server; remember it as 'tool'")
+        await self.store.add_rule(user_id, "server", tool.server)
+
+    async def resume_if_ready(self, user_id: str, run_id: str) -> bool:
+        """Continue a suspended run once none of its approvals is still open."""
+        pendings = await self.store.pending_for_run(user_id, run_id)
+        if any(p.kind == "approval" and p.status == "pending" for p in pendings):
+            return False
+        if not await self._claim(user_id, run_id, to="running"):
+            return False
+        turn = await self._rebuild(user_id, run_id)
+        await self.hub.open(run_id)
+        await self._spawn(turn, resume=True)
+        return True
+
+    async def _rebuild(self, user_id: str, run_id: str) -> PreparedTurn:
+        run = await self.store.get_run(user_id, run_id)
+        state = run.state
+        message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
+        history = await self.store.branch(user_id, run.conversation_id, leaf_id=message.parent_id)
+        await self.store.begin_turn_continue(user_id, run.conversation_id, message.id)
+        return PreparedTurn(
+            run_id=run.id,
+            user_id=user_id,
+            conversation_id=run.conversation_id,
+            user_message_id=run.user_message_id,
+            message_id=run.message_id,
+            model=self.engine.providers.resolve(state.get("model")),
+            temperature=state.get("temperature"),
+            max_tokens=state.get("max_tokens"),
+            system=state.get("system"),
+            history=history,
+            tools=self.engine.tools.toolset_from_state(state.get("tools") or {}),
+            max_steps=int(state.get("max_steps", self.settings.max_steps)),
+            parts=list(message.parts),
+            step=int(state.get("step", 0)),
+        )
+
+    async def answer_elicitation(
+        self,
+        user_id: str,
+        run_id: str,
+        elicitation_id: str,
+        *,
+        action: str,
+        content: dict[str, Any] | None,
+    ) -> None:
+        await self.store.get_run(user_id, run_id)
+        pending = await self.store.get_pending(user_id, run_id, "elicitation", elicitation_id)
+        if pending.status != "pending":
+            raise Conflict("this question was already answered")
+        if action == "accept":
+            _check_form(pending.payload.get("schema") or {}, content)
+        answer = {"action": action, "content": content if action == "accept" else None}
+        if not await self.store.answer_pending(user_id, pending.id, action, answer):
+            raise Conflict("this question was already answered")
+        message = {"type": "elicitation", "elicitation_id": elicitation_id, **answer}
+        if not await self.hub.send_control(run_id, message):
+            raise Conflict("the tool that asked this is no longer running")
+
+    # expiry and start-up -----------------------------------------------------------------
+
+    def _schedule_expiry(self, user_id: str, run_id: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            task = asyncio.ensure_future(self.expire(user_id, run_id))
+            task.add_done_callback(_log_failure)
+
+        self._timers[f"expiry:{run_id}"] = loop.call_later(max(0.0, delay), fire)
+
+    async def expire(self, user_id: str, run_id: str) -> None:
+        """Deny every approval of ``run_id`` that is past its time, then continue the run."""
+        now = datetime.now(UTC)
+        for pending in await self.store.pending_for_run(user_id, run_id):
+            if pending.status == "pending" and pending.expires_at <= now:
+                await self.store.answer_pending(
+                    user_id, pending.id, "expired", {"approved": False, "reason": "timed out"}
+                )
+        await self.resume_if_ready(user_id, run_id)
+
+    async def recover(self) -> int:
+        """At start-up: interrupt dead streams; re-arm the timers of runs awaiting a person."""
+        count = await self.store.mark_interrupted()
+        from sqlalchemy import select
+
+        async with self.store.sessions() as session:
+            rows = (
+                await session.execute(select(Run.id, Run.user_id).where(Run.status == "awaiting"))
+            ).all()
+        now = datetime.now(UTC)
+        for run_id, user_id in rows:
+            pendings = await self.store.pending_for_run(user_id, run_id)
+            open_ = [p.expires_at for p in pendings if p.status == "pending"]
+            delay = (min(open_) - now).total_seconds() if open_ else 0.0
+            self._schedule_expiry(user_id, run_id, delay)
+        return count
+
+    async def aclose(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks.values())
+        for run_id, turn in list(self._turns.items()):
+            turn.cancel_reason = "shutdown"
+            task = self._tasks.get(run_id)
+            if task is not None:
+                task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def local_run_ids(self) -> list[str]:
+        return list(self._tasks)
+
+
+def _check_form(schema: dict[str, Any], content: dict[str, Any] | None) -> None:
+    import jsonschema
+
+    if content is None:
+        raise ValidationFailed("accept needs content", status=422)
+    try:
+        jsonschema.validate(content, schema)
+    except jsonschema.ValidationError as exc:
+        raise ValidationFailed(
+            f"content does not match the form: {exc.message}", status=422
+        ) from exc
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("expiry_failed", error=str(task.exception()))

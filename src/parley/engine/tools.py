@@ -1,0 +1,409 @@
+"""Running the tools a model asked for: validation, approval, parallel calls, timeouts, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import structlog
+
+from parley.chat import events as ev
+from parley.chat.ids import new_id
+from parley.chat.messages import PartsBuilder
+from parley.config import ProfileConfig, Settings
+from parley.engine.history import DENIED
+from parley.engine.waiters import Waiters
+from parley.providers.base import ToolSpec
+from parley.store.repositories import Store
+from parley.store.tables import PendingInput, ToolCall, utcnow
+from parley.tools.base import Tool, ToolContext, ToolOutput
+from parley.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from parley.engine.turn import PreparedTurn
+
+log = structlog.get_logger("parley.tools")
+_DONE = object()
+
+
+@dataclass
+class ToolSet:
+    """The tools one run may call, and its approval policy."""
+
+    tools: dict[str, Tool] = field(default_factory=dict)
+    approve_all: bool = False
+    patterns: list[str] = field(default_factory=list)
+    servers: list[str] | None = None
+
+    def specs(self) -> list[ToolSpec]:
+        return [
+            ToolSpec(name=t.name, description=t.description, parameters=t.input_schema)
+            for t in self.tools.values()
+        ]
+
+    def state(self) -> dict[str, Any]:
+        return {"patterns": self.patterns, "servers": self.servers, "approve_all": self.approve_all}
+
+
+class ToolRunner:
+    """Chooses tools for a run and executes the calls of one model step."""
+
+    def __init__(self, settings: Settings, store: Store, registry: ToolRegistry) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.waiters = Waiters()
+
+    def toolset(
+        self,
+        profile: ProfileConfig | None,
+        servers: Sequence[str] | None,
+        approve_all: bool,
+        user_id: str,
+    ) -> ToolSet:
+        patterns = list(profile.tools) if profile else ["*"]
+        chosen = self.registry.select(patterns, servers=servers)
+        return ToolSet(
+            tools={t.name: t for t in chosen},
+            approve_all=approve_all,
+            patterns=patterns,
+            servers=list(servers) if servers is not None else None,
+        )
+
+    def toolset_from_state(self, state: dict[str, Any]) -> ToolSet:
+        chosen = self.registry.select(state.get("patterns") or ["*"], servers=state.get("servers"))
+        return ToolSet(
+            tools={t.name: t for t in chosen},
+            approve_all=bool(state.get("approve_all")),
+            patterns=state.get("patterns") or ["*"],
+            servers=state.get("servers"),
+        )
+
+    # one step's calls --------------------------------------------------------------------
+
+    async def execute(
+        self, turn: PreparedTurn, builder: PartsBuilder, calls: list[ev.ToolCallReady]
+    ) -> AsyncIterator[ev.EngineEvent]:
+        """Run the step's calls concurrently; calls that need approval are parked instead."""
+        rules = await self._rules(turn.user_id)
+        runnable: list[tuple[ev.ToolCallReady, Tool]] = []
+        for call in calls:
+            tool = turn.tools.tools.get(call.tool_name)
+            problem = self._problem(call, tool)
+            if problem is not None or tool is None:
+                await self._audit_rejected(turn, call, tool, problem or "unknown tool")
+                yield ev.ToolFailed(
+                    tool_call_id=call.tool_call_id, tool_name=call.tool_name, error=problem or ""
+                )
+            elif self._needs_approval(tool, turn.tools, rules):
+                yield await self._park(turn, call, tool)
+            else:
+                runnable.append((call, tool))
+        async for event in self._run_all(turn, runnable, approved_by=None):
+            yield event
+
+    async def resume(
+        self, turn: PreparedTurn, builder: PartsBuilder
+    ) -> AsyncIterator[ev.EngineEvent]:
+        """After the person answered: run the approved calls, tell the model about denials."""
+        approved: list[tuple[ev.ToolCallReady, Tool]] = []
+        for pending in await self.store.pending_for_run(turn.user_id, turn.run_id):
+            if pending.kind != "approval" or pending.payload.get("resumed"):
+                continue
+            event, runnable = await self._resolution(turn, pending)
+            yield event
+            if runnable is not None:
+                approved.append(runnable)
+            elif isinstance(event, ev.ApprovalResolved):
+                yield ev.ToolFailed(
+                    tool_call_id=event.tool_call_id,
+                    tool_name=event.tool_name,
+                    error=_denial_text(event.reason),
+                    denied=True,
+                )
+        async for event in self._run_all(turn, approved, approved_by=turn.user_id):
+            yield event
+
+    async def _resolution(
+        self, turn: PreparedTurn, pending: PendingInput
+    ) -> tuple[ev.EngineEvent, tuple[ev.ToolCallReady, Tool] | None]:
+        payload = pending.payload
+        answer = pending.answer or {}
+        approved = pending.status == "approved"
+        reason = answer.get("reason") or ("timed out" if pending.status == "expired" else None)
+        await self.store.answer_pending(turn.user_id, pending.id, pending.status, answer)
+        pending.payload = {**payload, "resumed": True}
+        await self._mark_resumed(turn.user_id, pending)
+        status = "approved" if approved else "denied"
+        await self.store.update_tool_call(
+            turn.user_id, payload["audit_id"], status=status, approved_by=turn.user_id
+        )
+        event = ev.ApprovalResolved(
+            tool_call_id=pending.tool_call_id or "",
+            tool_name=payload["tool_name"],
+            approved=approved,
+            reason=reason,
+            by=turn.user_id,
+        )
+        tool = turn.tools.tools.get(payload["tool_name"]) or self.registry.get(payload["tool_name"])
+        if not approved or tool is None:
+            return event, None
+        call = ev.ToolCallReady(
+            tool_call_id=pending.tool_call_id or "",
+            tool_name=payload["tool_name"],
+            args=payload["args"],
+        )
+        return event, (call, tool)
+
+    async def _mark_resumed(self, user_id: str, pending: PendingInput) -> None:
+        from sqlalchemy import update
+
+        async with self.store.sessions() as session, session.begin():
+            await session.execute(
+                update(PendingInput)
+                .where(PendingInput.id == pending.id, PendingInput.user_id == user_id)
+                .values(payload=pending.payload)
+            )
+
+    # helpers -----------------------------------------------------------------------------
+
+    def _problem(self, call: ev.ToolCallReady, tool: Tool | None) -> str | None:
+        if tool is None:
+            return f"unknown tool {call.tool_name!r}"
+        if "__invalid_json__" in call.args:
+            return "the arguments are not valid JSON"
+        validator = jsonschema.Draft202012Validator(tool.input_schema)
+        problems = [e.message for e in validator.iter_errors(call.args)]
+        if problems:
+            return "invalid arguments: " + "; ".join(problems[:5])
+        return None
+
+    def _needs_approval(self, tool: Tool, toolset: ToolSet, rules: set[tuple[str, str]]) -> bool:
+        if ("tool", tool.name) in rules or (tool.server and ("server", tool.server) in rules):
+            return False
+        if toolset.approve_all or self.settings.approvals == "all":
+            return True
+        return self.settings.approvals == "policy" and tool.requires_approval
+
+    async def _rules(self, user_id: str) -> set[tuple[str, str]]:
+        return {(r.scope, r.name) for r in await self.store.list_rules(user_id)}
+
+    async def _park(self, turn: PreparedTurn, call: ev.ToolCallReady, tool: Tool) -> ev.EngineEvent:
+        audit = self._audit_row(turn, call, tool, status="requires_approval")
+        await self.store.record_tool_call(audit)
+        expires = utcnow() + timedelta(seconds=self.settings.approval_timeout)
+        pending = PendingInput(
+            id=new_id("appr"),
+            kind="approval",
+            run_id=turn.run_id,
+            user_id=turn.user_id,
+            conversation_id=turn.conversation_id,
+            tool_call_id=call.tool_call_id,
+            payload={"tool_name": tool.name, "args": call.args, "audit_id": audit.id},
+            status="pending",
+            expires_at=expires,
+        )
+        await self.store.add_pending(pending)
+        return ev.ApprovalRequested(
+            tool_call_id=call.tool_call_id,
+            tool_name=tool.name,
+            args=call.args,
+            approval_id=pending.id,
+            expires_at=expires.isoformat(),
+        )
+
+    def _audit_row(
+        self, turn: PreparedTurn, call: ev.ToolCallReady, tool: Tool | None, *, status: str
+    ) -> ToolCall:
+        return ToolCall(
+            id=new_id("tc"),
+            tool_call_id=call.tool_call_id,
+            run_id=turn.run_id,
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            user_id=turn.user_id,
+            tool_name=call.tool_name,
+            server=tool.server if tool else None,
+            arguments=call.args,
+            status=status,
+            read_only=tool.read_only if tool else True,
+            created_at=utcnow(),
+        )
+
+    async def _audit_rejected(
+        self, turn: PreparedTurn, call: ev.ToolCallReady, tool: Tool | None, problem: str
+    ) -> None:
+        row = self._audit_row(turn, call, tool, status="failed")
+        row.error = problem
+        row.read_only = True
+        row.started_at = row.finished_at = utcnow()
+        await self.store.record_tool_call(row)
+
+    async def _run_all(
+        self,
+        turn: PreparedTurn,
+        calls: list[tuple[ev.ToolCallReady, Tool]],
+        *,
+        approved_by: str | None,
+    ) -> AsyncIterator[ev.EngineEvent]:
+        if not calls:
+            return
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        tasks = [
+            asyncio.create_task(self._run_one(turn, call, tool, queue, approved_by))
+            for call, tool in calls
+        ]
+        remaining = len(tasks)
+        try:
+            while remaining:
+                item = await queue.get()
+                if item is _DONE:
+                    remaining -= 1
+                else:
+                    yield item  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_one(
+        self,
+        turn: PreparedTurn,
+        call: ev.ToolCallReady,
+        tool: Tool,
+        queue: asyncio.Queue[object],
+        approved_by: str | None,
+    ) -> None:
+        audit = self._audit_row(turn, call, tool, status="running")
+        audit.started_at = utcnow()
+        audit.approved_by = approved_by
+        try:
+            await self.store.record_tool_call(audit)
+            context = self._context(turn, call, tool, queue)
+            event, values = await self._invoke(tool, call, context)
+            await self.store.update_tool_call(
+                turn.user_id, audit.id, finished_at=utcnow(), **values
+            )
+            queue.put_nowait(event)
+        finally:
+            queue.put_nowait(_DONE)
+
+    async def _invoke(
+        self, tool: Tool, call: ev.ToolCallReady, context: ToolContext
+    ) -> tuple[ev.EngineEvent, dict[str, Any]]:
+        name, ident = call.tool_name, call.tool_call_id
+        try:
+            async with asyncio.timeout(self.settings.tool_timeout):
+                output: ToolOutput = await tool.call(dict(call.args), context)
+        except TimeoutError:
+            error = f"the tool did not answer within {self.settings.tool_timeout:g} seconds"
+            return ev.ToolFailed(tool_call_id=ident, tool_name=name, error=error), {
+                "status": "timed_out",
+                "error": error,
+            }
+        except Exception as exc:
+            log.warning("tool_failed", tool=name, error=str(exc))
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return ev.ToolFailed(tool_call_id=ident, tool_name=name, error=error), {
+                "status": "failed",
+                "error": error,
+            }
+        if output.is_error:
+            error = output.content if isinstance(output.content, str) else str(output.content)
+            return ev.ToolFailed(tool_call_id=ident, tool_name=name, error=error), {
+                "status": "failed",
+                "error": error,
+                "result": output.content,
+            }
+        return ev.ToolResult(tool_call_id=ident, tool_name=name, result=output.content), {
+            "status": "succeeded",
+            "result": output.content,
+        }
+
+    def _context(
+        self,
+        turn: PreparedTurn,
+        call: ev.ToolCallReady,
+        tool: Tool,
+        queue: asyncio.Queue[object],
+    ) -> ToolContext:
+        async def progress(message: str, value: float | None, total: float | None) -> None:
+            queue.put_nowait(
+                ev.ToolProgress(
+                    tool_call_id=call.tool_call_id,
+                    tool_name=call.tool_name,
+                    message=message,
+                    progress=value,
+                    total=total,
+                )
+            )
+
+        async def elicit(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+            return await self._elicit(turn, call, tool, queue, message, schema)
+
+        return ToolContext(
+            user_id=turn.user_id,
+            run_id=turn.run_id,
+            conversation_id=turn.conversation_id,
+            tool_call_id=call.tool_call_id,
+            elicit=elicit,
+            progress=progress,
+        )
+
+    async def _elicit(
+        self,
+        turn: PreparedTurn,
+        call: ev.ToolCallReady,
+        tool: Tool,
+        queue: asyncio.Queue[object],
+        message: str,
+        schema: dict[str, Any],
+    ) -> tuple[str, dict[str, Any] | None]:
+        """A server asked the person something: store it, show it, wait for the answer."""
+        expires = utcnow() + timedelta(seconds=self.settings.approval_timeout)
+        pending = PendingInput(
+            id=new_id("elic"),
+            kind="elicitation",
+            run_id=turn.run_id,
+            user_id=turn.user_id,
+            conversation_id=turn.conversation_id,
+            tool_call_id=call.tool_call_id,
+            payload={"message": message, "schema": schema, "server": tool.server or tool.name},
+            status="pending",
+            expires_at=expires,
+        )
+        waiter = self.waiters.expect(pending.id)
+        await self.store.add_pending(pending)
+        queue.put_nowait(
+            ev.ElicitationRequested(
+                elicitation_id=pending.id,
+                tool_call_id=call.tool_call_id,
+                server=tool.server or tool.name,
+                message=message,
+                requested_schema=schema,
+                expires_at=expires.isoformat(),
+            )
+        )
+        try:
+            async with asyncio.timeout(self.settings.approval_timeout):
+                answer = await waiter
+        except TimeoutError:
+            await self.store.answer_pending(
+                turn.user_id, pending.id, "expired", {"action": "cancel"}
+            )
+            answer = {"action": "cancel"}
+        finally:
+            self.waiters.forget(pending.id)
+        action = answer.get("action", "cancel")
+        queue.put_nowait(ev.ElicitationResolved(elicitation_id=pending.id, action=action))
+        return action, answer.get("content")
+
+
+def _denial_text(reason: str | None) -> str:
+    return f"{DENIED} Reason: {reason}" if reason else DENIED

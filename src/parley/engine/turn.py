@@ -1,0 +1,475 @@
+"""``Engine.prepare`` + ``Engine.run``: one user message becomes a stream of engine events.
+
+``prepare`` validates the request and commits the user message, the streaming assistant message
+and the run in one transaction, before any model is called. ``run`` is the tool loop: call the
+model, run the tools it asks for (in parallel), feed the results back, up to ``max_steps``. A tool
+that needs approval suspends the run: its state is stored, the generator ends without a terminal
+event, and :meth:`Engine.run` is called again with ``resume=True`` once the person answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from parley.chat import events as ev
+from parley.chat.ids import new_id
+from parley.chat.messages import Part, PartsBuilder
+from parley.chat.usage import TokenUsage
+from parley.config import ProfileConfig, Settings
+from parley.engine.history import to_chat
+from parley.engine.tools import ToolRunner, ToolSet
+from parley.errors import ParleyError, ValidationFailed
+from parley.providers.base import (
+    ChatMessage,
+    FinishChunk,
+    ProviderRequest,
+    QueueChunk,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallChunk,
+    UsageChunk,
+)
+from parley.providers.registry import ProviderRegistry, ResolvedModel
+from parley.store.repositories import Store
+from parley.store.tables import Message
+
+log = structlog.get_logger("parley.engine")
+
+Mode = Literal["send", "regenerate", "edit", "continue"]
+BUILTIN_PROFILES = {
+    "generalist": ProfileConfig(
+        system_prompt="You are a helpful assistant.", tools=["*"], description="every tool"
+    ),
+    "todo": ProfileConfig(
+        system_prompt=(
+            "You are a task assistant. Use the todo tools to add, list, update, complete and "
+            "delete the user's tasks. Confirm what you did in one short sentence."
+        ),
+        tools=["add_task", "list_tasks", "update_task", "complete_task", "delete_task", "todo__*"],
+        description="the todo tools and a task-assistant prompt",
+    ),
+}
+
+
+@dataclass
+class TurnRequest:
+    """What a door asks the engine for; every door builds one of these."""
+
+    content: str | None = None
+    parts: list[Part] = field(default_factory=list)
+    mode: Mode = "send"
+    parent_id: str | None = None
+    target_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    profile: str | None = None
+    servers: list[str] | None = None
+    approve_all: bool = False
+    external_tools: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class PreparedTurn:
+    run_id: str
+    user_id: str
+    conversation_id: str
+    user_message_id: str | None
+    message_id: str
+    model: ResolvedModel
+    temperature: float | None
+    max_tokens: int | None
+    system: str | None
+    history: list[Message]
+    tools: ToolSet
+    max_steps: int
+    side_effects: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+    step: int = 0
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cancel_reason: str | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        providers: ProviderRegistry,
+        tools: ToolRunner,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.tools = tools
+
+    # prepare ----------------------------------------------------------------------------
+
+    def profile(self, name: str | None) -> ProfileConfig | None:
+        if name is None:
+            return None
+        profile = self.settings.profiles.get(name) or BUILTIN_PROFILES.get(name)
+        if profile is None:
+            raise ValidationFailed(f"unknown profile {name!r}")
+        return profile
+
+    async def prepare(
+        self, user_id: str, conversation_id: str, request: TurnRequest
+    ) -> PreparedTurn:
+        convo = await self.store.get_conversation(user_id, conversation_id)
+        profile = self.profile(request.profile or convo.profile)
+        model = self._model(request, convo.model, convo.provider, profile)
+        if request.parts and not model.provider.supports_images and _has_images(request.parts):
+            raise ValidationFailed(f"the model {model.ref} cannot take image attachments")
+        parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)
+        history = await self.store.branch(user_id, conversation_id, leaf_id=parent_id)
+        side_effects = await self._side_effects(user_id, conversation_id, side_ids)
+        run_id = new_id("run")
+        title = _title_from(user_parts) if user_parts else None
+        user_message, assistant = await self.store.begin_turn(
+            user_id,
+            conversation_id,
+            user_parts=user_parts,
+            parent_id=parent_id,
+            model=model.ref,
+            run_id=run_id,
+            title=title,
+        )
+        if user_message is not None:
+            history.append(user_message)
+        return PreparedTurn(
+            run_id=run_id,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            user_message_id=user_message.id if user_message else None,
+            message_id=assistant.id,
+            model=model,
+            temperature=request.temperature
+            if request.temperature is not None
+            else convo.temperature,
+            max_tokens=request.max_tokens,
+            system=convo.system or (profile.system_prompt if profile else None),
+            history=history,
+            tools=self.tools.toolset(profile, request.servers, request.approve_all, user_id),
+            max_steps=profile.max_steps if profile else self.settings.max_steps,
+            side_effects=side_effects,
+        )
+
+    def _model(
+        self,
+        request: TurnRequest,
+        convo_model: str | None,
+        convo_provider: str | None,
+        profile: ProfileConfig | None,
+    ) -> ResolvedModel:
+        if request.model or request.provider:
+            return self.providers.resolve(request.model, request.provider)
+        if convo_model or convo_provider:
+            return self.providers.resolve(convo_model, convo_provider)
+        return self.providers.resolve(profile.model if profile else None)
+
+    async def _branch_point(
+        self, user_id: str, convo: Any, request: TurnRequest
+    ) -> tuple[str | None, list[Part] | None, list[str]]:
+        """Where the new messages attach, the user message parts, and the messages replaced."""
+        if request.mode == "send":
+            parts = _user_parts(request)
+            parent = request.parent_id or convo.active_leaf_id
+            if request.parent_id:
+                await self.store.get_message(user_id, convo.id, request.parent_id)
+            return parent, parts, []
+        if request.target_id is None:
+            raise ValidationFailed("a message id is required")
+        target = await self.store.get_message(user_id, convo.id, request.target_id)
+        replaced = await self._tail_from(user_id, convo, target.id)
+        if request.mode == "regenerate":
+            if target.role != "assistant":
+                raise ValidationFailed("only an assistant message can be regenerated")
+            return target.parent_id, None, replaced
+        if target.role != "user":
+            raise ValidationFailed("only a user message can be edited")
+        return target.parent_id, _user_parts(request), replaced
+
+    async def _tail_from(self, user_id: str, convo: Any, message_id: str) -> list[str]:
+        """Ids of the active branch from ``message_id`` down to the leaf."""
+        branch = await self.store.branch(user_id, convo.id, leaf_id=convo.active_leaf_id)
+        ids = [m.id for m in branch]
+        return ids[ids.index(message_id) :] if message_id in ids else [message_id]
+
+    async def _side_effects(
+        self, user_id: str, conversation_id: str, message_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        calls = await self.store.side_effects_after(user_id, conversation_id, message_ids)
+        return [side_effect(c) for c in calls]
+
+    # run ---------------------------------------------------------------------------------
+
+    async def run(
+        self, turn: PreparedTurn, *, resume: bool = False
+    ) -> AsyncIterator[ev.EngineEvent]:
+        """The tool loop. Ends with ``RunFinished``/``RunFailed``, or silently when suspended."""
+        builder = PartsBuilder(turn.parts)
+        saver = _Checkpointer(self.store, turn, self.settings.checkpoint_interval)
+        try:
+            if not resume:
+                yield ev.RunStarted(
+                    run_id=turn.run_id,
+                    conversation_id=turn.conversation_id,
+                    user_message_id=turn.user_message_id,
+                    message_id=turn.message_id,
+                    model=turn.model.ref,
+                    side_effects=turn.side_effects,
+                )
+            else:
+                async for event in self.tools.resume(turn, builder):
+                    yield event
+            finish: str = "stop"
+            while turn.step < turn.max_steps:
+                turn.step += 1
+                builder.start_step()
+                calls: list[ev.ToolCallReady] = []
+                async for event in self._model_step(turn, builder, calls):
+                    builder.apply(event)
+                    yield event
+                    await saver.maybe(builder.parts)
+                if not calls:
+                    finish = "stop" if finish != "length" else finish
+                    break
+                waiting: list[str] = []
+                async for event in self.tools.execute(turn, builder, calls):
+                    if isinstance(event, ev.ApprovalRequested):
+                        waiting.append(event.tool_call_id)
+                    builder.apply(event)
+                    yield event
+                if waiting:
+                    await self._suspend(turn, builder)
+                    yield ev.RunSuspended(message_id=turn.message_id, waiting_for=waiting)
+                    return
+            else:
+                finish = "length"
+            await self._finish(turn, builder, "complete")
+            yield self._finished(turn, finish)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            async for event in self._on_cancel(turn, builder):
+                yield event
+        except ParleyError as exc:
+            await self._finish(turn, builder, "error", exc.to_dict())
+            yield ev.RunFailed(message_id=turn.message_id, code=exc.code, message=exc.message)
+        except Exception as exc:
+            log.exception("run_crashed", run_id=turn.run_id)
+            error = {"code": "ERR_INTERNAL", "message": "the run failed unexpectedly"}
+            with contextlib.suppress(Exception):
+                await self._finish(turn, builder, "error", error)
+            yield ev.RunFailed(message_id=turn.message_id, **error)
+            del exc
+
+    async def _on_cancel(
+        self, turn: PreparedTurn, builder: PartsBuilder
+    ) -> AsyncIterator[ev.EngineEvent]:
+        if turn.cancel_reason == "timeout":
+            error = {"code": "ERR_TIMEOUT", "message": "the run took longer than allowed"}
+            await self._finish(turn, builder, "error", error)
+            yield ev.RunFailed(message_id=turn.message_id, **error)
+            return
+        status = "interrupted" if turn.cancel_reason == "shutdown" else "cancelled"
+        await self._finish(turn, builder, status)
+        yield self._finished(turn, "cancelled")
+
+    def _finished(self, turn: PreparedTurn, reason: str) -> ev.RunFinished:
+        return ev.RunFinished(
+            message_id=turn.message_id,
+            finish_reason=reason,  # type: ignore[arg-type]
+            prompt_tokens=turn.usage.prompt_tokens,
+            completion_tokens=turn.usage.completion_tokens,
+        )
+
+    async def _model_step(
+        self, turn: PreparedTurn, builder: PartsBuilder, calls: list[ev.ToolCallReady]
+    ) -> AsyncIterator[ev.EngineEvent]:
+        request = ProviderRequest(
+            model=turn.model.model,
+            messages=self._messages(turn, builder),
+            tools=turn.tools.specs(),
+            temperature=turn.temperature,
+            max_tokens=turn.max_tokens,
+        )
+        assembler = _ToolCallAssembler()
+        finish = "stop"
+        stream = turn.model.provider.stream(request)
+        try:
+            async for chunk in stream:
+                if isinstance(chunk, TextChunk):
+                    if chunk.text:
+                        yield ev.TextDelta(content=chunk.text)
+                elif isinstance(chunk, ReasoningChunk):
+                    if chunk.text:
+                        yield ev.ReasoningDelta(content=chunk.text)
+                elif isinstance(chunk, ToolCallChunk):
+                    for event in assembler.add(chunk):
+                        yield event
+                elif isinstance(chunk, UsageChunk):
+                    step_usage = TokenUsage(
+                        prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
+                    )
+                    turn.usage = turn.usage + step_usage
+                    yield ev.Usage(
+                        prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
+                    )
+                elif isinstance(chunk, FinishChunk):
+                    finish = chunk.reason
+                elif isinstance(chunk, QueueChunk):
+                    yield ev.ToolProgress(
+                        tool_call_id="",
+                        tool_name="",
+                        message=f"waiting for the model: position {chunk.position} in the queue",
+                    )
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        for ready in assembler.finish():
+            calls.append(ready)
+            yield ready
+        yield ev.StepFinished(step=turn.step, finish_reason=finish)
+
+    def _messages(self, turn: PreparedTurn, builder: PartsBuilder) -> list[ChatMessage]:
+        limit = self.settings.tool_result_max_chars
+        messages = to_chat(turn.history, system=turn.system, max_result_chars=limit)
+        current = Message(role="assistant", parts=builder.parts)
+        messages.extend(to_chat([current], system=None, max_result_chars=limit))
+        return messages
+
+    async def _suspend(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
+        state = {"step": turn.step, "max_steps": turn.max_steps, "model": turn.model.ref}
+        state.update(temperature=turn.temperature, max_tokens=turn.max_tokens, system=turn.system)
+        state.update(tools=turn.tools.state())
+        await self.store.finish_turn(
+            turn.user_id,
+            run_id=turn.run_id,
+            message_id=turn.message_id,
+            conversation_id=turn.conversation_id,
+            status="awaiting",
+            parts=builder.parts,
+            usage=turn.usage,
+            run_status="awaiting",
+            run_state=state,
+        )
+        turn.usage = TokenUsage()
+
+    async def _finish(
+        self,
+        turn: PreparedTurn,
+        builder: PartsBuilder,
+        status: str,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        await asyncio.shield(
+            self.store.finish_turn(
+                turn.user_id,
+                run_id=turn.run_id,
+                message_id=turn.message_id,
+                conversation_id=turn.conversation_id,
+                status=status,
+                parts=builder.parts,
+                usage=turn.usage,
+                error=error,
+            )
+        )
+
+
+class _ToolCallAssembler:
+    """Joins tool-call fragments by index into ready calls with parsed arguments."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, chunk: ToolCallChunk) -> list[ev.EngineEvent]:
+        out: list[ev.EngineEvent] = []
+        call = self._calls.get(chunk.index)
+        if call is None:
+            call = {"id": chunk.id or new_id("call"), "name": chunk.name or "", "args": ""}
+            self._calls[chunk.index] = call
+            out.append(ev.ToolCallStarted(tool_call_id=call["id"], tool_name=call["name"]))
+        elif chunk.name and not call["name"]:
+            call["name"] = chunk.name
+        if chunk.arguments:
+            call["args"] += chunk.arguments
+            out.append(ev.ToolCallArgsDelta(tool_call_id=call["id"], delta=chunk.arguments))
+        return out
+
+    def finish(self) -> list[ev.ToolCallReady]:
+        ready = []
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            try:
+                args = json.loads(call["args"]) if call["args"].strip() else {}
+            except json.JSONDecodeError:
+                args = {"__invalid_json__": call["args"]}
+            if not isinstance(args, dict):
+                args = {"__invalid_json__": call["args"]}
+            ready.append(
+                ev.ToolCallReady(tool_call_id=call["id"], tool_name=call["name"], args=args)
+            )
+        return ready
+
+
+class _Checkpointer:
+    """Saves the streaming reply at most once per ``interval`` seconds: never per token."""
+
+    def __init__(self, store: Store, turn: PreparedTurn, interval: float) -> None:
+        self.store = store
+        self.turn = turn
+        self.interval = interval
+        self.last = time.monotonic()
+
+    async def maybe(self, parts: list[Part]) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        await self.store.checkpoint(self.turn.user_id, self.turn.message_id, parts)
+
+
+def side_effect(call: Any) -> dict[str, Any]:
+    return {
+        "tool_call_id": call.tool_call_id,
+        "tool_name": call.tool_name,
+        "server": call.server,
+        "arguments": call.arguments,
+        "message_id": call.message_id,
+        "at": call.finished_at.isoformat() if call.finished_at else None,
+    }
+
+
+def _user_parts(request: TurnRequest) -> list[Part]:
+    parts: list[Part] = []
+    if request.content:
+        parts.append({"type": "text", "text": request.content})
+    parts.extend(request.parts)
+    if not parts:
+        raise ValidationFailed("the message is empty")
+    return parts
+
+
+def _has_images(parts: list[Part]) -> bool:
+    return any(str(p.get("mediaType", "")).startswith("image/") for p in parts)
+
+
+def _title_from(parts: list[Part]) -> str | None:
+    text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
+    if not text:
+        return None
+    words = text.split()
+    title = " ".join(words[:8])
+    return title[:80] + ("…" if len(words) > 8 or len(title) > 80 else "")

@@ -1,0 +1,110 @@
+"""parley's one exception tree. Every error a client can see has a ``code`` and an HTTP status.
+
+::
+
+    ParleyError                      ERR_INTERNAL            500
+    ├── ValidationFailed             ERR_VALIDATION          400 (422 for schema mismatches)
+    ├── Unauthenticated              ERR_UNAUTHENTICATED     401
+    ├── Forbidden                    ERR_FORBIDDEN           403
+    ├── NotFound                     ERR_NOT_FOUND           404
+    ├── Conflict                     ERR_CONFLICT            409
+    ├── RateLimited                  ERR_RATE_LIMITED        429 (+ Retry-After)
+    ├── InvalidModel                 ERR_INVALID_MODEL       400
+    ├── ProviderError                ERR_PROVIDER_UNAVAILABLE 502
+    │   ├── ProviderUnavailable      ERR_PROVIDER_UNAVAILABLE 503
+    │   └── ProviderTimeout          ERR_TIMEOUT             504
+    ├── RunTimeout                   ERR_TIMEOUT             504
+    └── ConfigError                  ERR_CONFIG              500 (raised at start-up, not per request)
+
+Foreign exceptions are translated at the seam where they arise (``raise … from exc``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ParleyError(Exception):
+    """Base of every error parley raises on purpose."""
+
+    code = "ERR_INTERNAL"
+    status = 500
+
+    def __init__(self, message: str, *, status: int | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class ValidationFailed(ParleyError):
+    code = "ERR_VALIDATION"
+    status = 400
+
+
+class Unauthenticated(ParleyError):
+    code = "ERR_UNAUTHENTICATED"
+    status = 401
+
+
+class Forbidden(ParleyError):
+    code = "ERR_FORBIDDEN"
+    status = 403
+
+
+class NotFound(ParleyError):
+    code = "ERR_NOT_FOUND"
+    status = 404
+
+
+class Conflict(ParleyError):
+    code = "ERR_CONFLICT"
+    status = 409
+
+
+class RateLimited(ParleyError):
+    code = "ERR_RATE_LIMITED"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class InvalidModel(ParleyError):
+    code = "ERR_INVALID_MODEL"
+    status = 400
+
+
+class ProviderError(ParleyError):
+    """The model's API failed in a way a retry will not fix now."""
+
+    code = "ERR_PROVIDER_UNAVAILABLE"
+    status = 502
+
+
+class ProviderUnavailable(ProviderError):
+    """The model's API could not be reached, or is overloaded (retryable)."""
+
+    status = 503
+
+
+class ProviderTimeout(ProviderError):
+    code = "ERR_TIMEOUT"
+    status = 504
+
+
+class RunTimeout(ParleyError):
+    code = "ERR_TIMEOUT"
+    status = 504
+
+
+class ConfigError(ParleyError):
+    """A mistake in parley's configuration, found at start-up."""
+
+    code = "ERR_CONFIG"
+    status = 500

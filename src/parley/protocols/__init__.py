@@ -1,0 +1,1 @@
+"""Encoders from engine events to the bytes each kind of client expects."""

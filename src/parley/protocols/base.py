@@ -1,0 +1,45 @@
+"""The encoder seam: lifecycle hooks around a run's events.
+
+After the first byte an exception cannot become an HTTP status any more: ``on_error`` turns it into
+the format's own error event, and the stream ends cleanly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from sse_starlette import ServerSentEvent
+
+from parley.chat.events import EngineEvent
+from parley.errors import ParleyError
+
+Frames = list[ServerSentEvent]
+
+
+class Encoder(ABC):
+    content_type = "text/event-stream"
+    with_ids = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+    def before_stream(self) -> Frames:
+        return []
+
+    @abstractmethod
+    def encode(self, seq: int, event: EngineEvent) -> Frames:
+        """Frames for one engine event (often none)."""
+
+    def after_stream(self) -> Frames:
+        return [ServerSentEvent(data="[DONE]")]
+
+    def on_error(self, exc: Exception) -> Frames:
+        code, message = "ERR_INTERNAL", "the stream failed"
+        if isinstance(exc, ParleyError):
+            code, message = exc.code, exc.message
+        return self.error_frames(code, message)
+
+    @abstractmethod
+    def error_frames(self, code: str, message: str) -> Frames:
+        """The format's own error event."""

@@ -1,0 +1,90 @@
+"""parley's native SSE: ``id:`` (the run sequence), ``event:`` and ``data:`` JSON with ``type``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sse_starlette import ServerSentEvent
+
+from parley.chat import events as ev
+from parley.protocols.base import Encoder, Frames
+
+
+def _frame(seq: int | None, kind: str, payload: dict[str, Any]) -> ServerSentEvent:
+    data = json.dumps({"type": kind, **payload}, ensure_ascii=False, separators=(",", ":"))
+    return ServerSentEvent(data=data, event=kind, id=str(seq) if seq is not None else None)
+
+
+def native_payload(event: ev.EngineEvent) -> tuple[str, dict[str, Any]] | None:
+    """The native event name and payload for an engine event, or None when it has none."""
+    match event:
+        case ev.RunStarted():
+            payload = event.model_dump(include={"run_id", "conversation_id", "user_message_id"})
+            payload.update(message_id=event.message_id, model=event.model)
+            if event.side_effects:
+                payload["side_effects"] = event.side_effects
+            return "start", payload
+        case ev.TextDelta():
+            return "content", {"content": event.content}
+        case ev.ReasoningDelta():
+            return "reasoning", {"content": event.content}
+        case ev.ToolCallReady():
+            return "tool_call_start", event.model_dump(
+                include={"tool_call_id", "tool_name", "args"}
+            )
+        case ev.ApprovalRequested():
+            return "tool_approval_required", event.model_dump(exclude={"type"})
+        case ev.ApprovalResolved():
+            return "tool_approval_resolved", event.model_dump(exclude={"type"})
+        case ev.ElicitationRequested():
+            return "elicitation", event.model_dump(exclude={"type"})
+        case ev.ElicitationResolved():
+            return "elicitation_resolved", event.model_dump(exclude={"type"})
+        case ev.ToolProgress():
+            return "tool_progress", event.model_dump(exclude={"type"})
+        case ev.ToolResult():
+            return "tool_result", event.model_dump(include={"tool_call_id", "tool_name", "result"})
+        case ev.ToolFailed():
+            return "tool_error", event.model_dump(include={"tool_call_id", "tool_name", "error"})
+        case ev.RunSuspended():
+            return "awaiting_input", {
+                "message_id": event.message_id,
+                "waiting_for": event.waiting_for,
+            }
+        case ev.RunFailed():
+            return "error", {"error": {"code": event.code, "message": event.message}}
+        case ev.RunFinished():
+            return "done", {
+                "message_id": event.message_id,
+                "finish_reason": event.finish_reason,
+                "tokensUsed": {
+                    "prompt": event.prompt_tokens,
+                    "completion": event.completion_tokens,
+                    "total": event.total_tokens,
+                },
+            }
+    return None
+
+
+class NativeSSE(Encoder):
+    with_ids = True
+
+    def __init__(self, *, run_id: str, conversation_id: str) -> None:
+        self.run_id = run_id
+        self.conversation_id = conversation_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            **super().headers,
+            "X-Chat-Session-Id": self.conversation_id,
+            "X-Run-Id": self.run_id,
+        }
+
+    def encode(self, seq: int, event: ev.EngineEvent) -> Frames:
+        named = native_payload(event)
+        return [] if named is None else [_frame(seq, *named)]
+
+    def error_frames(self, code: str, message: str) -> Frames:
+        return [_frame(None, "error", {"error": {"code": code, "message": message}})]

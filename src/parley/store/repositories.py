@@ -1,0 +1,755 @@
+"""Repository functions. Each one that serves a user takes the user id and puts it in the query."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from parley.chat.ids import new_id
+from parley.chat.messages import Part, text_of
+from parley.chat.usage import TokenUsage
+from parley.errors import NotFound, ValidationFailed
+from parley.store.db import SessionFactory
+from parley.store.tables import (
+    ApprovalRule,
+    Conversation,
+    Message,
+    PendingInput,
+    Run,
+    Task,
+    ToolCall,
+    User,
+    utcnow,
+)
+
+CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+
+
+def encode_cursor(when: datetime, ident: str) -> str:
+    raw = f"{when.isoformat()}|{ident}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, ident = raw.split("|", 1)
+        return datetime.fromisoformat(when), ident
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("cursor is not one this server gave out") from exc
+
+
+class Store:
+    """All database access. Methods open their own short transactions."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+        self._known_users: set[str] = set()
+        self.dialect = sessions.kw["bind"].dialect.name
+
+    # users -------------------------------------------------------------------------------
+
+    async def ensure_user(self, user_id: str) -> None:
+        """Create the user row on the first valid token with a new ``sub``."""
+        if user_id in self._known_users:
+            return
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        stmt = insert(User).values(id=user_id, created_at=utcnow()).on_conflict_do_nothing()
+        async with self.sessions() as session, session.begin():
+            await session.execute(stmt)
+        self._known_users.add(user_id)
+
+    # conversations -----------------------------------------------------------------------
+
+    async def create_conversation(self, user_id: str, **fields: Any) -> Conversation:
+        await self.ensure_user(user_id)
+        metadata = fields.pop("metadata", None) or {}
+        convo = Conversation(id=new_id("conv"), user_id=user_id, metadata_=metadata, **fields)
+        now = utcnow()
+        convo.created_at = convo.updated_at = now
+        async with self.sessions() as session, session.begin():
+            session.add(convo)
+        return convo
+
+    async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
+        async with self.sessions() as session:
+            return await self._conversation(session, user_id, conversation_id)
+
+    async def _conversation(
+        self, session: AsyncSession, user_id: str, conversation_id: str
+    ) -> Conversation:
+        stmt = select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == user_id
+        )
+        convo = (await session.execute(stmt)).scalar_one_or_none()
+        if convo is None:
+            raise NotFound("conversation not found")
+        return convo
+
+    async def find_conversation_by_external(
+        self, user_id: str, external_id: str
+    ) -> Conversation | None:
+        stmt = select(Conversation).where(
+            Conversation.user_id == user_id, Conversation.external_id == external_id
+        )
+        async with self.sessions() as session:
+            return (await session.execute(stmt)).scalars().first()
+
+    async def list_conversations(
+        self, user_id: str, *, limit: int, cursor: str | None = None, q: str | None = None
+    ) -> tuple[Sequence[Conversation], str | None]:
+        """Newest first, keyset-paginated on ``(updated_at, id)``."""
+        stmt: Select[tuple[Conversation]] = select(Conversation).where(
+            Conversation.user_id == user_id
+        )
+        if cursor:
+            when, ident = decode_cursor(cursor)
+            stmt = stmt.where(
+                or_(
+                    Conversation.updated_at < when,
+                    and_(Conversation.updated_at == when, Conversation.id < ident),
+                )
+            )
+        if q:
+            stmt = stmt.where(_search_clause(user_id, q))
+        stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt.limit(limit + 1))).scalars().all()
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id)
+        return rows, next_cursor
+
+    async def update_conversation(
+        self, user_id: str, conversation_id: str, fields: dict[str, Any]
+    ) -> Conversation:
+        async with self.sessions() as session, session.begin():
+            convo = await self._conversation(session, user_id, conversation_id)
+            for name, value in fields.items():
+                setattr(convo, "metadata_" if name == "metadata" else name, value)
+            convo.updated_at = utcnow()
+        return convo
+
+    async def delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        async with self.sessions() as session, session.begin():
+            convo = await self._conversation(session, user_id, conversation_id)
+            for table in (Message, ToolCall, PendingInput, Run):
+                await session.execute(
+                    delete(table).where(table.conversation_id == convo.id, table.user_id == user_id)
+                )
+            await session.delete(convo)
+
+    # messages ----------------------------------------------------------------------------
+
+    async def get_message(self, user_id: str, conversation_id: str, message_id: str) -> Message:
+        stmt = select(Message).where(
+            Message.id == message_id,
+            Message.conversation_id == conversation_id,
+            Message.user_id == user_id,
+        )
+        async with self.sessions() as session:
+            message = (await session.execute(stmt)).scalar_one_or_none()
+        if message is None:
+            raise NotFound("message not found")
+        return message
+
+    async def branch(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        leaf_id: str | None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """The messages from ``leaf_id`` up to the root, oldest first (at most ``limit``)."""
+        if leaf_id is None:
+            return []
+        ids = await self._ancestor_ids(user_id, conversation_id, leaf_id, limit)
+        if not ids:
+            return []
+        async with self.sessions() as session:
+            stmt = select(Message).where(Message.id.in_(ids), Message.user_id == user_id)
+            rows = {m.id: m for m in (await session.execute(stmt)).scalars().all()}
+        return [rows[i] for i in reversed(ids) if i in rows]
+
+    async def _ancestor_ids(
+        self, user_id: str, conversation_id: str, leaf_id: str, limit: int | None
+    ) -> list[str]:
+        """Walk ``parent_id`` up from the leaf with a recursive CTE; leaf first."""
+        sql = text(
+            """
+            WITH RECURSIVE branch(id, parent_id, n) AS (
+                SELECT id, parent_id, 1 FROM messages
+                 WHERE id = :leaf AND conversation_id = :conv AND user_id = :user
+                UNION ALL
+                SELECT m.id, m.parent_id, b.n + 1 FROM messages m
+                  JOIN branch b ON m.id = b.parent_id
+                 WHERE b.n < :limit AND m.conversation_id = :conv AND m.user_id = :user
+            )
+            SELECT id FROM branch ORDER BY n
+            """
+        )
+        params = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
+        params["limit"] = limit if limit is not None else 1_000_000_000
+        async with self.sessions() as session:
+            return list((await session.execute(sql, params)).scalars().all())
+
+    async def messages_before(
+        self, user_id: str, conversation_id: str, *, before: str | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """A page of the active branch ending just before ``before`` (or at the leaf)."""
+        convo = await self.get_conversation(user_id, conversation_id)
+        leaf = convo.active_leaf_id
+        if before is not None:
+            leaf = (await self.get_message(user_id, conversation_id, before)).parent_id
+        page = await self.branch(user_id, conversation_id, leaf_id=leaf, limit=limit + 1)
+        has_more = len(page) > limit
+        return (page[1:] if has_more else page), has_more
+
+    async def children(self, user_id: str, conversation_id: str, parent_id: str) -> list[Message]:
+        stmt = (
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.user_id == user_id,
+                Message.parent_id == parent_id,
+            )
+            .order_by(Message.created_at)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    async def sibling_counts(
+        self, user_id: str, conversation_id: str, messages: Sequence[Message]
+    ) -> dict[str, list[str]]:
+        """For each message, the ids of the messages that share its parent (its branches)."""
+        parents = {m.parent_id for m in messages}
+        stmt = (
+            select(Message.id, Message.parent_id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.user_id == user_id,
+                or_(
+                    Message.parent_id.in_([p for p in parents if p]),
+                    Message.parent_id.is_(None),
+                ),
+            )
+            .order_by(Message.created_at, Message.id)
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        groups: dict[str | None, list[str]] = {}
+        for ident, parent in rows:
+            groups.setdefault(parent, []).append(ident)
+        return {m.id: groups.get(m.parent_id, [m.id]) for m in messages}
+
+    async def set_active_leaf(self, user_id: str, conversation_id: str, message_id: str) -> None:
+        """Switch branches: the active leaf becomes the newest descendant of ``message_id``."""
+        await self.get_message(user_id, conversation_id, message_id)
+        leaf = message_id
+        while kids := await self.children(user_id, conversation_id, leaf):
+            leaf = kids[-1].id
+        await self._set_leaf(user_id, conversation_id, leaf)
+
+    async def _set_leaf(self, user_id: str, conversation_id: str, leaf: str | None) -> None:
+        stmt = (
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+            .values(active_leaf_id=leaf, updated_at=utcnow())
+        )
+        async with self.sessions() as session, session.begin():
+            await session.execute(stmt)
+
+    async def fork(self, user_id: str, conversation_id: str, message_id: str) -> Conversation:
+        """A new conversation holding copies of the branch up to and including ``message_id``."""
+        source = await self.get_conversation(user_id, conversation_id)
+        history = await self.branch(user_id, conversation_id, leaf_id=message_id)
+        if not history:
+            raise NotFound("message not found")
+        title = f"{source.title or 'Conversation'} (fork)"
+        fields = {name: getattr(source, name) for name in CONVERSATION_FIELDS}
+        fields.update(title=title, metadata={**source.metadata_, "forked_from": source.id})
+        convo = await self.create_conversation(user_id, **fields)
+        copies = _copy_chain(history, convo.id)
+        async with self.sessions() as session, session.begin():
+            session.add_all(copies)
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == convo.id, Conversation.user_id == user_id)
+                .values(active_leaf_id=copies[-1].id)
+            )
+        convo.active_leaf_id = copies[-1].id
+        return convo
+
+    async def add_message(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        role: str,
+        parts: list[Part],
+        parent_id: str | None,
+        status: str = "complete",
+        model: str | None = None,
+    ) -> Message:
+        """Append one finished message and make it the active leaf."""
+        async with self.sessions() as session, session.begin():
+            convo = await self._conversation(session, user_id, conversation_id)
+            depth = await self._depth_after(session, user_id, conversation_id, parent_id)
+            message = _new_message(convo, role, parts, parent_id, depth, status, model)
+            session.add(message)
+            convo.active_leaf_id = message.id
+            convo.updated_at = message.created_at
+        return message
+
+    async def _depth_after(
+        self, session: AsyncSession, user_id: str, conversation_id: str, parent_id: str | None
+    ) -> int:
+        if parent_id is None:
+            return 0
+        stmt = select(Message.depth).where(
+            Message.id == parent_id,
+            Message.conversation_id == conversation_id,
+            Message.user_id == user_id,
+        )
+        depth = (await session.execute(stmt)).scalar_one_or_none()
+        if depth is None:
+            raise NotFound("parent message not found")
+        return depth + 1
+
+    # turns -------------------------------------------------------------------------------
+
+    async def begin_turn(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        user_parts: list[Part] | None,
+        parent_id: str | None,
+        model: str,
+        run_id: str,
+        title: str | None,
+        continue_message_id: str | None = None,
+    ) -> tuple[Message | None, Message]:
+        """One commit: the user message (if any), the streaming assistant message and the run.
+
+        With ``continue_message_id`` the run appends to an existing assistant message instead
+        (a run resumed after an approval).
+        """
+        async with self.sessions() as session, session.begin():
+            convo = await self._conversation(session, user_id, conversation_id)
+            user_message = None
+            if user_parts is not None:
+                depth = await self._depth_after(session, user_id, conversation_id, parent_id)
+                user_message = _new_message(convo, "user", user_parts, parent_id, depth)
+                session.add(user_message)
+                parent_id = user_message.id
+            assistant = await self._assistant_for(
+                session, convo, parent_id, model, continue_message_id
+            )
+            convo.active_leaf_id = assistant.id
+            convo.updated_at = utcnow()
+            if title and not convo.title:
+                convo.title = title
+            session.add(
+                Run(
+                    id=run_id,
+                    user_id=user_id,
+                    conversation_id=conversation_id,
+                    user_message_id=user_message.id if user_message else None,
+                    message_id=assistant.id,
+                    model=model,
+                    status="running",
+                )
+            )
+        return user_message, assistant
+
+    async def _assistant_for(
+        self,
+        session: AsyncSession,
+        convo: Conversation,
+        parent_id: str | None,
+        model: str,
+        continue_message_id: str | None,
+    ) -> Message:
+        if continue_message_id is not None:
+            stmt = select(Message).where(
+                Message.id == continue_message_id,
+                Message.conversation_id == convo.id,
+                Message.user_id == convo.user_id,
+            )
+            existing = (await session.execute(stmt)).scalar_one_or_none()
+            if existing is None:
+                raise NotFound("message not found")
+            existing.status = "streaming"
+            return existing
+        depth = await self._depth_after(session, convo.user_id, convo.id, parent_id)
+        assistant = _new_message(convo, "assistant", [], parent_id, depth, "streaming", model)
+        session.add(assistant)
+        return assistant
+
+    async def begin_turn_continue(
+        self, user_id: str, conversation_id: str, message_id: str
+    ) -> None:
+        """A suspended reply streams again: its run resumed after an approval."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.user_id == user_id)
+                .values(status="streaming", updated_at=now)
+            )
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+                .values(active_leaf_id=message_id, updated_at=now)
+            )
+
+    async def checkpoint(self, user_id: str, message_id: str, parts: list[Part]) -> None:
+        """Save the streaming reply so far (called at most once a second)."""
+        stmt = (
+            update(Message)
+            .where(Message.id == message_id, Message.user_id == user_id)
+            .values(parts=parts, text=text_of(parts), updated_at=utcnow())
+        )
+        async with self.sessions() as session, session.begin():
+            await session.execute(stmt)
+
+    async def finish_turn(
+        self,
+        user_id: str,
+        *,
+        run_id: str,
+        message_id: str,
+        conversation_id: str,
+        status: str,
+        parts: list[Part],
+        usage: TokenUsage,
+        cost: float = 0.0,
+        error: dict[str, str] | None = None,
+        run_status: str | None = None,
+        run_state: dict[str, Any] | None = None,
+    ) -> None:
+        """One commit: the final reply, its usage added to the conversation, the run's end."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.user_id == user_id)
+                .values(
+                    parts=parts,
+                    text=text_of(parts),
+                    status=status,
+                    prompt_tokens=Message.prompt_tokens + usage.prompt_tokens,
+                    completion_tokens=Message.completion_tokens + usage.completion_tokens,
+                    cost=Message.cost + cost,
+                    error=error,
+                    updated_at=now,
+                )
+            )
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
+                .values(
+                    prompt_tokens=Conversation.prompt_tokens + usage.prompt_tokens,
+                    completion_tokens=Conversation.completion_tokens + usage.completion_tokens,
+                    cost=Conversation.cost + cost,
+                    updated_at=now,
+                )
+            )
+            values: dict[str, Any] = {"status": run_status or status}
+            if run_state is not None:
+                values["state"] = run_state
+            if (run_status or status) != "awaiting":
+                values["finished_at"] = now
+            await session.execute(
+                update(Run).where(Run.id == run_id, Run.user_id == user_id).values(**values)
+            )
+
+    async def get_run(self, user_id: str, run_id: str) -> Run:
+        stmt = select(Run).where(Run.id == run_id, Run.user_id == user_id)
+        async with self.sessions() as session:
+            run = (await session.execute(stmt)).scalar_one_or_none()
+        if run is None:
+            raise NotFound("run not found")
+        return run
+
+    async def active_run(self, user_id: str, conversation_id: str) -> Run | None:
+        stmt = (
+            select(Run)
+            .where(
+                Run.conversation_id == conversation_id,
+                Run.user_id == user_id,
+                Run.status.in_(("running", "awaiting")),
+            )
+            .order_by(Run.created_at.desc())
+        )
+        async with self.sessions() as session:
+            return (await session.execute(stmt)).scalars().first()
+
+    async def mark_interrupted(self, owner: str | None = None) -> int:
+        """At start-up: replies left ``streaming`` by a dead process become ``interrupted``.
+
+        Runs waiting for a person are left alone: they hold no provider connection.
+        """
+        now = utcnow()
+        runs = select(Run.message_id).where(Run.status == "running")
+        if owner is not None:
+            runs = runs.where(Run.owner == owner)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(Message)
+                .where(Message.status == "streaming", Message.id.in_(runs))
+                .values(status="interrupted", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            run_stmt = update(Run).where(Run.status == "running")
+            if owner is not None:
+                run_stmt = run_stmt.where(Run.owner == owner)
+            await session.execute(run_stmt.values(status="interrupted", finished_at=now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # tool calls (the audit log) ----------------------------------------------------------
+
+    async def record_tool_call(self, call: ToolCall) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(call)
+
+    async def update_tool_call(self, user_id: str, call_id: str, **values: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(ToolCall)
+                .where(ToolCall.id == call_id, ToolCall.user_id == user_id)
+                .values(**values)
+            )
+
+    async def list_tool_calls(self, user_id: str, conversation_id: str) -> list[ToolCall]:
+        await self.get_conversation(user_id, conversation_id)
+        stmt = (
+            select(ToolCall)
+            .where(ToolCall.conversation_id == conversation_id, ToolCall.user_id == user_id)
+            .order_by(ToolCall.created_at, ToolCall.id)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    async def side_effects_after(
+        self, user_id: str, conversation_id: str, message_ids: Sequence[str]
+    ) -> list[ToolCall]:
+        """Tool calls with side effects made by the given messages (newest branch tail)."""
+        if not message_ids:
+            return []
+        stmt = (
+            select(ToolCall)
+            .where(
+                ToolCall.conversation_id == conversation_id,
+                ToolCall.user_id == user_id,
+                ToolCall.message_id.in_(list(message_ids)),
+                ToolCall.read_only.is_(False),
+                ToolCall.status == "succeeded",
+            )
+            .order_by(ToolCall.created_at)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    # pending approvals and elicitations --------------------------------------------------
+
+    async def add_pending(self, pending: PendingInput) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(pending)
+
+    async def get_pending(self, user_id: str, run_id: str, kind: str, key: str) -> PendingInput:
+        column = PendingInput.tool_call_id if kind == "approval" else PendingInput.id
+        stmt = select(PendingInput).where(
+            PendingInput.run_id == run_id,
+            PendingInput.user_id == user_id,
+            PendingInput.kind == kind,
+            column == key,
+        )
+        async with self.sessions() as session:
+            pending = (await session.execute(stmt)).scalars().first()
+        if pending is None:
+            raise NotFound(f"{kind} not found")
+        return pending
+
+    async def answer_pending(
+        self, user_id: str, pending_id: str, status: str, answer: dict[str, Any]
+    ) -> bool:
+        """Record the answer once: False when it was already answered (the caller's 409)."""
+        stmt = (
+            update(PendingInput)
+            .where(
+                PendingInput.id == pending_id,
+                PendingInput.user_id == user_id,
+                PendingInput.status == "pending",
+            )
+            .values(status=status, answer=answer, answered_at=utcnow())
+        )
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(stmt)
+        return bool(getattr(result, "rowcount", 0))
+
+    async def pending_for_run(self, user_id: str, run_id: str) -> list[PendingInput]:
+        stmt = (
+            select(PendingInput)
+            .where(PendingInput.run_id == run_id, PendingInput.user_id == user_id)
+            .order_by(PendingInput.created_at)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    async def pending_in_conversation(
+        self, user_id: str, conversation_id: str
+    ) -> list[PendingInput]:
+        stmt = (
+            select(PendingInput)
+            .where(
+                PendingInput.conversation_id == conversation_id,
+                PendingInput.user_id == user_id,
+                PendingInput.status == "pending",
+            )
+            .order_by(PendingInput.created_at)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    async def set_run(self, user_id: str, run_id: str, **values: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Run).where(Run.id == run_id, Run.user_id == user_id).values(**values)
+            )
+
+    # approval rules ----------------------------------------------------------------------
+
+    async def add_rule(self, user_id: str, scope: str, name: str) -> ApprovalRule:
+        rule = ApprovalRule(id=new_id("rule"), user_id=user_id, scope=scope, name=name)
+        async with self.sessions() as session, session.begin():
+            session.add(rule)
+        return rule
+
+    async def list_rules(self, user_id: str) -> list[ApprovalRule]:
+        stmt = (
+            select(ApprovalRule)
+            .where(ApprovalRule.user_id == user_id)
+            .order_by(ApprovalRule.created_at)
+        )
+        async with self.sessions() as session:
+            return list((await session.execute(stmt)).scalars().all())
+
+    async def delete_rule(self, user_id: str, rule_id: str) -> None:
+        stmt = delete(ApprovalRule).where(
+            ApprovalRule.id == rule_id, ApprovalRule.user_id == user_id
+        )
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(stmt)
+        if not getattr(result, "rowcount", 0):
+            raise NotFound("approval rule not found")
+
+    # tasks (the built-in todo tools) -----------------------------------------------------
+
+    async def add_task(self, user_id: str, title: str, description: str | None) -> Task:
+        await self.ensure_user(user_id)
+        task = Task(user_id=user_id, title=title, description=description)
+        async with self.sessions() as session, session.begin():
+            session.add(task)
+        return task
+
+    async def list_tasks(self, user_id: str, completed: bool | None = None) -> list[Task]:
+        stmt = select(Task).where(Task.user_id == user_id)
+        if completed is not None:
+            stmt = stmt.where(Task.completed.is_(completed))
+        async with self.sessions() as session:
+            return list((await session.execute(stmt.order_by(Task.id))).scalars().all())
+
+    async def update_task(self, user_id: str, task_id: int, **values: Any) -> Task:
+        async with self.sessions() as session, session.begin():
+            stmt = select(Task).where(Task.id == task_id, Task.user_id == user_id)
+            task = (await session.execute(stmt)).scalar_one_or_none()
+            if task is None:
+                raise NotFound(f"task {task_id} not found")
+            for name, value in values.items():
+                setattr(task, name, value)
+            task.updated_at = utcnow()
+        return task
+
+    async def delete_task(self, user_id: str, task_id: int) -> None:
+        stmt = delete(Task).where(Task.id == task_id, Task.user_id == user_id)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(stmt)
+        if not getattr(result, "rowcount", 0):
+            raise NotFound(f"task {task_id} not found")
+
+
+def _search_clause(user_id: str, q: str) -> Any:
+    pattern = q.lower()
+    in_text = exists().where(
+        Message.conversation_id == Conversation.id,
+        Message.user_id == user_id,
+        func.lower(Message.text).contains(pattern, autoescape=True),
+    )
+    return or_(func.lower(Conversation.title).contains(pattern, autoescape=True), in_text)
+
+
+def _new_message(
+    convo: Conversation,
+    role: str,
+    parts: list[Part],
+    parent_id: str | None,
+    depth: int,
+    status: str = "complete",
+    model: str | None = None,
+) -> Message:
+    now = utcnow()
+    return Message(
+        id=new_id("msg"),
+        conversation_id=convo.id,
+        user_id=convo.user_id,
+        parent_id=parent_id,
+        depth=depth,
+        role=role,
+        parts=parts,
+        text=text_of(parts),
+        status=status,
+        model=model,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=0.0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _copy_chain(history: Sequence[Message], conversation_id: str) -> list[Message]:
+    copies: list[Message] = []
+    parent: str | None = None
+    for depth, original in enumerate(history):
+        copy = Message(
+            id=new_id("msg"),
+            conversation_id=conversation_id,
+            user_id=original.user_id,
+            parent_id=parent,
+            depth=depth,
+            role=original.role,
+            parts=original.parts,
+            text=original.text,
+            status=original.status,
+            model=original.model,
+            prompt_tokens=original.prompt_tokens,
+            completion_tokens=original.completion_tokens,
+            cost=original.cost,
+            created_at=original.created_at,
+            updated_at=original.updated_at,
+        )
+        copies.append(copy)
+        parent = copy.id
+    return copies
