@@ -60,10 +60,12 @@ class ProviderRegistry:
 
     def resolve(self, model: str | None, provider: str | None = None) -> ResolvedModel:
         """``provider/model``, a bare model of the default (or given) provider, or the default."""
-        if model and "/" in model:
+        if model and "/" in model and provider is None:
             head, _, tail = model.partition("/")
             if head in self._providers:
                 provider, model = head, tail
+            elif not any(model in models for models in self._models.values()):
+                raise InvalidModel(_unknown("provider", head, list(self._providers)))
         name = provider or self.default
         if name is None:
             raise InvalidModel("no provider is configured")
