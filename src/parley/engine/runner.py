@@ -155,7 +155,7 @@ class RunManager:
             events.append(
                 ev.RunFinished(
                     message_id=message.id,
-                    finish_reason=reason,  # type: ignore[arg-type]
+                    finish_reason=reason,
                     prompt_tokens=message.prompt_tokens,
                     completion_tokens=message.completion_tokens,
                 )

