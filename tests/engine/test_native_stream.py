@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from parley.providers.scripted import ScriptedProvider
 from tests.conftest import Live
 from tests.support.sse import collect, kinds, text
+
+from parley.providers.scripted import ScriptedProvider
 
 
 async def _conversation(live: Live) -> str:
@@ -66,7 +66,10 @@ async def test_an_error_mid_stream_ends_cleanly_and_keeps_the_partial_reply(
     live: Live, scripted: ScriptedProvider
 ) -> None:
     scripted.enqueue(
-        [{"text": ["partial ", "answer"]}, {"error": {"code": "ERR_PROVIDER_UNAVAILABLE", "message": "upstream fell over"}}]
+        [
+            {"text": ["partial ", "answer"]},
+            {"error": {"code": "ERR_PROVIDER_UNAVAILABLE", "message": "upstream fell over"}},
+        ]
     )
     cid = await _conversation(live)
     async with live.client() as http:
@@ -93,8 +96,7 @@ async def test_cancel_stops_the_model_and_keeps_the_partial_reply_as_cancelled(
         stream = asyncio.create_task(
             collect(http, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "go"})
         )
-        while not scripted.requests:
-            await asyncio.sleep(0.01)
+        await scripted.wait_for_requests(1)
         run = await live.services.store.active_run("alice", cid)
         assert run is not None
         async with asyncio.timeout(1):
@@ -116,7 +118,10 @@ async def test_a_disconnected_client_resumes_from_last_event_id_with_no_gap_or_d
     cid = await _conversation(live)
     async with live.client() as http:
         first, seen = await collect(
-            http, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "x"},
+            http,
+            "POST",
+            f"/api/conversations/{cid}/messages",
+            json_body={"content": "x"},
             stop_after="content",
         )
         run_id = first.headers["x-run-id"]
@@ -144,7 +149,10 @@ async def test_the_run_goes_on_when_its_client_disconnects(
     cid = await _conversation(live)
     async with live.client() as http:
         first, _ = await collect(
-            http, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "x"},
+            http,
+            "POST",
+            f"/api/conversations/{cid}/messages",
+            json_body={"content": "x"},
             stop_after="content",
         )
     scripted.release("go")
@@ -179,7 +187,9 @@ async def test_regenerate_and_edit_make_branches_and_switch_the_active_one(
     cid = await _conversation(live)
     async with live.client() as http:
         sent = (
-            await http.post(f"/api/conversations/{cid}/messages", json={"content": "q", "stream": False})
+            await http.post(
+                f"/api/conversations/{cid}/messages", json={"content": "q", "stream": False}
+            )
         ).json()
         first_id = sent["message"]["id"]
         regen = (
@@ -212,7 +222,10 @@ async def test_regenerate_and_edit_make_branches_and_switch_the_active_one(
     [
         ({"content": "   "}, "ERR_VALIDATION"),
         ({"content": "x", "model": "nosuch/model"}, "ERR_INVALID_MODEL"),
-        ({"content": "x", "attachments": [{"media_type": "image/png", "data": "A" * 8_000_000}]}, "ERR_VALIDATION"),
+        (
+            {"content": "x", "attachments": [{"media_type": "image/png", "data": "A" * 8_000_000}]},
+            "ERR_VALIDATION",
+        ),
         ({"content": 5}, "ERR_VALIDATION"),
         ({"content": "x", "unknown": 1}, "ERR_VALIDATION"),
     ],

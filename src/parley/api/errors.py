@@ -49,6 +49,12 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is not valid"
 
 
+def unexpected_error_response(request_id: str | None) -> JSONResponse:
+    """A 500 that names the request id for the logs and says nothing else."""
+    message = f"internal error (request id {request_id})" if request_id else "internal error"
+    return error_response(500, "ERR_INTERNAL", message)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ParleyError)
     async def _parley(request: Request, exc: ParleyError) -> JSONResponse:
@@ -67,10 +73,3 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(exc.status_code, code, message, dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None)
-        log.exception("unhandled_error", request_id=request_id)
-        message = f"internal error (request id {request_id})" if request_id else "internal error"
-        return error_response(500, "ERR_INTERNAL", message)

@@ -6,7 +6,12 @@ import json
 import uuid
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from parley.api.errors import unexpected_error_response
+
+log = structlog.get_logger("parley.api")
 
 
 class RequestId:
@@ -24,8 +29,12 @@ class RequestId:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id, route=scope.get("path"))
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers
@@ -33,6 +42,12 @@ class RequestId:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled_error", request_id=request_id)
+            if scope["type"] != "http" or started:
+                raise
+            response = unexpected_error_response(request_id)
+            await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "route")
 
@@ -61,7 +76,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise HTTPException(413, f"the body is over {self.max_bytes} bytes")
             return message
 
         async def tracking_send(message: Message) -> None:

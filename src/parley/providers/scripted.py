@@ -57,6 +57,7 @@ class ScriptedProvider(Provider):
         self.requests: list[ProviderRequest] = []
         self.closed_streams = 0
         self._gates: dict[str, asyncio.Event] = {}
+        self._called = asyncio.Event()
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedProvider:
@@ -69,6 +70,12 @@ class ScriptedProvider(Provider):
     def release(self, gate: str) -> None:
         self._gates.setdefault(gate, asyncio.Event()).set()
 
+    async def wait_for_requests(self, count: int = 1) -> None:
+        """Wait until the provider has been called ``count`` times (tests)."""
+        while len(self.requests) < count:
+            self._called.clear()
+            await self._called.wait()
+
     def assert_done(self) -> None:
         if self.turns:
             raise AssertionError(f"scripted provider: {len(self.turns)} turn(s) left unused")
@@ -78,6 +85,7 @@ class ScriptedProvider(Provider):
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         self.requests.append(request)
+        self._called.set()
         if self.turns:
             turn = self.turns.pop(0)
         elif self.demo:
