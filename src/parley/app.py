@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,18 +16,34 @@ from parley import __version__
 from parley.api import errors
 from parley.api.deps import Services
 from parley.api.middleware import BodyLimit, RequestId
-from parley.api.routes import chat, conversations, dev, health, runs
+from parley.api.routes import (
+    chat,
+    conversations,
+    dev,
+    health,
+    openai_compat,
+    runs,
+    sessions,
+    todo_chat,
+    vercel,
+    ws,
+)
 from parley.auth import TokenVerifier
 from parley.config import Settings, ensure_jwt_secret
-from parley.engine.runner import RunManager
+from parley.engine.runner import RunManager, new_instance_id
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
+from parley.logging import configure as configure_logging
+from parley.metrics import Metrics, RequestMetrics
+from parley.metrics import router as metrics_router
 from parley.providers.registry import ProviderRegistry, build_registry
+from parley.runs.base import RunHub
 from parley.runs.memory import MemoryRunHub
 from parley.store import migrate
 from parley.store.db import create_engine, session_factory
 from parley.store.repositories import Store
 from parley.tools.registry import ToolRegistry
+from parley.tools.setup import build_tools, register_delegates
 
 
 async def build_services(
@@ -50,11 +67,17 @@ async def build_services(
         issuer=settings.jwt_issuer,
     )
     providers = providers or build_registry(settings)
-    tools = tools or ToolRegistry()
+    tools = tools if tools is not None else await build_tools(settings, store)
     runner = ToolRunner(settings, store, tools)
     chat_engine = Engine(settings=settings, store=store, providers=providers, tools=runner)
-    hub = MemoryRunHub(ttl=settings.run_ttl)
-    manager = RunManager(engine=chat_engine, hub=hub, store=store, settings=settings)
+    register_delegates(chat_engine, tools, settings)
+    instance = new_instance_id()
+    hub = await build_hub(settings, instance)
+    manager = RunManager(
+        engine=chat_engine, hub=hub, store=store, settings=settings, instance=instance
+    )
+    metrics = Metrics()
+    manager.listeners.append(metrics)
     return Services(
         settings=settings,
         store=store,
@@ -63,11 +86,30 @@ async def build_services(
         tools=tools,
         engine=chat_engine,
         runs=manager,
+        metrics=metrics,
     )
+
+
+async def build_hub(settings: Settings, instance: str) -> RunHub:
+    """Redis Streams when ``PARLEY_REDIS_URL`` is set (any process serves any run), else memory."""
+    if settings.redis_url:
+        from parley.runs.redis import RedisRunHub
+
+        hub: RunHub = RedisRunHub(
+            settings.redis_url,
+            instance=instance,
+            ttl=settings.run_ttl,
+            owner_ttl=settings.owner_ttl,
+        )
+    else:
+        hub = MemoryRunHub(ttl=settings.run_ttl, instance=instance)
+    await hub.start()
+    return hub
 
 
 async def close_services(services: Services) -> None:
     await services.runs.aclose()
+    await services.tools.aclose()
     await services.runs.hub.aclose()
     await services.providers.aclose()
     await services.store.sessions.kw["bind"].dispose()
@@ -83,12 +125,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(json_logs=settings.log_json, log_content=settings.log_content)
         services = await build_services(settings, providers=providers, tools=tools)
         await services.runs.recover()
         app.state.services = services
+        sweeper = None
+        if settings.redis_url:
+            sweeper = asyncio.create_task(services.runs.sweep_forever(settings.owner_ttl))
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
             await close_services(services)
 
     app = FastAPI(
@@ -98,8 +147,13 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    app.include_router(metrics_router)
     for module in (health, conversations, chat, runs):
         app.include_router(module.router)
+    for door in (vercel, openai_compat, sessions, todo_chat, ws):
+        app.include_router(door.router)
+    if settings.enable_chat_v2:
+        app.include_router(vercel.playground)
     if dev.enabled(settings):
         app.include_router(dev.router)
     _mount_web(app)
@@ -112,6 +166,7 @@ def create_app(
             expose_headers=["X-Run-Id", "X-Chat-Session-Id", "X-Request-Id", "X-Error-Code"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)  # inside RequestId: its lines carry the request id
     app.add_middleware(RequestId)
     return app
 

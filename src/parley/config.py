@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     local_model: str | None = None
 
     run_ttl: float = 600.0
+    owner_ttl: float = 10.0
     run_timeout: float = 600.0
     checkpoint_interval: float = 1.0
     heartbeat_interval: float = 15.0
@@ -126,7 +127,20 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = 5_000_000
     log_content: bool = False
     log_json: bool = False
+    metrics_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    enable_chat_v2: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "enable_chat_v2", "ENABLE_CHAT_V2", "PARLEY_ENABLE_CHAT_V2"
+        ),
+    )
+    enable_chat_v2_approvals: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "enable_chat_v2_approvals", "ENABLE_CHAT_V2_APPROVALS", "PARLEY_ENABLE_CHAT_V2_APPROVALS"
+        ),
+    )
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
@@ -170,7 +184,7 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.effective_database_url)
         if self.redis_url:
             data["redis_url"] = mask_url(self.redis_url)
-        for name in ("jwt_secret", "openai_api_key", "anthropic_api_key"):
+        for name in ("jwt_secret", "openai_api_key", "anthropic_api_key", "metrics_token"):
             if getattr(self, name) is not None:
                 data[name] = "********"
         for provider in data["providers"].values():

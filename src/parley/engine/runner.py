@@ -32,12 +32,20 @@ log = structlog.get_logger("parley.runs")
 
 
 class RunManager:
-    def __init__(self, *, engine: Engine, hub: RunHub, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        hub: RunHub,
+        store: Store,
+        settings: Settings,
+        instance: str | None = None,
+    ) -> None:
         self.engine = engine
         self.hub = hub
         self.store = store
         self.settings = settings
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{new_id('proc')[-6:]}"
+        self.instance = instance or new_instance_id()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._turns: dict[str, PreparedTurn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -47,8 +55,7 @@ class RunManager:
 
     async def start(self, user_id: str, conversation_id: str, request: TurnRequest) -> PreparedTurn:
         """Validate and commit the turn, then run it in the background. Errors raise here."""
-        turn = await self.engine.prepare(user_id, conversation_id, request)
-        await self.store.set_run(user_id, turn.run_id, owner=self.instance)
+        turn = await self.engine.prepare(user_id, conversation_id, request, owner=self.instance)
         await self.hub.open(turn.run_id)
         await self._spawn(turn, resume=False)
         return turn
@@ -67,6 +74,7 @@ class RunManager:
 
     async def _drive(self, turn: PreparedTurn, resume: bool) -> None:
         run_id = turn.run_id
+        structlog.contextvars.bind_contextvars(run_id=run_id)  # this task's context only
         try:
             async for event in self.engine.run(turn, resume=resume):
                 await self.hub.publish(run_id, event)
@@ -79,10 +87,13 @@ class RunManager:
             )
             await self.hub.publish(run_id, failure)
         finally:
-            self._forget(run_id)
-            await self.hub.disown(run_id)
+            if self._tasks.get(run_id) is asyncio.current_task():
+                self._forget(run_id)
+                await self.hub.disown(run_id)
         if not await self.hub.is_finished(run_id):
             self._schedule_expiry(turn.user_id, run_id, self.settings.approval_timeout)
+            # answers that came while the run was suspending found it still running
+            await self.resume_if_ready(turn.user_id, run_id)
 
     def _forget(self, run_id: str) -> None:
         self._tasks.pop(run_id, None)
@@ -328,8 +339,8 @@ class RunManager:
         await self.resume_if_ready(user_id, run_id)
 
     async def recover(self) -> int:
-        """At start-up: interrupt dead streams; re-arm the timers of runs awaiting a person."""
-        count = await self.store.mark_interrupted()
+        """At start-up: interrupt runs whose process died; re-arm timers of runs awaiting a person."""
+        count = await self.sweep()
         from sqlalchemy import select
 
         async with self.store.sessions() as session:
@@ -344,6 +355,36 @@ class RunManager:
             self._schedule_expiry(user_id, run_id, delay)
         return count
 
+    async def sweep(self) -> int:
+        """Fail every running run whose process is gone: its subscribers get an ``error``."""
+        count = 0
+        now = datetime.now(UTC)
+        for run in await self.store.running_runs():
+            if run.id in self._tasks or run.owner == self.instance:
+                continue
+            if run.owner is None and (now - run.created_at).total_seconds() < 30:
+                continue
+            if run.owner not in (None, self.instance) and await self.hub.alive(run.owner):
+                continue
+            if await self.store.interrupt_run(run):
+                count += 1
+                log.warning("run_orphaned", run_id=run.id, owner=run.owner)
+                failure = ev.RunFailed(
+                    message_id=run.message_id,
+                    code="ERR_INTERNAL",
+                    message="the process running this reply stopped; the partial reply is kept",
+                )
+                await self.hub.publish(run.id, failure)
+        return count
+
+    async def sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep_failed")
+
     async def aclose(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
@@ -355,10 +396,15 @@ class RunManager:
             if task is not None:
                 task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=5)
 
     def local_run_ids(self) -> list[str]:
         return list(self._tasks)
+
+
+def new_instance_id() -> str:
+    """This process's name in Redis and in ``runs.owner``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id('proc')[-6:]}"
 
 
 def _check_form(schema: dict[str, Any], content: dict[str, Any] | None) -> None:

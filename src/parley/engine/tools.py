@@ -15,14 +15,15 @@ import structlog
 from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.chat.messages import PartsBuilder
+from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
 from parley.engine.history import DENIED
 from parley.engine.waiters import Waiters
 from parley.providers.base import ToolSpec
 from parley.store.repositories import Store
 from parley.store.tables import PendingInput, ToolCall, utcnow
-from parley.tools.base import Tool, ToolContext, ToolOutput
-from parley.tools.registry import ToolRegistry
+from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
+from parley.tools.registry import ToolRegistry, delegate_tool_name
 
 if TYPE_CHECKING:
     from parley.engine.turn import PreparedTurn
@@ -39,12 +40,19 @@ class ToolSet:
     approve_all: bool = False
     patterns: list[str] = field(default_factory=list)
     servers: list[str] | None = None
+    external: dict[str, ToolSpec] = field(default_factory=dict)
 
     def specs(self) -> list[ToolSpec]:
-        return [
+        own = [
             ToolSpec(name=t.name, description=t.description, parameters=t.input_schema)
             for t in self.tools.values()
         ]
+        return own + [s for name, s in self.external.items() if name not in self.tools]
+
+    def hands_back(self, calls: Sequence[ev.ToolCallReady]) -> bool:
+        """Whether a step called a tool the client runs itself (``TurnRequest.external_tools``):
+        then the run ends with ``tool_calls`` and the client gets the calls."""
+        return any(c.tool_name in self.external and c.tool_name not in self.tools for c in calls)
 
     def state(self) -> dict[str, Any]:
         return {"patterns": self.patterns, "servers": self.servers, "approve_all": self.approve_all}
@@ -65,14 +73,18 @@ class ToolRunner:
         servers: Sequence[str] | None,
         approve_all: bool,
         user_id: str,
+        external: Sequence[dict[str, Any]] = (),
     ) -> ToolSet:
         patterns = list(profile.tools) if profile else ["*"]
+        if profile is not None:
+            patterns += [delegate_tool_name(name) for name in profile.delegate_to]
         chosen = self.registry.select(patterns, servers=servers)
         return ToolSet(
             tools={t.name: t for t in chosen},
             approve_all=approve_all,
             patterns=patterns,
             servers=list(servers) if servers is not None else None,
+            external={spec["name"]: ToolSpec(**spec) for spec in external},
         )
 
     def toolset_from_state(self, state: dict[str, Any]) -> ToolSet:
@@ -112,6 +124,7 @@ class ToolRunner:
     ) -> AsyncIterator[ev.EngineEvent]:
         """After the person answered: run the approved calls, tell the model about denials."""
         approved: list[tuple[ev.ToolCallReady, Tool]] = []
+        audit_ids: dict[str, str] = {}
         for pending in await self.store.pending_for_run(turn.user_id, turn.run_id):
             if pending.kind != "approval" or pending.payload.get("resumed"):
                 continue
@@ -119,6 +132,7 @@ class ToolRunner:
             yield event
             if runnable is not None:
                 approved.append(runnable)
+                audit_ids[runnable[0].tool_call_id] = pending.payload["audit_id"]
             elif isinstance(event, ev.ApprovalResolved):
                 yield ev.ToolFailed(
                     tool_call_id=event.tool_call_id,
@@ -126,7 +140,9 @@ class ToolRunner:
                     error=_denial_text(event.reason),
                     denied=True,
                 )
-        async for event in self._run_all(turn, approved, approved_by=turn.user_id):
+        async for event in self._run_all(
+            turn, approved, approved_by=turn.user_id, audit_ids=audit_ids
+        ):
             yield event
 
     async def _resolution(
@@ -140,8 +156,9 @@ class ToolRunner:
         pending.payload = {**payload, "resumed": True}
         await self._mark_resumed(turn.user_id, pending)
         status = "approved" if approved else "denied"
+        by = None if pending.status == "expired" else turn.user_id
         await self.store.update_tool_call(
-            turn.user_id, payload["audit_id"], status=status, approved_by=turn.user_id
+            turn.user_id, payload["audit_id"], status=status, approved_by=by, error=reason
         )
         event = ev.ApprovalResolved(
             tool_call_id=pending.tool_call_id or "",
@@ -230,6 +247,7 @@ class ToolRunner:
             tool_name=call.tool_name,
             server=tool.server if tool else None,
             arguments=call.args,
+            result=None,  # JSON null until the call ends: the column is NOT NULL
             status=status,
             read_only=tool.read_only if tool else True,
             created_at=utcnow(),
@@ -250,12 +268,18 @@ class ToolRunner:
         calls: list[tuple[ev.ToolCallReady, Tool]],
         *,
         approved_by: str | None,
+        audit_ids: dict[str, str] | None = None,
     ) -> AsyncIterator[ev.EngineEvent]:
         if not calls:
             return
         queue: asyncio.Queue[object] = asyncio.Queue()
+        audit_ids = audit_ids or {}
         tasks = [
-            asyncio.create_task(self._run_one(turn, call, tool, queue, approved_by))
+            asyncio.create_task(
+                self._run_one(
+                    turn, call, tool, queue, approved_by, audit_ids.get(call.tool_call_id)
+                )
+            )
             for call, tool in calls
         ]
         remaining = len(tasks)
@@ -279,30 +303,51 @@ class ToolRunner:
         tool: Tool,
         queue: asyncio.Queue[object],
         approved_by: str | None,
+        audit_id: str | None = None,
     ) -> None:
-        audit = self._audit_row(turn, call, tool, status="running")
-        audit.started_at = utcnow()
-        audit.approved_by = approved_by
         try:
-            await self.store.record_tool_call(audit)
-            context = self._context(turn, call, tool, queue)
-            event, values = await self._invoke(tool, call, context)
+            audit_id = await self._audit_start(turn, call, tool, approved_by, audit_id)
+            deadline = Deadline(self.settings.tool_timeout)
+            context = self._context(turn, call, tool, queue, deadline)
+            event, values = await self._invoke(tool, call, context, deadline)
             await self.store.update_tool_call(
-                turn.user_id, audit.id, finished_at=utcnow(), **values
+                turn.user_id, audit_id, finished_at=utcnow(), **values
             )
             queue.put_nowait(event)
         finally:
             queue.put_nowait(_DONE)
 
+    async def _audit_start(
+        self,
+        turn: PreparedTurn,
+        call: ev.ToolCallReady,
+        tool: Tool,
+        approved_by: str | None,
+        audit_id: str | None,
+    ) -> str:
+        """The call's audit row goes to ``running``: the approval's row, or a new one."""
+        if audit_id is not None:
+            await self.store.update_tool_call(
+                turn.user_id, audit_id, status="running", started_at=utcnow()
+            )
+            return audit_id
+        audit = self._audit_row(turn, call, tool, status="running")
+        audit.started_at = utcnow()
+        audit.approved_by = approved_by
+        await self.store.record_tool_call(audit)
+        return audit.id
+
     async def _invoke(
-        self, tool: Tool, call: ev.ToolCallReady, context: ToolContext
+        self, tool: Tool, call: ev.ToolCallReady, context: ToolContext, deadline: Deadline
     ) -> tuple[ev.EngineEvent, dict[str, Any]]:
         name, ident = call.tool_name, call.tool_call_id
         try:
-            async with asyncio.timeout(self.settings.tool_timeout):
+            async with deadline.running():
                 output: ToolOutput = await tool.call(dict(call.args), context)
-        except TimeoutError:
-            error = f"the tool did not answer within {self.settings.tool_timeout:g} seconds"
+        except TimeoutError as exc:
+            error = str(exc) or (
+                f"the tool did not answer within {self.settings.tool_timeout:g} seconds"
+            )
             return ev.ToolFailed(tool_call_id=ident, tool_name=name, error=error), {
                 "status": "timed_out",
                 "error": error,
@@ -332,6 +377,7 @@ class ToolRunner:
         call: ev.ToolCallReady,
         tool: Tool,
         queue: asyncio.Queue[object],
+        deadline: Deadline | None = None,
     ) -> ToolContext:
         async def progress(message: str, value: float | None, total: float | None) -> None:
             queue.put_nowait(
@@ -345,7 +391,15 @@ class ToolRunner:
             )
 
         async def elicit(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-            return await self._elicit(turn, call, tool, queue, message, schema)
+            if deadline is None:
+                return await self._elicit(turn, call, tool, queue, message, schema)
+            async with deadline.paused():
+                return await self._elicit(turn, call, tool, queue, message, schema)
+
+        def add_usage(prompt_tokens: int, completion_tokens: int) -> None:
+            turn.usage = turn.usage + TokenUsage(
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
 
         return ToolContext(
             user_id=turn.user_id,
@@ -354,6 +408,8 @@ class ToolRunner:
             tool_call_id=call.tool_call_id,
             elicit=elicit,
             progress=progress,
+            message_id=turn.message_id,
+            add_usage=add_usage,
         )
 
     async def _elicit(

@@ -61,7 +61,13 @@ BUILTIN_PROFILES = {
 
 @dataclass
 class TurnRequest:
-    """What a door asks the engine for; every door builds one of these."""
+    """What a door asks the engine for; every door builds one of these.
+
+    ``mode="continue"`` adds a reply after the active leaf with no new user message (a client
+    that ran tools itself sent their results). ``external_tools`` are ``{name, description,
+    parameters}`` specs the model sees but parley does not run: a step that calls one ends the
+    run with ``finish_reason="tool_calls"`` (the OpenAI door hands the calls to its client).
+    """
 
     content: str | None = None
     parts: list[Part] = field(default_factory=list)
@@ -124,7 +130,7 @@ class Engine:
         return profile
 
     async def prepare(
-        self, user_id: str, conversation_id: str, request: TurnRequest
+        self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None = None
     ) -> PreparedTurn:
         convo = await self.store.get_conversation(user_id, conversation_id)
         profile = self.profile(request.profile or convo.profile)
@@ -144,6 +150,7 @@ class Engine:
             model=model.ref,
             run_id=run_id,
             title=title,
+            owner=owner,
         )
         if user_message is not None:
             history.append(user_message)
@@ -160,7 +167,13 @@ class Engine:
             max_tokens=request.max_tokens,
             system=convo.system or (profile.system_prompt if profile else None),
             history=history,
-            tools=self.tools.toolset(profile, request.servers, request.approve_all, user_id),
+            tools=self.tools.toolset(
+                profile,
+                request.servers,
+                request.approve_all,
+                user_id,
+                external=request.external_tools or (),
+            ),
             max_steps=profile.max_steps if profile else self.settings.max_steps,
             side_effects=side_effects,
         )
@@ -182,6 +195,8 @@ class Engine:
         self, user_id: str, convo: Any, request: TurnRequest
     ) -> tuple[str | None, list[Part] | None, list[str]]:
         """Where the new messages attach, the user message parts, and the messages replaced."""
+        if request.mode == "continue":
+            return convo.active_leaf_id, None, []
         if request.mode == "send":
             parts = _user_parts(request)
             parent = request.parent_id or convo.active_leaf_id
@@ -232,6 +247,7 @@ class Engine:
                 )
             else:
                 async for event in self.tools.resume(turn, builder):
+                    builder.apply(event)
                     yield event
             finish: str = "stop"
             while turn.step < turn.max_steps:
@@ -244,6 +260,9 @@ class Engine:
                     await saver.maybe(builder.parts)
                 if not calls:
                     finish = "stop" if finish != "length" else finish
+                    break
+                if turn.tools.hands_back(calls):
+                    finish = "tool_calls"
                     break
                 waiting: list[str] = []
                 async for event in self.tools.execute(turn, builder, calls):

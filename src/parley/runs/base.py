@@ -40,5 +40,11 @@ class RunHub(Protocol):
     async def disown(self, run_id: str) -> None:
         """This process no longer runs ``run_id`` (finished or suspended)."""
 
+    async def start(self) -> None:
+        """Begin background work (control listener, heartbeats)."""
+
+    async def alive(self, instance: str) -> bool:
+        """Whether the process ``instance`` is still running (for failover)."""
+
     async def aclose(self) -> None:
         """Stop background work and release connections."""

@@ -22,8 +22,9 @@ class _Log:
 class MemoryRunHub:
     """Events kept in memory for ``ttl`` seconds after a run finishes."""
 
-    def __init__(self, *, ttl: float = 600.0) -> None:
+    def __init__(self, *, ttl: float = 600.0, instance: str = "local") -> None:
         self.ttl = ttl
+        self.instance = instance
         self._logs: dict[str, _Log] = {}
         self._owners: dict[str, ControlHandler] = {}
 
@@ -77,6 +78,13 @@ class MemoryRunHub:
 
     async def disown(self, run_id: str) -> None:
         self._owners.pop(run_id, None)
+
+    async def start(self) -> None:
+        return None
+
+    async def alive(self, instance: str) -> bool:
+        """One process: every run in the database that is not ours belongs to a dead one."""
+        return instance == self.instance
 
     async def aclose(self) -> None:
         for log in self._logs.values():

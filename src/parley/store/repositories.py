@@ -339,6 +339,7 @@ class Store:
         run_id: str,
         title: str | None,
         continue_message_id: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Message | None, Message]:
         """One commit: the user message (if any), the streaming assistant message and the run.
 
@@ -369,6 +370,7 @@ class Store:
                     message_id=assistant.id,
                     model=model,
                     status="running",
+                    owner=owner,
                 )
             )
         return user_message, assistant
@@ -496,27 +498,34 @@ class Store:
         async with self.sessions() as session:
             return (await session.execute(stmt)).scalars().first()
 
-    async def mark_interrupted(self, owner: str | None = None) -> int:
-        """At start-up: replies left ``streaming`` by a dead process become ``interrupted``.
+    async def running_runs(self) -> list[Run]:
+        """Every run marked running, across users (for the failover sweep, not for requests)."""
+        async with self.sessions() as session:
+            stmt = select(Run).where(Run.status == "running")
+            return list((await session.execute(stmt)).scalars().all())
 
-        Runs waiting for a person are left alone: they hold no provider connection.
-        """
+    async def interrupt_run(self, run: Run) -> bool:
+        """Mark a run whose process died, and its streaming reply, ``interrupted`` (once)."""
         now = utcnow()
-        runs = select(Run.message_id).where(Run.status == "running")
-        if owner is not None:
-            runs = runs.where(Run.owner == owner)
+        owner_matches = Run.owner.is_(None) if run.owner is None else Run.owner == run.owner
         async with self.sessions() as session, session.begin():
             result = await session.execute(
-                update(Message)
-                .where(Message.status == "streaming", Message.id.in_(runs))
-                .values(status="interrupted", updated_at=now)
-                .execution_options(synchronize_session=False)
+                update(Run)
+                .where(Run.id == run.id, Run.status == "running", owner_matches)
+                .values(status="interrupted", finished_at=now)
             )
-            run_stmt = update(Run).where(Run.status == "running")
-            if owner is not None:
-                run_stmt = run_stmt.where(Run.owner == owner)
-            await session.execute(run_stmt.values(status="interrupted", finished_at=now))
-        return int(getattr(result, "rowcount", 0) or 0)
+            if not getattr(result, "rowcount", 0):
+                return False
+            await session.execute(
+                update(Message)
+                .where(
+                    Message.id == run.message_id,
+                    Message.user_id == run.user_id,
+                    Message.status == "streaming",
+                )
+                .values(status="interrupted", updated_at=now)
+            )
+        return True
 
     # tool calls (the audit log) ----------------------------------------------------------
 

@@ -1,0 +1,358 @@
+"""The OpenAI-compatible provider: OpenAI, vLLM, llama.cpp and Ollama, told apart by base URL.
+
+It also holds what every HTTP provider shares (:class:`RetryPolicy`, :func:`stream_with_retries`,
+:func:`status_error`): a request is retried on 429, 5xx and lost connections, but only until the
+first event has been yielded; after that a failure ends the stream at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import random
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import openai
+import structlog
+from openai.types.chat import (
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionToolUnionParam,
+)
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+
+from parley import errors
+from parley.providers.base import (
+    ChatMessage,
+    FinishChunk,
+    ImagePart,
+    Provider,
+    ProviderEvent,
+    ProviderRequest,
+    ReasoningChunk,
+    TextChunk,
+    TextPart,
+    ToolCallChunk,
+    UsageChunk,
+)
+
+log = structlog.get_logger("parley.providers")
+
+LOST_MID_STREAM = "connection to the model was lost mid-stream"
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry before the first event: backoff with jitter."""
+
+    max_retries: int = 2
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based); Retry-After wins, capped."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        backoff = min(self.max_delay, self.base_delay * 2.0**retry)
+        return backoff * random.uniform(0.5, 1.0)
+
+
+async def stream_with_retries(
+    attempt: Callable[[], AsyncGenerator[ProviderEvent, None]],
+    policy: RetryPolicy,
+    *,
+    provider: str,
+) -> AsyncGenerator[ProviderEvent, None]:
+    """Run ``attempt()`` again after a :class:`~parley.errors.ProviderUnavailable` until it yields."""
+    for retry in itertools.count():
+        events = attempt()
+        started = False
+        try:
+            async for event in events:
+                started = True
+                yield event
+            return
+        except errors.ProviderUnavailable as exc:
+            if started or retry >= policy.max_retries:
+                raise
+            delay = policy.delay(retry, _seconds(exc.extra.get("retry_after")))
+            log.warning(
+                "provider_retry", provider=provider, retry=retry + 1, delay=delay, error=str(exc)
+            )
+        finally:
+            await events.aclose()
+        await asyncio.sleep(delay)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if given."""
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_detail(body: object, fallback: str) -> str:
+    """The ``error.message`` of an API error body, or ``fallback``."""
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return message if isinstance(message, str) and message else fallback
+
+
+def status_error(
+    status: int, detail: str, headers: Mapping[str, str], *, provider: str, model: str | None
+) -> errors.ParleyError:
+    """The parley error for an HTTP error status from a model API."""
+    if status in (401, 403):
+        return errors.ProviderError("provider rejected the API key", provider=provider)
+    if status == 404 and model is not None:
+        return errors.InvalidModel(f"{provider} has no model {model!r}: {detail}")
+    if status == 429 or status >= 500:
+        message = f"{provider} answered HTTP {status}: {detail}"
+        return errors.ProviderUnavailable(message, retry_after=retry_after(headers))
+    return errors.ProviderError(f"{provider} refused the request (HTTP {status}): {detail}")
+
+
+class OpenAIProvider(Provider):
+    """Chat Completions over the official SDK, streamed, with usage included."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        name: str = "openai",
+        supports_images: bool = True,
+    ) -> None:
+        self.name = name
+        self.supports_images = supports_images
+        self.timeout = timeout
+        self.retry_policy = RetryPolicy(max_retries=max_retries)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url or "https://api.openai.com/v1",
+            api_key=api_key or "not-needed",
+            timeout=timeout,
+            max_retries=0,
+        )
+
+    def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
+        return stream_with_retries(
+            lambda: self._attempt(request), self.retry_policy, provider=self.name
+        )
+
+    async def models(self) -> list[str]:
+        try:
+            return [model.id async for model in self._client.models.list()]
+        except openai.OpenAIError as exc:
+            raise self._error(exc, model=None, streaming=False) from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _attempt(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
+        try:
+            stream = await self._client.chat.completions.create(
+                model=request.model,
+                messages=cast("list[ChatCompletionMessageParam]", to_openai_messages(request)),
+                tools=cast("list[ChatCompletionToolUnionParam]", to_openai_tools(request))
+                or openai.omit,
+                temperature=openai.omit if request.temperature is None else request.temperature,
+                max_tokens=openai.omit if request.max_tokens is None else request.max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.OpenAIError as exc:
+            raise self._error(exc, model=request.model, streaming=False) from exc
+        async with stream:
+            state = _StreamState()
+            try:
+                async for chunk in stream:
+                    for event in state.events(chunk):
+                        yield event
+            except Exception as exc:
+                raise self._error(exc, model=request.model, streaming=True) from exc
+            if state.finish is None:
+                raise errors.ProviderUnavailable(LOST_MID_STREAM)
+            if state.usage is not None:
+                yield state.usage
+
+    def _error(self, exc: Exception, *, model: str | None, streaming: bool) -> errors.ParleyError:
+        if isinstance(exc, openai.APITimeoutError):
+            when = "mid-stream" if streaming else "before answering"
+            return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
+        if isinstance(exc, openai.APIConnectionError):
+            if streaming:
+                return errors.ProviderUnavailable(LOST_MID_STREAM)
+            return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc.message}")
+        if isinstance(exc, openai.APIStatusError):
+            detail = error_detail(exc.body, exc.message)
+            return status_error(
+                exc.status_code, detail, exc.response.headers, provider=self.name, model=model
+            )
+        if isinstance(exc, openai.APIError):
+            return errors.ProviderError(f"{self.name} reported an error: {exc.message}")
+        return errors.ProviderError(f"{self.name} sent a malformed stream: {exc!r}")
+
+
+@dataclass
+class _StreamState:
+    """What one streamed completion has said so far.
+
+    The SDK does not validate chunks, so a lenient server's missing ``choices`` or ``delta``
+    arrive as ``None`` and are read as empty.
+    """
+
+    finish: FinishChunk | None = None
+    usage: UsageChunk | None = None
+
+    def events(self, chunk: ChatCompletionChunk) -> Iterator[ProviderEvent]:
+        for choice in (chunk.choices or [])[:1]:
+            if choice.delta is not None:
+                yield from _delta_events(choice.delta)
+            if choice.finish_reason and self.finish is None:
+                self.finish = FinishChunk(reason=FINISH_REASONS.get(choice.finish_reason, "stop"))
+                yield self.finish
+        if chunk.usage is not None:
+            usage = chunk.usage
+            self.usage = UsageChunk(
+                prompt_tokens=usage.prompt_tokens or 0,
+                completion_tokens=usage.completion_tokens or 0,
+            )
+
+
+def _delta_events(delta: ChoiceDelta) -> Iterator[ProviderEvent]:
+    if reasoning := _reasoning(delta):
+        yield ReasoningChunk(text=reasoning)
+    if delta.content:
+        yield TextChunk(text=delta.content)
+    for position, call in enumerate(delta.tool_calls or []):
+        function = call.function
+        yield ToolCallChunk(
+            index=position if call.index is None else call.index,
+            id=call.id,
+            name=function.name if function else None,
+            arguments=(function.arguments or "") if function else "",
+        )
+
+
+def _reasoning(delta: object) -> str | None:
+    """Reasoning text, which vLLM, DeepSeek and Ollama send outside the OpenAI schema."""
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def to_openai_messages(request: ProviderRequest) -> list[dict[str, Any]]:
+    """The history as Chat Completions messages."""
+    return [_message(message) for message in request.messages]
+
+
+def to_openai_tools(request: ProviderRequest) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in request.tools
+    ]
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": text_of(message.content),
+        }
+    out: dict[str, Any] = {"role": message.role}
+    if message.role == "user":
+        out["content"] = _user_content(message.content)
+    elif message.role == "assistant":
+        text = text_of(message.content)
+        out["content"] = text if text or not message.tool_calls else None
+        if message.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ]
+    else:
+        out["content"] = text_of(message.content)
+    if message.name:
+        out["name"] = message.name
+    return out
+
+
+def _user_content(content: str | list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return [
+        {"type": "text", "text": part.text}
+        if isinstance(part, TextPart)
+        else {"type": "image_url", "image_url": {"url": image_url(part)}}
+        for part in content
+    ]
+
+
+def text_of(content: str | list[TextPart | ImagePart]) -> str:
+    """The text of a message, images left out."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def image_url(part: ImagePart) -> str:
+    """The image as a URL: its own, or a ``data:`` URL of its base64 bytes."""
+    if part.data is not None:
+        return f"data:{part.media_type};base64,{part.data}"
+    if part.url is not None:
+        return part.url
+    raise errors.ValidationFailed("an image part needs either data or a url")

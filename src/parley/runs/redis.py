@@ -1,0 +1,198 @@
+"""The Redis run hub: any process can serve any run.
+
+- A run's events live in the stream ``parley:run:{id}:events`` with ids ``0-1``, ``0-2``, … (the
+  event's sequence number is the id's second half), replayed with XRANGE and followed with XREAD.
+- The terminal event sets ``parley:run:{id}:done``; the stream and that key expire ``ttl`` seconds
+  later.
+- The owner of a running run holds ``parley:run:{id}:owner`` (its instance id), refreshed by a
+  heartbeat; control messages (cancel, elicitation answers) are published on the owner's channel
+  ``parley:ctl:{instance}``. A run whose owner key has expired has lost its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from parley.chat.events import EngineEvent, dump_event, is_terminal, load_event
+from parley.runs.base import ControlHandler
+
+log = structlog.get_logger("parley.runs.redis")
+PREFIX = "parley"
+
+
+def _key(run_id: str, part: str) -> str:
+    return f"{PREFIX}:run:{run_id}:{part}"
+
+
+def _seq(stream_id: bytes | str) -> int:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    return int(text.split("-", 1)[1])
+
+
+class RedisRunHub:
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str,
+        ttl: float = 600.0,
+        owner_ttl: float = 10.0,
+        block_ms: int = 5_000,
+    ) -> None:
+        self.redis: aioredis.Redis = aioredis.from_url(url, max_connections=2_000)
+        self.instance = instance
+        self.ttl = int(ttl)
+        self.owner_ttl = owner_ttl
+        self.block_ms = block_ms
+        self._handlers: dict[str, ControlHandler] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Listen for this instance's control messages and keep its owner keys alive."""
+        await self.redis.ping()
+        await self._beat()
+        ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._listen(ready), name="parley control"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="parley heartbeat"))
+        await ready.wait()
+
+    # events -------------------------------------------------------------------------------
+
+    async def open(self, run_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(_key(run_id, "done"))
+            pipe.set(_key(run_id, "live"), self.instance, ex=self.ttl + 3600)
+            await pipe.execute()
+
+    async def publish(self, run_id: str, event: EngineEvent) -> int:
+        stream = _key(run_id, "events")
+        stream_id = await self.redis.xadd(stream, {"e": dump_event(event)}, id="0-*")
+        if is_terminal(event):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
+                pipe.expire(stream, self.ttl)
+                pipe.expire(_key(run_id, "live"), self.ttl)
+                await pipe.execute()
+        return _seq(stream_id)
+
+    async def subscribe(
+        self, run_id: str, after: int = 0
+    ) -> AsyncIterator[tuple[int, EngineEvent]]:
+        stream = _key(run_id, "events")
+        last = f"0-{max(0, after)}"
+        while True:
+            batch: Any = await self.redis.xread({stream: last}, count=500, block=self.block_ms)
+            if not batch:
+                if not await self.redis.exists(stream, _key(run_id, "live")):
+                    return
+                continue
+            for stream_id, fields in batch[0][1]:
+                last = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+                event = load_event(fields[b"e"])
+                yield _seq(stream_id), event
+                if is_terminal(event):
+                    return
+
+    async def exists(self, run_id: str) -> bool:
+        return bool(await self.redis.exists(_key(run_id, "events")))
+
+    async def is_finished(self, run_id: str) -> bool:
+        return bool(await self.redis.exists(_key(run_id, "done")))
+
+    # ownership and control -------------------------------------------------------------------
+
+    async def own(self, run_id: str, handler: ControlHandler) -> None:
+        self._handlers[run_id] = handler
+        await self.redis.set(_key(run_id, "owner"), self.instance, px=int(self.owner_ttl * 1000))
+
+    async def disown(self, run_id: str) -> None:
+        self._handlers.pop(run_id, None)
+        key = _key(run_id, "owner")
+        if await self.redis.get(key) == self.instance.encode():
+            await self.redis.delete(key)
+
+    async def owner(self, run_id: str) -> str | None:
+        value: Any = await self.redis.get(_key(run_id, "owner"))
+        return value.decode() if value else None
+
+    async def send_control(self, run_id: str, message: dict[str, Any]) -> bool:
+        owner = await self.owner(run_id)
+        if owner is None:
+            return False
+        if owner == self.instance:
+            handler = self._handlers.get(run_id)
+            if handler is None:
+                return False
+            await handler(message)
+            return True
+        payload = json.dumps({"run_id": run_id, "message": message})
+        receivers = await self.redis.publish(f"{PREFIX}:ctl:{owner}", payload)
+        return bool(receivers)
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(f"{PREFIX}:ctl:{self.instance}")
+        ready.set()
+        try:
+            async for item in pubsub.listen():
+                if item.get("type") != "message":
+                    continue
+                await self._dispatch(item["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _dispatch(self, raw: bytes) -> None:
+        try:
+            envelope = json.loads(raw)
+            handler = self._handlers.get(envelope["run_id"])
+            if handler is not None:
+                await handler(envelope["message"])
+        except Exception:
+            log.exception("control_message_failed")
+
+    async def alive(self, instance: str) -> bool:
+        """Whether the process ``instance`` has sent a heartbeat within ``owner_ttl``."""
+        return bool(await self.redis.exists(f"{PREFIX}:instance:{instance}"))
+
+    async def _beat(self) -> None:
+        await self.redis.set(
+            f"{PREFIX}:instance:{self.instance}", "1", px=int(self.owner_ttl * 1000)
+        )
+
+    async def _heartbeat(self) -> None:
+        interval = self.owner_ttl / 3
+        while True:
+            try:
+                await self._beat()
+            except Exception:
+                log.exception("heartbeat_failed")
+            await asyncio.sleep(interval)
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for run_id in list(self._handlers):
+                        pipe.set(
+                            _key(run_id, "owner"), self.instance, px=int(self.owner_ttl * 1000)
+                        )
+                    await pipe.execute()
+            except Exception:
+                log.exception("heartbeat_failed")
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for run_id in list(self._handlers):
+            with contextlib.suppress(Exception):
+                await self.disown(run_id)
+        with contextlib.suppress(Exception):
+            await self.redis.delete(f"{PREFIX}:instance:{self.instance}")
+        await self.redis.aclose()

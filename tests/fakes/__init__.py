@@ -1,0 +1,1 @@
+"""Fake model APIs on real sockets, for tests and benchmarks."""

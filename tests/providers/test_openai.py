@@ -1,0 +1,445 @@
+"""The OpenAI-compatible provider against a fake Chat Completions server on a real socket."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import anyio
+import pytest
+from tests.fakes import openai_server as api
+from tests.fakes.openai_server import FakeOpenAI
+from tests.providers.conftest import FAST_RETRIES, collect, collect_until_error
+
+from parley import errors
+from parley.providers.base import (
+    ChatMessage,
+    FinishChunk,
+    ImagePart,
+    ProviderRequest,
+    ReasoningChunk,
+    TextChunk,
+    TextPart,
+    ToolCallChunk,
+    ToolCallRequest,
+    ToolSpec,
+    UsageChunk,
+)
+from parley.providers.openai import LOST_MID_STREAM, OpenAIProvider, RetryPolicy, retry_after
+
+HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
+
+
+async def test_text_in_many_chunks_arrives_chunk_by_chunk_then_finish_and_usage(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.text("Hel", "lo", ", wor", "ld", usage=(7, 4)))
+
+    events = await collect(openai_provider.stream(HELLO))
+
+    assert events == [
+        TextChunk(text="Hel"),
+        TextChunk(text="lo"),
+        TextChunk(text=", wor"),
+        TextChunk(text="ld"),
+        FinishChunk(reason="stop"),
+        UsageChunk(prompt_tokens=7, completion_tokens=4),
+    ]
+    fake_openai.assert_done()
+
+
+async def test_the_request_carries_the_converted_history_tools_and_asks_for_usage(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.text("ok"))
+    request = ProviderRequest(
+        model="gpt-test",
+        temperature=0.2,
+        max_tokens=50,
+        tools=[ToolSpec(name="get_weather", description="Weather", parameters=WEATHER_SCHEMA)],
+        messages=[
+            ChatMessage(role="system", content="Be brief."),
+            ChatMessage(
+                role="user",
+                content=[
+                    TextPart(text="What is this?"),
+                    ImagePart(media_type="image/png", data="iVBORw0K"),
+                    ImagePart(media_type="image/jpeg", url="https://example.com/cat.jpg"),
+                ],
+            ),
+            ChatMessage(
+                role="assistant",
+                tool_calls=[
+                    ToolCallRequest(id="call_1", name="get_weather", arguments='{"city":"Paris"}')
+                ],
+            ),
+            ChatMessage(role="tool", tool_call_id="call_1", content="Sunny"),
+            ChatMessage(role="assistant", content="It is sunny."),
+        ],
+    )
+
+    await collect(openai_provider.stream(request))
+
+    assert fake_openai.exchanges[0].path == "/v1/chat/completions"
+    assert fake_openai.exchanges[0].headers["authorization"] == "Bearer sk-test"
+    assert fake_openai.requests == [
+        {
+            "model": "gpt-test",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.2,
+            "max_tokens": 50,
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "Weather",
+                        "parameters": WEATHER_SCHEMA,
+                    },
+                }
+            ],
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0K"},
+                        },
+                        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+                {"role": "assistant", "content": "It is sunny."},
+            ],
+        }
+    ]
+
+
+async def test_unset_options_and_empty_tools_are_left_out_of_the_request(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.text("ok"))
+
+    await collect(openai_provider.stream(HELLO))
+
+    assert set(fake_openai.requests[0]) == {"model", "messages", "stream", "stream_options"}
+
+
+async def test_tool_call_fragments_keep_their_index_id_name_and_argument_pieces(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(
+        api.tool_calls(
+            ("call_1", "get_weather", ['{"city":', '"Paris"}']),
+            ("call_2", "get_time", ['{"tz":"CET"}']),
+        )
+    )
+
+    events = await collect(openai_provider.stream(HELLO))
+
+    assert events == [
+        ToolCallChunk(index=0, id="call_1", name="get_weather", arguments=""),
+        ToolCallChunk(index=0, arguments='{"city":'),
+        ToolCallChunk(index=0, arguments='"Paris"}'),
+        ToolCallChunk(index=1, id="call_2", name="get_time", arguments=""),
+        ToolCallChunk(index=1, arguments='{"tz":"CET"}'),
+        FinishChunk(reason="tool_calls"),
+        UsageChunk(prompt_tokens=44, completion_tokens=16),
+    ]
+
+
+async def test_reasoning_outside_the_openai_schema_becomes_reasoning_chunks(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    ollama_style = api.chunk({"reasoning": "hmm"})
+    fake_openai.enqueue(
+        api.text("Hi", reasoning=("Let me ", "think")),
+        api.sse(ollama_style, api.chunk({"content": "Yo"}), api.chunk(finish="stop")),
+    )
+
+    first = await collect(openai_provider.stream(HELLO))
+    second = await collect(openai_provider.stream(HELLO))
+
+    assert first[:3] == [
+        ReasoningChunk(text="Let me "),
+        ReasoningChunk(text="think"),
+        TextChunk(text="Hi"),
+    ]
+    assert second == [ReasoningChunk(text="hmm"), TextChunk(text="Yo"), FinishChunk()]
+
+
+async def test_a_lenient_server_may_leave_out_delta_choices_and_usage(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    no_delta = {**api.chunk(), "choices": [{"index": 0, "finish_reason": "stop"}]}
+    no_choices = api.chunk(usage=(3, 1))
+    del no_choices["choices"]
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hi"), no_delta, no_choices))
+
+    events = await collect(openai_provider.stream(HELLO))
+
+    assert events == [
+        TextChunk(text="Hi"),
+        FinishChunk(),
+        UsageChunk(prompt_tokens=3, completion_tokens=1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("length", "length"),
+        ("content_filter", "content_filter"),
+        ("function_call", "tool_calls"),
+        ("something_new", "stop"),
+    ],
+)
+async def test_finish_reasons_map_to_parley_finish_reasons(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider, sent: str, expected: str
+) -> None:
+    fake_openai.enqueue(api.text("x", finish=sent, usage=None))
+
+    events = await collect(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="x"), FinishChunk(reason=expected)]
+
+
+async def test_server_errors_are_retried_then_reported_unavailable(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(*[api.error(500, "boom", type="server_error")] * 3)
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == []
+    assert type(exc) is errors.ProviderUnavailable
+    assert "HTTP 500: boom" in exc.message
+    assert len(fake_openai.requests) == 3  # the first try and max_retries=2
+
+
+async def test_a_rate_limit_is_retried_after_retry_after_and_then_succeeds(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    openai_provider.retry_policy = RetryPolicy(base_delay=60, max_delay=60)  # Retry-After or bust
+    fake_openai.enqueue(
+        api.error(429, "slow down", type="rate_limit_error", headers={"retry-after": "0"}),
+        api.text("fine"),
+    )
+
+    with anyio.fail_after(5):
+        events = await collect(openai_provider.stream(HELLO))
+
+    assert events[0] == TextChunk(text="fine")
+    assert len(fake_openai.requests) == 2
+
+
+async def test_a_drop_before_any_event_is_retried(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    role_only = api.text_deltas()
+    fake_openai.enqueue(api.sse(*role_only, api.Drop(), done=False), api.text("again"))
+
+    events = await collect(openai_provider.stream(HELLO))
+
+    assert events[0] == TextChunk(text="again")
+    assert len(fake_openai.requests) == 2
+
+
+async def test_a_server_that_never_answers_times_out(fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(api.hang())
+    provider = OpenAIProvider(base_url=fake_openai.base_url, api_key=None, timeout=0.5)
+
+    async with contextlib.aclosing(provider):
+        with anyio.fail_after(5):
+            events, exc = await collect_until_error(provider.stream(HELLO))
+
+    assert events == []
+    assert type(exc) is errors.ProviderTimeout
+    assert len(fake_openai.requests) == 1  # a timeout is not retried
+
+
+async def test_a_stall_mid_stream_times_out_after_the_chunks_before_it(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), api.Hang(), done=False))
+    provider = OpenAIProvider(base_url=fake_openai.base_url, api_key=None, timeout=0.5)
+
+    async with contextlib.aclosing(provider):
+        with anyio.fail_after(5):
+            events, exc = await collect_until_error(provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hel")]
+    assert type(exc) is errors.ProviderTimeout
+    assert exc.message.endswith("was silent for 0.5s mid-stream")
+
+
+async def test_a_malformed_chunk_is_a_provider_error(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.malformed(*api.text_deltas("Hi")))
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hi")]
+    assert type(exc) is errors.ProviderError
+    assert "malformed" in exc.message
+    assert isinstance(exc.__cause__, ValueError)  # json.JSONDecodeError
+
+
+async def test_an_error_event_inside_the_stream_is_a_provider_error(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    error = {"error": {"message": "upstream exploded", "type": "x", "param": None, "code": "boom"}}
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hi"), error, done=False))
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hi")]
+    assert type(exc) is errors.ProviderError
+    assert "upstream exploded" in exc.message
+
+
+async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_chunks_before_it(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel", "lo"), api.Drop(), done=False))
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hel"), TextChunk(text="lo")]
+    assert type(exc) is errors.ProviderUnavailable
+    assert exc.message == LOST_MID_STREAM
+
+
+async def test_a_stream_that_ends_without_a_finish_reason_is_unavailable(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), done=True))
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hel")]
+    assert type(exc) is errors.ProviderUnavailable
+    assert exc.message == LOST_MID_STREAM
+
+
+async def test_nothing_is_retried_once_the_first_chunk_was_delivered(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), api.Drop(), done=False), api.text("no"))
+
+    events, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert events == [TextChunk(text="Hel")]
+    assert type(exc) is errors.ProviderUnavailable
+    assert len(fake_openai.requests) == 1
+    assert fake_openai.pending == 1
+
+
+async def test_closing_the_stream_early_cuts_the_upstream_response_off(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), api.Hang(), done=False))
+
+    stream = openai_provider.stream(HELLO)
+    assert await anext(stream) == TextChunk(text="Hel")
+    await stream.aclose()
+
+    with anyio.fail_after(5):
+        await fake_openai.cut_off.wait()
+    assert fake_openai.exchanges[0].cut_off
+    assert not fake_openai.exchanges[0].finished
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "message"),
+    [
+        (400, errors.ProviderError, "refused the request (HTTP 400): bad tools"),
+        (401, errors.ProviderError, "provider rejected the API key"),
+        (403, errors.ProviderError, "provider rejected the API key"),
+        (404, errors.InvalidModel, "openai has no model 'fake-model': bad tools"),
+        (422, errors.ProviderError, "refused the request (HTTP 422): bad tools"),
+    ],
+)
+async def test_client_errors_are_mapped_and_not_retried(
+    fake_openai: FakeOpenAI,
+    openai_provider: OpenAIProvider,
+    status: int,
+    kind: type[errors.ParleyError],
+    message: str,
+) -> None:
+    fake_openai.enqueue(api.error(status, "bad tools"))
+
+    _, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert type(exc) is kind
+    assert message in exc.message
+    assert len(fake_openai.requests) == 1
+
+
+async def test_an_unreachable_server_is_unavailable_after_retries() -> None:
+    with socket.socket() as closed:  # bound but not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        provider = OpenAIProvider(base_url=f"http://127.0.0.1:{port}/v1", api_key=None)
+        provider.retry_policy = FAST_RETRIES
+        async with contextlib.aclosing(provider):
+            _, exc = await collect_until_error(provider.stream(HELLO))
+
+    assert type(exc) is errors.ProviderUnavailable
+    assert exc.message.startswith("cannot reach openai")
+
+
+async def test_models_lists_the_model_ids(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    fake_openai.enqueue(api.models("llama3", "qwen3"), api.error(401, "nope"))
+
+    assert await openai_provider.models() == ["llama3", "qwen3"]
+    with pytest.raises(errors.ProviderError, match="rejected the API key"):
+        await openai_provider.models()
+    assert fake_openai.exchanges[0].path == "/v1/models"
+
+
+def test_backoff_grows_with_jitter_and_retry_after_wins_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0)
+
+    assert 0.5 <= policy.delay(0) <= 1.0
+    assert 2.0 <= policy.delay(2) <= 4.0
+    assert 4.0 <= policy.delay(10) <= 8.0
+    assert policy.delay(0, retry_after=3.0) == 3.0
+    assert policy.delay(0, retry_after=120.0) == 8.0
+
+
+def test_retry_after_reads_milliseconds_seconds_and_http_dates() -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert 25 < (retry_after({"retry-after": later}) or 0) <= 30
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
