@@ -33,6 +33,7 @@ from parley.config import Settings, ensure_jwt_secret
 from parley.engine.runner import RunManager, new_instance_id
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
+from parley.limits import Limiter, MemoryBackend, RedisBackend
 from parley.logging import configure as configure_logging
 from parley.metrics import Metrics, RequestMetrics
 from parley.metrics import router as metrics_router
@@ -69,10 +70,16 @@ async def build_services(
     providers = providers or build_registry(settings)
     tools = tools if tools is not None else await build_tools(settings, store)
     runner = ToolRunner(settings, store, tools)
-    chat_engine = Engine(settings=settings, store=store, providers=providers, tools=runner)
-    register_delegates(chat_engine, tools, settings)
     instance = new_instance_id()
     hub = await build_hub(settings, instance)
+    chat_engine = Engine(
+        settings=settings,
+        store=store,
+        providers=providers,
+        tools=runner,
+        limiter=build_limiter(settings, hub),
+    )
+    register_delegates(chat_engine, tools, settings)
     manager = RunManager(
         engine=chat_engine, hub=hub, store=store, settings=settings, instance=instance
     )
@@ -88,6 +95,14 @@ async def build_services(
         runs=manager,
         metrics=metrics,
     )
+
+
+def build_limiter(settings: Settings, hub: RunHub) -> Limiter:
+    """Limits shared through the hub's Redis when there is one, else per process."""
+    redis = getattr(hub, "redis", None)
+    if redis is not None:
+        return Limiter(settings, RedisBackend(redis, settings.run_timeout))
+    return Limiter(settings, MemoryBackend(settings.run_timeout))
 
 
 async def build_hub(settings: Settings, instance: str) -> RunHub:

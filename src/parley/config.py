@@ -59,6 +59,7 @@ class ProfileConfig(BaseModel):
     model: str | None = None
     tools: list[str] = Field(default_factory=lambda: ["*"])
     max_steps: int = 8
+    reply_tokens_estimate: int = 1024
     delegate_to: list[str] = Field(default_factory=list)
     description: str | None = None
 
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
         env_prefix="PARLEY_",
         extra="ignore",
         populate_by_name=True,
+        env_nested_delimiter="__",
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     checkpoint_interval: float = 1.0
     heartbeat_interval: float = 15.0
     max_steps: int = 8
+    reply_tokens_estimate: int = 1024
     approvals: Literal["none", "policy", "all"] = "policy"
     approval_timeout: float = 300.0
     tool_timeout: float = 60.0

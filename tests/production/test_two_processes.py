@@ -3,62 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
-from parley.store import migrate
-from tests.conftest import POSTGRES_URL, REDIS_URL, SECRET, _truncate_postgres, auth
+from tests.conftest import auth
 from tests.fakes.openai_server import FakeOpenAI, paced
-from tests.support.processes import ParleyProcess, start_parley
+from tests.support.processes import ParleyProcess
 from tests.support.sse import collect, kinds, text
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-
-async def _flush_redis() -> None:
-    client = aioredis.from_url(REDIS_URL)
-    await client.flushdb()
-    await client.aclose()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-async def pair(
-    postgres_migrated: str, fake: FakeOpenAI, tmp_path: Path
-) -> AsyncIterator[tuple[ParleyProcess, ParleyProcess]]:
-    await _truncate_postgres(postgres_migrated)
-    await _flush_redis()
-    migrate.upgrade(POSTGRES_URL)
-    env = {
-        "PARLEY_DATABASE_URL": POSTGRES_URL,
-        "PARLEY_REDIS_URL": REDIS_URL,
-        "PARLEY_JWT_SECRET": SECRET,
-        "PARLEY_PROVIDER": "openai",
-        "PARLEY_MODEL": "fake-model",
-        "OPENAI_BASE_URL": f"{fake.url}/v1",
-        "OPENAI_API_KEY": "sk-fake",
-        "PARLEY_OWNER_TTL": "1.5",
-        "PARLEY_DATA_DIR": str(tmp_path / "data"),
-    }
-    a = await start_parley(env, tmp_path, name="a")
-    try:
-        b = await start_parley(env, tmp_path, name="b")
-    except Exception:
-        a.stop()
-        raise
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
 
 
 async def _conversation(http_url: str) -> str:
@@ -82,7 +35,10 @@ async def test_a_run_started_on_a_resumes_on_b_with_no_gap(
     cid = await _conversation(a.url)
     async with _client(a) as on_a, _client(b) as on_b:
         first, seen = await collect(
-            on_a, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "hi"},
+            on_a,
+            "POST",
+            f"/api/conversations/{cid}/messages",
+            json_body={"content": "hi"},
             stop_after="content",
         )
         run_id = first.headers["x-run-id"]
@@ -133,12 +89,17 @@ async def test_a_killed_process_fails_its_runs_for_subscribers_on_b(
     cid = await _conversation(a.url)
     async with _client(a) as on_a, _client(b) as on_b:
         first, seen = await collect(
-            on_a, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "go"},
+            on_a,
+            "POST",
+            f"/api/conversations/{cid}/messages",
+            json_body={"content": "go"},
             stop_after="content",
         )
         run_id = first.headers["x-run-id"]
         watcher = asyncio.create_task(
-            collect(on_b, "GET", f"/api/runs/{run_id}/events", headers={"Last-Event-ID": seen[-1].id})
+            collect(
+                on_b, "GET", f"/api/runs/{run_id}/events", headers={"Last-Event-ID": seen[-1].id}
+            )
         )
         await asyncio.sleep(1.5)  # past the first checkpoint
         a.kill()

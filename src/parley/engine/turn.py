@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from parley.config import ProfileConfig, Settings
 from parley.engine.history import to_chat
 from parley.engine.tools import ToolRunner, ToolSet
 from parley.errors import ParleyError, ValidationFailed
+from parley.limits import Limiter, Reservation, price_of
 from parley.providers.base import (
     ChatMessage,
     FinishChunk,
@@ -103,6 +105,8 @@ class PreparedTurn:
     step: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
     cancel_reason: str | None = None
+    reservation: Reservation | None = None
+    cost: float = 0.0
 
 
 class Engine:
@@ -113,11 +117,13 @@ class Engine:
         store: Store,
         providers: ProviderRegistry,
         tools: ToolRunner,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
         self.tools = tools
+        self.limiter = limiter
 
     # prepare ----------------------------------------------------------------------------
 
@@ -142,16 +148,22 @@ class Engine:
         side_effects = await self._side_effects(user_id, conversation_id, side_ids)
         run_id = new_id("run")
         title = _title_from(user_parts) if user_parts else None
-        user_message, assistant = await self.store.begin_turn(
-            user_id,
-            conversation_id,
-            user_parts=user_parts,
-            parent_id=parent_id,
-            model=model.ref,
-            run_id=run_id,
-            title=title,
-            owner=owner,
-        )
+        reservation = await self._admit(user_id, run_id, model, history, user_parts, request)
+        try:
+            user_message, assistant = await self.store.begin_turn(
+                user_id,
+                conversation_id,
+                user_parts=user_parts,
+                parent_id=parent_id,
+                model=model.ref,
+                run_id=run_id,
+                title=title,
+                owner=owner,
+            )
+        except BaseException:
+            if reservation is not None and self.limiter is not None:
+                await self.limiter.release(reservation)
+            raise
         if user_message is not None:
             history.append(user_message)
         return PreparedTurn(
@@ -161,6 +173,7 @@ class Engine:
             user_message_id=user_message.id if user_message else None,
             message_id=assistant.id,
             model=model,
+            reservation=reservation,
             temperature=request.temperature
             if request.temperature is not None
             else convo.temperature,
@@ -250,8 +263,12 @@ class Engine:
                     builder.apply(event)
                     yield event
             finish: str = "stop"
+            first_step = not resume
             while turn.step < turn.max_steps:
                 turn.step += 1
+                if not first_step:
+                    await self._reserve_step(turn, builder)
+                first_step = False
                 builder.start_step()
                 calls: list[ev.ToolCallReady] = []
                 async for event in self._model_step(turn, builder, calls):
@@ -344,6 +361,7 @@ class Engine:
                         prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
                     )
                     turn.usage = turn.usage + step_usage
+                    await self._charge(turn, step_usage)
                     yield ev.Usage(
                         prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
                     )
@@ -369,6 +387,52 @@ class Engine:
         messages.extend(to_chat([current], system=None, max_result_chars=limit))
         return messages
 
+    async def _admit(
+        self,
+        user_id: str,
+        run_id: str,
+        model: ResolvedModel,
+        history: list[Message],
+        user_parts: list[Part] | None,
+        request: TurnRequest,
+    ) -> Reservation | None:
+        """Rate limits and the first step's budget reservation, before anything is written."""
+        if self.limiter is None or not self.limiter.active(user_id):
+            return None
+        extra = [Message(role="user", parts=user_parts)] if user_parts else []
+        estimate = self._estimate(
+            to_chat(
+                [*history, *extra],
+                system=None,
+                max_result_chars=self.settings.tool_result_max_chars,
+            ),
+            request.max_tokens,
+        )
+        return await self.limiter.admit(user_id, run_id, model.ref, estimate)
+
+    def _estimate(self, messages: list[ChatMessage], max_tokens: int | None) -> int:
+        """Prompt tokens (about four characters each) plus what the reply may use."""
+        chars = sum(len(m.content) if isinstance(m.content, str) else 0 for m in messages)
+        chars += sum(len(c.arguments) for m in messages for c in m.tool_calls)
+        return math.ceil(chars / 4) + (max_tokens or self.settings.reply_tokens_estimate)
+
+    async def _reserve_step(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
+        if self.limiter is None or turn.reservation is None:
+            return
+        estimate = self._estimate(self._messages(turn, builder), turn.max_tokens)
+        await self.limiter.reserve(turn.reservation, turn.model.ref, estimate)
+
+    async def _charge(self, turn: PreparedTurn, usage: TokenUsage) -> None:
+        cost = price_of(self.settings, turn.model.ref, usage.prompt_tokens, usage.completion_tokens)
+        turn.cost += cost
+        if self.limiter is not None and turn.reservation is not None:
+            await self.limiter.settle(turn.reservation, usage.total_tokens, cost)
+
+    async def _release(self, turn: PreparedTurn) -> None:
+        if self.limiter is not None and turn.reservation is not None:
+            held, turn.reservation = turn.reservation, None
+            await self.limiter.release(held)
+
     async def _suspend(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
         state = {"step": turn.step, "max_steps": turn.max_steps, "model": turn.model.ref}
         state.update(temperature=turn.temperature, max_tokens=turn.max_tokens, system=turn.system)
@@ -381,10 +445,13 @@ class Engine:
             status="awaiting",
             parts=builder.parts,
             usage=turn.usage,
+            cost=turn.cost,
             run_status="awaiting",
             run_state=state,
         )
         turn.usage = TokenUsage()
+        turn.cost = 0.0
+        await self._release(turn)
 
     async def _finish(
         self,
@@ -402,9 +469,11 @@ class Engine:
                 status=status,
                 parts=builder.parts,
                 usage=turn.usage,
+                cost=turn.cost,
                 error=error,
             )
         )
+        await asyncio.shield(self._release(turn))
 
 
 class _ToolCallAssembler:
