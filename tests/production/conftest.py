@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-
-from parley.store import migrate
 from tests.conftest import POSTGRES_URL, REDIS_URL, SECRET, _truncate_postgres
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.processes import ParleyProcess, start_parley
+
+from parley.store import migrate
 
 
 async def _flush_redis() -> None:

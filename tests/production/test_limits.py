@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-
-from parley.providers.scripted import ScriptedProvider
 from tests.conftest import Live, auth
 from tests.fakes.openai_server import FakeOpenAI, paced
 from tests.support.processes import ParleyProcess
 from tests.support.sse import collect
+
+from parley.providers.scripted import ScriptedProvider
 
 # "hi" is one token by the estimate (4 characters a token) and each request asks for 10 more.
 PER_REQUEST = 11

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from tests.conftest import auth
 from tests.fakes.openai_server import FakeOpenAI, paced
 from tests.support.processes import ParleyProcess
 from tests.support.sse import collect, kinds, text
+from tests.support.wait import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -61,8 +61,7 @@ async def test_cancel_from_b_stops_the_model_running_on_a(
         stream = asyncio.create_task(
             collect(on_a, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "go"})
         )
-        while not fake.exchanges or fake.exchanges[-1].frames_sent < 3:
-            await asyncio.sleep(0.02)
+        await until(lambda: bool(fake.exchanges) and fake.exchanges[-1].frames_sent >= 3)
         cancelled = await on_b.post(f"/api/runs/{(await _run(on_b, cid))}/cancel")
         assert cancelled.json()["status"] == "cancelled"
         async with asyncio.timeout(1.5):
