@@ -7,8 +7,8 @@ import asyncio
 import os
 import shutil
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,9 @@ async def _reset_postgres(url: str) -> None:
 
 async def _truncate_postgres(url: str) -> None:
     engine = create_async_engine(url)
-    tables = "users, conversations, messages, runs, tool_calls, pending_inputs, approval_rules, tasks"
+    tables = (
+        "users, conversations, messages, runs, tool_calls, pending_inputs, approval_rules, tasks"
+    )
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     await engine.dispose()

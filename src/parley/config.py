@@ -134,14 +134,14 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     enable_chat_v2: bool = Field(
         default=False,
-        validation_alias=AliasChoices(
-            "enable_chat_v2", "ENABLE_CHAT_V2", "PARLEY_ENABLE_CHAT_V2"
-        ),
+        validation_alias=AliasChoices("enable_chat_v2", "ENABLE_CHAT_V2", "PARLEY_ENABLE_CHAT_V2"),
     )
     enable_chat_v2_approvals: bool = Field(
         default=False,
         validation_alias=AliasChoices(
-            "enable_chat_v2_approvals", "ENABLE_CHAT_V2_APPROVALS", "PARLEY_ENABLE_CHAT_V2_APPROVALS"
+            "enable_chat_v2_approvals",
+            "ENABLE_CHAT_V2_APPROVALS",
+            "PARLEY_ENABLE_CHAT_V2_APPROVALS",
         ),
     )
 

@@ -26,7 +26,12 @@ async def test_the_user_message_is_committed_before_the_model_is_called(
     convo = await store.create_conversation("alice")
     async with live.client() as http:
         task = asyncio.create_task(
-            collect(http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "first!"})
+            collect(
+                http,
+                "POST",
+                f"/api/conversations/{convo.id}/messages",
+                json_body={"content": "first!"},
+            )
         )
         await scripted.wait_for_requests(1)
         fresh = await store.get_conversation("alice", convo.id)
@@ -55,7 +60,10 @@ async def test_a_crash_mid_stream_keeps_the_checkpointed_text_and_restart_marks_
     convo = await store.create_conversation("alice")
     async with live.client() as http:
         response, _ = await collect(
-            http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "go"},
+            http,
+            "POST",
+            f"/api/conversations/{convo.id}/messages",
+            json_body={"content": "go"},
             stop_after="content",
         )
     await asyncio.wait_for(reached_the_end.wait(), 5)
@@ -71,7 +79,9 @@ async def test_a_crash_mid_stream_keeps_the_checkpointed_text_and_restart_marks_
         dead.set()
     after = await store.get_message("alice", convo.id, run.message_id)
     assert (after.status, after.text) == ("interrupted", "one two ")
-    branch = await store.branch("alice", convo.id, leaf_id=(await store.get_conversation("alice", convo.id)).active_leaf_id)
+    branch = await store.branch(
+        "alice", convo.id, leaf_id=(await store.get_conversation("alice", convo.id)).active_leaf_id
+    )
     assert [m.role for m in branch] == ["user", "assistant"]
     dead.set()
 
@@ -91,10 +101,20 @@ async def test_nothing_is_written_per_token(live: Live, scripted: ScriptedProvid
     event.listen(engine, "before_cursor_execute", count)
     try:
         async with live.client() as http:
-            await collect(http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "long"})
+            await collect(
+                http,
+                "POST",
+                f"/api/conversations/{convo.id}/messages",
+                json_body={"content": "long"},
+            )
             long_reply = len(statements)
             statements.clear()
-            await collect(http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "short"})
+            await collect(
+                http,
+                "POST",
+                f"/api/conversations/{convo.id}/messages",
+                json_body={"content": "short"},
+            )
             short_reply = len(statements)
     finally:
         event.remove(engine, "before_cursor_execute", count)

@@ -46,7 +46,9 @@ class ParleyProcess:
                 self.kill()
 
 
-async def start_parley(env: dict[str, str], workdir: Path, *, name: str = "parley") -> ParleyProcess:
+async def start_parley(
+    env: dict[str, str], workdir: Path, *, name: str = "parley"
+) -> ParleyProcess:
     """Start ``python -m parley serve`` and wait until ``/healthz`` answers."""
     port = free_port()
     log = workdir / f"{name}-{port}.log"

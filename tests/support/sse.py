@@ -28,7 +28,9 @@ async def collect(
 ) -> tuple[httpx.Response, list[Event]]:
     """Every event of a stream (``[DONE]`` as data ``"[DONE]"``), or up to ``stop_after``."""
     events: list[Event] = []
-    async with aconnect_sse(http, method, url, json=json_body, headers=dict(headers or {})) as source:
+    async with aconnect_sse(
+        http, method, url, json=json_body, headers=dict(headers or {})
+    ) as source:
         response = source.response
         if response.status_code != 200:
             await response.aread()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from parley.config import Settings
 from parley.engine.runner import RunManager
 from parley.engine.turn import Engine
 from parley.errors import Forbidden, Unauthenticated
+from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
 from parley.store.repositories import Store
 from parley.tools.registry import ToolRegistry
@@ -28,6 +29,7 @@ class Services:
     tools: ToolRegistry
     engine: Engine
     runs: RunManager
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def get_services(request: Request) -> Services:

@@ -87,7 +87,7 @@ class RunManager:
             )
             await self.hub.publish(run_id, failure)
         finally:
-            if self._tasks.get(run_id) is asyncio.current_task():
+            if self._tasks.get(run_id) in (None, asyncio.current_task()):  # not a resumed run's
                 self._forget(run_id)
                 await self.hub.disown(run_id)
         if not await self.hub.is_finished(run_id):

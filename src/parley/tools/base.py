@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 ElicitCallback = Callable[[str, dict[str, Any]], Awaitable[tuple[str, dict[str, Any] | None]]]
 ProgressCallback = Callable[[str, float | None, float | None], Awaitable[None]]
+UsageCallback = Callable[[int, int], None]
 
 
 async def _no_elicit(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
@@ -19,9 +22,17 @@ async def _no_progress(message: str, progress: float | None, total: float | None
     return None
 
 
+def _no_usage(prompt_tokens: int, completion_tokens: int) -> None:
+    return None
+
+
 @dataclass
 class ToolContext:
-    """What a tool learns about the call. The user id comes from the run, never from the model."""
+    """What a tool learns about the call. The user id comes from the run, never from the model.
+
+    ``add_usage`` lets a tool that calls a model itself (a subagent) count its tokens in the
+    run's usage; ``message_id`` is the assistant message that made the call.
+    """
 
     user_id: str
     run_id: str
@@ -29,6 +40,8 @@ class ToolContext:
     tool_call_id: str
     elicit: ElicitCallback = _no_elicit
     progress: ProgressCallback = _no_progress
+    message_id: str = ""
+    add_usage: UsageCallback = _no_usage
 
 
 @dataclass
@@ -41,7 +54,11 @@ class ToolOutput:
 
 @dataclass
 class Tool(ABC):
-    """One callable tool, described by a JSON schema."""
+    """One callable tool, described by a JSON schema.
+
+    ``hidden`` tools (a profile's subagents) are offered only where asked for by exact name,
+    never through a wildcard pattern.
+    """
 
     name: str
     description: str = ""
@@ -49,6 +66,7 @@ class Tool(ABC):
     read_only: bool = False
     server: str | None = None
     requires_approval: bool = False
+    hidden: bool = False
 
     @abstractmethod
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
@@ -56,7 +74,10 @@ class Tool(ABC):
 
 
 class FunctionTool(Tool):
-    """A tool backed by an async Python function (built-ins, tests)."""
+    """A tool backed by an async Python function (built-ins, tests).
+
+    The function returns JSON-able content, or a :class:`ToolOutput` to report an error.
+    """
 
     def __init__(
         self,
@@ -80,4 +101,43 @@ class FunctionTool(Tool):
         self._func = func
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
-        return ToolOutput(content=await self._func(arguments, context))
+        result = await self._func(arguments, context)
+        return result if isinstance(result, ToolOutput) else ToolOutput(content=result)
+
+
+class Deadline:
+    """A time limit that stops counting while a person is being asked something.
+
+    ``async with deadline.running():`` raises ``TimeoutError`` after ``seconds``; inside it,
+    ``async with deadline.paused():`` suspends the clock (an elicitation waits for a human,
+    who has a timeout of their own).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timeout: asyncio.Timeout | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with asyncio.timeout(self.seconds) as timeout:
+            self._timeout = timeout
+            try:
+                yield
+            finally:
+                self._timeout = None
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        timeout = self._timeout
+        when = timeout.when() if timeout is not None else None
+        if timeout is None or when is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        left = max(0.0, when - loop.time())
+        timeout.reschedule(None)
+        try:
+            yield
+        finally:
+            if not timeout.expired():
+                timeout.reschedule(loop.time() + left)

@@ -1,0 +1,107 @@
+"""What the doors for existing clients share: finding the caller's conversation for a client's
+chat id, and cutting a run's event stream into the part one HTTP response carries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from parley.api.deps import Services
+from parley.chat import events as ev
+from parley.errors import NotFound
+from parley.store.tables import Conversation
+
+Events = AsyncIterator[tuple[int, ev.EngineEvent]]
+
+STATUS_BY_CODE = {
+    "ERR_VALIDATION": 400,
+    "ERR_INVALID_MODEL": 400,
+    "ERR_NOT_FOUND": 404,
+    "ERR_CONFLICT": 409,
+    "ERR_RATE_LIMITED": 429,
+    "ERR_PROVIDER_UNAVAILABLE": 502,
+    "ERR_TIMEOUT": 504,
+}
+
+
+def status_for(code: str) -> int:
+    return STATUS_BY_CODE.get(code, 500)
+
+
+async def conversation_for(
+    s: Services,
+    user: str,
+    key: str | None,
+    *,
+    source: str,
+    **fields: Any,
+) -> Conversation:
+    """The caller's conversation named ``key`` (see :func:`find_conversation`), created and
+    marked with ``metadata.source`` on first use."""
+    found = await find_conversation(s, user, key) if key else None
+    if found is not None:
+        return found
+    return await s.store.create_conversation(
+        user, external_id=key, metadata={"source": source}, **fields
+    )
+
+
+async def find_conversation(s: Services, user: str, key: str) -> Conversation | None:
+    """The caller's conversation whose id, or else whose client-side id (``external_id``), is
+    ``key``. Another user's conversation is never found."""
+    if key.startswith("conv_"):
+        try:
+            return await s.store.get_conversation(user, key)
+        except NotFound:
+            pass
+    return await s.store.find_conversation_by_external(user, key)
+
+
+async def run_awaiting(s: Services, user: str, run_id: str) -> bool:
+    return (await s.store.get_run(user, run_id)).status == "awaiting"
+
+
+async def until_suspended(
+    events: Events, is_current: Callable[[], Awaitable[bool]] | None = None
+) -> Events:
+    """The events of one response: up to the run's end, or to a suspension (a run waiting for a
+    person holds no stream). ``is_current`` tells a past suspension, already answered, from the
+    one the run is in now; without it the first suspension ends the response."""
+    try:
+        async for seq, event in events:
+            yield seq, event
+            if isinstance(event, ev.RunSuspended) and (is_current is None or await is_current()):
+                return
+    finally:
+        await _close(events)
+
+
+async def continuation(events: Events, starts_after: Callable[[ev.EngineEvent], bool]) -> Events:
+    """The events after the first one matching ``starts_after`` (the suspension or question an
+    answer continues from). A log that does not begin with ``RunStarted`` was reopened after a
+    restart and holds only the continuation: all of it is yielded."""
+    started = False
+    try:
+        async for seq, event in events:
+            if started:
+                yield seq, event
+            elif seq == 1 and not isinstance(event, ev.RunStarted):
+                started = True
+                yield seq, event
+            else:
+                started = starts_after(event)
+    finally:
+        await _close(events)
+
+
+async def nothing() -> Events:
+    """An empty event stream (a response with nothing to continue)."""
+    empty: list[tuple[int, ev.EngineEvent]] = []
+    for item in empty:
+        yield item
+
+
+async def _close(events: Events) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,0 +1,334 @@
+"""The Vercel AI SDK door (``POST /api/chat``) and the chat playground (``POST /mcp/chat-v2``).
+
+Both take the ``useChat`` / ``DefaultChatTransport`` body ``{id, messages, trigger, messageId}``
+(plus ``provider``, ``model``, ``temperature``, ``selectedServers``) and answer the UI message
+stream (:mod:`parley.protocols.vercel_ui`; send ``X-Parley-AI-SDK: 6`` from a v6 client for
+native tool approvals). The chat ``id`` names a conversation of the caller (``external_id``),
+created on first use. parley's stored history is the truth: from the client's messages it takes
+only what is new, by ``trigger``:
+
+- ``submit-message`` whose last message is a user message: a new message (its text and file
+  parts); with ``messageId`` it is an edit of that user message (a new branch);
+- ``submit-message`` whose last message is an assistant message: the client answers tool
+  approvals, as v6 tool parts in state ``approval-responded`` or, from v5 clients, in the body
+  field ``toolApprovals: [{id, approved, reason?}]`` (``id`` is the approval id of the
+  ``data-tool-approval`` part); the run continues, in the same assistant message;
+- ``regenerate-message``: a new reply to the last user message of the active branch.
+
+``GET /api/chat/{id}/stream`` replays the active run from its start (204 when there is none).
+The playground also takes ``sessionId`` (a conversation id or the client's own id; the response
+header ``x-chat-session-id`` names the conversation) and ``elicitationResponse: {requestId,
+action, payload?}``, which answers a server's question and streams the rest of the reply.
+With ``ENABLE_CHAT_V2_APPROVALS=true`` every tool call there waits for approval.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from parley.api import doors
+from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.routes.chat import check_message
+from parley.api.schemas import Attachment, SendMessage
+from parley.api.streaming import sse_response
+from parley.chat import events as ev
+from parley.engine.turn import TurnRequest
+from parley.errors import Conflict, ValidationFailed
+from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
+from parley.store.tables import Conversation
+
+router = APIRouter(tags=["vercel"])
+playground = APIRouter(tags=["playground"])
+
+
+class UIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(default="", max_length=255)
+    role: Literal["system", "user", "assistant"]
+    parts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ApprovalResponse(BaseModel):
+    id: str = Field(max_length=64)
+    approved: bool
+    reason: str | None = Field(default=None, max_length=2_000)
+    toolCallId: str | None = Field(default=None, max_length=255)
+
+
+class ChatRequest(BaseModel):
+    """A ``DefaultChatTransport`` body; other fields of the app's ``body`` option are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = Field(default=None, min_length=1, max_length=255)
+    messages: list[UIMessage] = Field(default_factory=list, max_length=100_000)
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
+    messageId: str | None = Field(default=None, max_length=255)
+    provider: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=255)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    selectedServers: list[str] | None = None
+    toolApprovals: list[ApprovalResponse] = Field(default_factory=list)
+
+
+class ElicitationResponse(BaseModel):
+    requestId: str = Field(max_length=64)
+    action: Literal["accept", "decline", "cancel"]
+    payload: dict[str, Any] | None = None
+
+
+class PlaygroundRequest(ChatRequest):
+    sessionId: str | None = Field(default=None, max_length=255)
+    elicitationResponse: ElicitationResponse | None = None
+
+
+# the doors ---------------------------------------------------------------------------------
+
+
+@router.post("/api/chat", response_model=None)
+async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
+    if body.id is None:
+        raise ValidationFailed("id (the chat id) is required", status=422)
+    convo = await doors.conversation_for(s, user, body.id, source="vercel")
+    return await respond(body, request, user, s, convo)
+
+
+@router.get("/api/chat/{chat_id}/stream", response_model=None)
+async def resume(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
+    return await resume_stream(chat_id, request, user, s)
+
+
+@playground.post("/mcp/chat-v2", response_model=None)
+async def chat_v2(
+    body: PlaygroundRequest, request: Request, user: CurrentUser, s: ServicesDep
+) -> Response:
+    convo = await doors.conversation_for(s, user, body.sessionId or body.id, source="playground")
+    if body.elicitationResponse is not None:
+        return await _answer_elicitation(body.elicitationResponse, request, user, s, convo)
+    return await respond(
+        body, request, user, s, convo, approve_all=s.settings.enable_chat_v2_approvals
+    )
+
+
+@playground.get("/mcp/chat-v2/{chat_id}/stream", response_model=None)
+async def resume_v2(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
+    return await resume_stream(chat_id, request, user, s)
+
+
+# one request -------------------------------------------------------------------------------
+
+
+async def respond(
+    body: ChatRequest,
+    request: Request,
+    user: str,
+    s: Services,
+    convo: Conversation,
+    *,
+    approve_all: bool = False,
+) -> Response:
+    if not body.messages:
+        raise ValidationFailed("messages is empty")
+    answers = _approval_answers(body)
+    if body.trigger == "submit-message" and body.messages[-1].role == "assistant":
+        if not answers:
+            raise ValidationFailed("nothing to continue: no tool approval was answered")
+        return await _continue_after_approvals(answers, request, user, s, convo)
+    turn = await s.runs.start(
+        user, convo.id, await _turn_request(body, user, s, convo, approve_all)
+    )
+    events = doors.until_suspended(s.runs.events(user, turn.run_id))
+    return _stream(request, s, events, turn.message_id, turn.run_id, convo.id)
+
+
+def _stream(
+    request: Request,
+    s: Services,
+    events: doors.Events,
+    message_id: str,
+    run_id: str,
+    conversation_id: str,
+    approvals: list[dict[str, Any]] | None = None,
+) -> Response:
+    encoder = VercelUIStream(
+        message_id=message_id,
+        run_id=run_id,
+        conversation_id=conversation_id,
+        features=Features.from_hint(request.headers.get(HINT_HEADER)),
+        approvals=approvals,
+    )
+    return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
+
+
+async def _turn_request(
+    body: ChatRequest, user: str, s: Services, convo: Conversation, approve_all: bool
+) -> TurnRequest:
+    options: dict[str, Any] = {
+        "model": body.model,
+        "provider": body.provider,
+        "temperature": body.temperature,
+        "servers": body.selectedServers,
+        "approve_all": approve_all,
+    }
+    if body.trigger == "regenerate-message":
+        target = await _last_assistant(user, s, convo)
+        return TurnRequest(mode="regenerate", target_id=target, **options)
+    last = body.messages[-1]
+    content, parts = _user_message(last, s)
+    if body.messageId is not None:
+        target = await _edited(body, user, s, convo)
+        return TurnRequest(mode="edit", target_id=target, content=content, parts=parts, **options)
+    return TurnRequest(content=content, parts=parts, **options)
+
+
+def _user_message(message: UIMessage, s: Services) -> tuple[str | None, list[dict[str, Any]]]:
+    """The text and file parts of the client's newest user message, within parley's limits."""
+    text = "\n".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
+    try:
+        attachments = [
+            Attachment(
+                type="file",
+                name=p.get("filename"),
+                media_type=p.get("mediaType") or "application/octet-stream",
+                url=p.get("url"),
+            )
+            for p in message.parts
+            if p.get("type") == "file"
+        ]
+        parts = check_message(SendMessage(content=text, attachments=attachments), s)
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(f"a file part is not valid: {exc.errors()[0]['msg']}") from exc
+    return text or None, parts
+
+
+async def _branch(user: str, s: Services, convo: Conversation) -> list[Any]:
+    fresh = await s.store.get_conversation(user, convo.id)
+    return await s.store.branch(user, convo.id, leaf_id=fresh.active_leaf_id)
+
+
+async def _last_assistant(user: str, s: Services, convo: Conversation) -> str:
+    for message in reversed(await _branch(user, s, convo)):
+        if message.role == "assistant":
+            return str(message.id)
+    raise ValidationFailed("there is no reply to regenerate in this chat")
+
+
+async def _edited(body: ChatRequest, user: str, s: Services, convo: Conversation) -> str:
+    """parley's id of the user message the client edits: the same id, or the same position."""
+    branch = [m for m in await _branch(user, s, convo) if m.role in ("user", "assistant")]
+    if any(m.id == body.messageId for m in branch):
+        return str(body.messageId)
+    visible = [m for m in body.messages if m.role != "system"]
+    index = next((i for i, m in enumerate(visible) if m.id == body.messageId), len(visible) - 1)
+    if index < len(branch) and branch[index].role == "user":
+        return str(branch[index].id)
+    raise ValidationFailed("the edited message is not in this chat's history")
+
+
+# approvals and elicitations ----------------------------------------------------------------
+
+
+def _approval_answers(body: ChatRequest) -> list[ApprovalResponse]:
+    answers = list(body.toolApprovals)
+    last = body.messages[-1] if body.messages else None
+    if last is None or last.role != "assistant":
+        return answers
+    for part in last.parts:
+        approval = part.get("approval")
+        if part.get("state") == "approval-responded" and isinstance(approval, dict):
+            answers.append(
+                ApprovalResponse(
+                    id=str(approval.get("id", "")),
+                    approved=bool(approval.get("approved")),
+                    reason=approval.get("reason"),
+                    toolCallId=part.get("toolCallId"),
+                )
+            )
+    return answers
+
+
+async def _continue_after_approvals(
+    answers: list[ApprovalResponse], request: Request, user: str, s: Services, convo: Conversation
+) -> Response:
+    pending = await s.store.pending_in_conversation(user, convo.id)
+    by_id = {p.id: p for p in pending if p.kind == "approval"}
+    by_call = {p.tool_call_id: p for p in pending if p.kind == "approval"}
+    answered: dict[str, dict[str, Any]] = {}
+    run_id: str | None = None
+    for answer in answers:
+        found = by_id.get(answer.id) or by_call.get(answer.toolCallId)
+        if found is None or found.tool_call_id is None:
+            continue
+        await s.runs.answer_approval(
+            user, found.run_id, found.tool_call_id, approved=answer.approved, reason=answer.reason
+        )
+        answered[found.tool_call_id] = approval_data(
+            approval_id=found.id,
+            tool_call_id=found.tool_call_id,
+            tool_name=found.payload.get("tool_name", ""),
+            args=found.payload.get("args") or {},
+            run_id=found.run_id,
+            expires_at=found.expires_at.isoformat(),
+        )
+        run_id = found.run_id
+    if run_id is None:
+        raise Conflict("these tool approvals were already answered, or are not in this chat")
+    run = await s.store.get_run(user, run_id)
+    if run.status == "awaiting":
+        events = doors.nothing()
+    else:
+        events = doors.until_suspended(
+            doors.continuation(
+                s.runs.events(user, run_id),
+                lambda e: (
+                    isinstance(e, ev.RunSuspended) and bool(set(answered) & set(e.waiting_for))
+                ),
+            )
+        )
+    approvals = list(answered.values())
+    return _stream(request, s, events, run.message_id, run_id, convo.id, approvals)
+
+
+async def _answer_elicitation(
+    answer: ElicitationResponse, request: Request, user: str, s: Services, convo: Conversation
+) -> Response:
+    pending = await s.store.pending_in_conversation(user, convo.id)
+    found = next((p for p in pending if p.id == answer.requestId), None)
+    if found is None or found.kind != "elicitation":
+        raise Conflict("this question was already answered, or is not in this chat")
+    await s.runs.answer_elicitation(
+        user, found.run_id, found.id, action=answer.action, content=answer.payload
+    )
+    run = await s.store.get_run(user, found.run_id)
+    events = doors.until_suspended(
+        doors.continuation(
+            s.runs.events(user, run.id),
+            lambda e: isinstance(e, ev.ElicitationRequested) and e.elicitation_id == found.id,
+        )
+    )
+    return _stream(request, s, events, run.message_id, run.id, convo.id)
+
+
+# resuming ----------------------------------------------------------------------------------
+
+
+async def resume_stream(chat_id: str, request: Request, user: str, s: Services) -> Response:
+    """The active run from its start; 204 when the chat has none (or it waits with no log)."""
+    convo = await doors.find_conversation(s, user, chat_id)
+    run = await s.store.active_run(user, convo.id) if convo is not None else None
+    if convo is None or run is None:
+        return Response(status_code=204)
+    if run.status == "awaiting" and not await s.runs.hub.exists(run.id):
+        return Response(status_code=204)
+
+    async def is_current() -> bool:
+        return await doors.run_awaiting(s, user, run.id)
+
+    events = doors.until_suspended(s.runs.events(user, run.id), is_current)
+    return _stream(request, s, events, run.message_id, run.id, convo.id)

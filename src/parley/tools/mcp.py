@@ -1,0 +1,355 @@
+"""MCP servers from ``[[mcp_servers]]``, as parley tools.
+
+Each configured server gets one :class:`McpServer`: an asyncio task that holds a client
+session (the official ``mcp`` SDK, 2025-11-25 handshake era) open for the app's lifetime,
+caches the server's tool list, lists again on ``notifications/tools/list_changed``, and
+reconnects with exponential backoff when the session fails. Its tools become
+:class:`McpTool` objects in the registry.
+
+A session serves many runs at once, so an ``elicitation/create`` from the server has to find
+the call that caused it. Over streamable HTTP the SDK runs the elicitation callback in the
+caller's context, so a context variable names the call. Over stdio nothing ties the request
+to a call; it goes to the only call in flight, or to the oldest call when every call in
+flight belongs to one run, and is declined when calls of several runs are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+import structlog
+from mcp import Client, StdioServerParameters
+from mcp.client.session import ClientRequestContext, IncomingMessage
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
+
+from parley import __version__
+from parley.config import McpServerConfig
+from parley.errors import ConfigError
+from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
+
+log = structlog.get_logger("parley.mcp")
+
+INITIAL_BACKOFF = 0.2
+MAX_BACKOFF = 30.0
+RECONNECT_WAIT = 5.0
+CONNECT_TIMEOUT = 10.0
+MAX_PAGES = 50
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(eq=False)
+class _Call:
+    """One tool call in flight on a session."""
+
+    context: ToolContext
+    deadline: Deadline
+
+
+_current_call: ContextVar[_Call | None] = ContextVar("parley_mcp_call", default=None)
+
+
+def tool_name(name: str) -> str:
+    """A name every provider accepts: letters, digits, ``_`` and ``-``, at most 64."""
+    return _NAME.sub("_", name)[:64]
+
+
+class McpTool(Tool):
+    """A tool of an MCP server. ``name`` is parley's (maybe ``server__tool``); the server
+    knows it as ``remote_name``."""
+
+    def __init__(self, server: McpServer, spec: types.Tool, *, name: str) -> None:
+        annotations = spec.annotations
+        super().__init__(
+            name=name,
+            description=spec.description or spec.title or "",
+            input_schema=spec.input_schema or {"type": "object"},
+            read_only=bool(annotations and annotations.read_only_hint),
+            server=server.name,
+            requires_approval=server.needs_approval(spec.name, name),
+        )
+        self.remote_name = spec.name
+        self._server = server
+
+    async def call(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
+        return await self._server.call(self.remote_name, arguments, context)
+
+
+class McpServer:
+    """One configured MCP server: its session, its cached tool list, its calls."""
+
+    def __init__(
+        self, config: McpServerConfig, *, on_change: Callable[[], None] | None = None
+    ) -> None:
+        if (config.command is None) == (config.url is None):
+            raise ConfigError(f"MCP server {config.name!r}: give either command or url")
+        self.config = config
+        self.specs: list[types.Tool] = []
+        self._on_change = on_change or (lambda: None)
+        self._client: Client | None = None
+        self._calls: list[_Call] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._attempted = asyncio.Event()
+        self._stopping = False
+        self._lost = False
+        self._stale = False
+        self.connections = 0
+        self.refreshes = 0
+        self._refreshed = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def connect_timeout(self) -> float:
+        """Starting a server (a process, a handshake) and listing its tools may take longer
+        than one call is allowed."""
+        return max(self.config.timeout, CONNECT_TIMEOUT)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    def needs_approval(self, *names: str) -> bool:
+        policy = self.config.require_approval
+        if isinstance(policy, bool):
+            return policy
+        return any(name in policy for name in names)
+
+    # lifetime ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the session task and wait (at most ``connect_timeout``) for the first attempt."""
+        self._task = asyncio.create_task(self._run(), name=f"mcp {self.name}")
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._attempted.wait()
+        except TimeoutError:
+            log.warning("mcp_server_slow_to_start", server=self.name)
+
+    async def wait_ready(self) -> bool:
+        """Wait a little for a (re)connection: long enough for a restart, short of the call's
+        own deadline."""
+        try:
+            async with asyncio.timeout(min(RECONNECT_WAIT, self.config.timeout * 0.8)):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        delay = INITIAL_BACKOFF
+        while not self._stopping:
+            before = self.connections
+            try:
+                await self._connect_once()
+            except Exception as exc:
+                log.warning("mcp_server_failed", server=self.name, error=_describe(exc))
+            finally:
+                self._disconnected()
+            if self._stopping:
+                return
+            if self.connections > before:
+                delay = INITIAL_BACKOFF
+            self._lost = False
+            await self._sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _connect_once(self) -> None:
+        async with AsyncExitStack() as stack:
+            client = await self._open(stack)
+            await self._refresh(client)
+            self._client = client
+            self.connections += 1
+            self._ready.set()
+            self._attempted.set()
+            log.info("mcp_server_connected", server=self.name, tools=len(self.specs))
+            await self._serve(client)
+
+    async def _open(self, stack: AsyncExitStack) -> Client:
+        client = Client(
+            await self._transport(stack),
+            mode="legacy",
+            cache=None,
+            elicitation_callback=self._on_elicit,
+            message_handler=self._on_message,
+            client_info=types.Implementation(name="parley", version=__version__),
+        )
+        async with asyncio.timeout(self.connect_timeout):
+            await stack.enter_async_context(client)
+        return client
+
+    async def _transport(self, stack: AsyncExitStack) -> Any:
+        config = self.config
+        if config.command is not None:
+            return StdioServerParameters(command=config.command, args=config.args, env=config.env)
+        assert config.url is not None
+        http = await stack.enter_async_context(create_mcp_http_client(headers=config.headers))
+        return streamable_http_client(config.url, http_client=http)
+
+    async def _serve(self, client: Client) -> None:
+        """Hold the session until parley stops or a call finds it dead; list on change."""
+        while True:
+            if self._stopping or self._lost:
+                return
+            if self._stale:
+                self._stale = False
+                await self._refresh(client)
+                continue
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def _refresh(self, client: Client) -> None:
+        specs: list[types.Tool] = []
+        cursor: str | None = None
+        async with asyncio.timeout(self.connect_timeout):
+            for _ in range(MAX_PAGES):
+                page = await client.list_tools(cursor=cursor)
+                specs.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        self.specs = specs
+        self._on_change()
+        self.refreshes += 1
+        self._refreshed.set()
+        self._refreshed = asyncio.Event()
+
+    async def wait_refresh(self, after: int) -> None:
+        """Wait until the tool list has been fetched more than ``after`` times."""
+        while self.refreshes <= after:
+            await self._refreshed.wait()
+
+    def _disconnected(self) -> None:
+        """The tool list stays cached: a call made while reconnecting waits for the session."""
+        self._client = None
+        self._ready.clear()
+        self._attempted.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                while not self._stopping:
+                    await self._wake.wait()
+                    self._wake.clear()
+        except TimeoutError:
+            return
+
+    def _connection_lost(self) -> None:
+        if not self._stopping and not self._lost:
+            log.warning("mcp_server_lost", server=self.name)
+            self._lost = True
+            self._wake.set()
+
+    # session callbacks -------------------------------------------------------------------
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._stale = True
+            self._wake.set()
+        elif isinstance(message, Exception):
+            log.debug("mcp_transport_error", server=self.name, error=str(message))
+
+    async def _on_elicit(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        """The server asks the person something: route it to the call that caused it."""
+        if not isinstance(params, types.ElicitRequestFormParams):
+            return types.ElicitResult(action="decline")
+        call = _current_call.get() or self._only_call()
+        if call is None:
+            log.warning("mcp_elicitation_unroutable", server=self.name)
+            return types.ElicitResult(action="decline")
+        async with call.deadline.paused():
+            action, content = await call.context.elicit(params.message, params.requested_schema)
+        if action not in ("accept", "decline", "cancel"):
+            action = "cancel"
+        return types.ElicitResult(action=action, content=content if action == "accept" else None)
+
+    def _only_call(self) -> _Call | None:
+        runs = {(c.context.user_id, c.context.run_id) for c in self._calls}
+        return self._calls[0] if len(runs) == 1 else None
+
+    # calls -------------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
+        """Call ``name`` within the server's timeout (paused while a person answers)."""
+        call = _Call(context=context, deadline=Deadline(self.config.timeout))
+        token = _current_call.set(call)
+        self._calls.append(call)
+        try:
+            async with call.deadline.running():
+                return await self._call(name, arguments, context)
+        except TimeoutError as exc:
+            seconds = f"{self.config.timeout:g}"
+            message = f"the MCP server {self.name!r} did not answer within {seconds} seconds"
+            raise TimeoutError(message) from exc
+        finally:
+            self._calls.remove(call)
+            _current_call.reset(token)
+
+    async def _call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
+        if self._client is None and not await self.wait_ready():
+            return ToolOutput(f"the MCP server {self.name!r} is not connected", is_error=True)
+        client = self._client
+        assert client is not None
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            await context.progress(message or "", progress, total)
+
+        try:
+            result = await client.call_tool(name, arguments, progress_callback=progress)
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:
+                self._connection_lost()
+                return ToolOutput(
+                    f"the MCP server {self.name!r} closed the connection during the call",
+                    is_error=True,
+                )
+            return ToolOutput(f"the MCP server {self.name!r} refused: {exc.message}", True)
+        return to_output(result)
+
+
+def to_output(result: types.CallToolResult) -> ToolOutput:
+    """Structured content when there is some, else the text; ``isError`` stays an error."""
+    text = "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
+    if result.is_error:
+        return ToolOutput(text or "the tool failed", is_error=True)
+    if result.structured_content is not None:
+        return ToolOutput(result.structured_content)
+    if all(isinstance(b, types.TextContent) for b in result.content):
+        return ToolOutput(text)
+    return ToolOutput(
+        [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content]
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost message of an exception group (anyio wraps transport failures)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

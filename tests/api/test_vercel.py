@@ -1,0 +1,366 @@
+"""The Vercel AI SDK door and the chat playground, driven over HTTP with raw bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import Live
+
+from parley.providers.scripted import ScriptedProvider
+from parley.tools.base import FunctionTool, ToolContext
+from parley.tools.registry import ToolRegistry
+
+V6 = {"X-Parley-AI-SDK": "6"}
+
+
+def user_message(text: str, ident: str = "u1") -> dict[str, Any]:
+    return {"id": ident, "role": "user", "parts": [{"type": "text", "text": text}]}
+
+
+def body(*messages: dict[str, Any], chat: str = "chat-1", **extra: Any) -> dict[str, Any]:
+    return {"id": chat, "messages": list(messages), "trigger": "submit-message", **extra}
+
+
+async def ui(
+    http: httpx.AsyncClient,
+    payload: dict[str, Any] | None,
+    *,
+    url: str = "/api/chat",
+    headers: dict[str, str] | None = None,
+    until: str | None = None,
+) -> tuple[httpx.Response, list[Any]]:
+    """Every chunk of a UI message stream (or up to the first of type ``until``)."""
+    chunks: list[Any] = []
+    method = "POST" if payload is not None else "GET"
+    async with http.stream(method, url, json=payload, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response, chunks
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                assert line == "" or line.startswith(":"), line
+                continue
+            raw = line.removeprefix("data: ")
+            chunks.append(raw if raw == "[DONE]" else json.loads(raw))
+            if until is not None and chunks[-1] != "[DONE]" and chunks[-1]["type"] == until:
+                break
+    return response, chunks
+
+
+def types(chunks: list[Any]) -> list[str]:
+    return [c if c == "[DONE]" else c["type"] for c in chunks]
+
+
+def text(chunks: list[Any]) -> str:
+    return "".join(c["delta"] for c in chunks if c != "[DONE]" and c["type"] == "text-delta")
+
+
+def weather_tool(registry: ToolRegistry, *, approval: bool = True) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+
+    async def get_weather(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        calls.append(args)
+        return {"tempC": 21}
+
+    registry.register(
+        FunctionTool(
+            "get_weather",
+            get_weather,
+            input_schema={"type": "object", "properties": {"city": {"type": "string"}}},
+            requires_approval=approval,
+        )
+    )
+    return calls
+
+
+WEATHER_CALL = {
+    "tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}
+}
+
+
+async def test_a_new_message_streams_the_reply_and_the_chat_id_names_a_conversation(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue(
+        [{"text": ["Hel", "lo"]}, {"usage": {"prompt_tokens": 4, "completion_tokens": 2}}],
+        [{"text": "again"}],
+    )
+    async with live.client() as http:
+        response, chunks = await ui(http, body(user_message("Hi")))
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        message_id = chunks[0]["messageId"]
+        assert chunks == [
+            {"type": "start", "messageId": message_id},
+            {"type": "start-step"},
+            {"type": "text-start", "id": "text_1"},
+            {"type": "text-delta", "id": "text_1", "delta": "Hel"},
+            {"type": "text-delta", "id": "text_1", "delta": "lo"},
+            {"type": "text-end", "id": "text_1"},
+            {"type": "finish-step"},
+            {
+                "type": "finish",
+                "messageMetadata": {
+                    "usage": {"inputTokens": 4, "outputTokens": 2, "totalTokens": 6}
+                },
+            },
+            "[DONE]",
+        ]
+        # the client sends only its newest message: the stored history is the truth
+        _, second = await ui(http, body(user_message("More", "u2")))
+        assert text(second) == "again"
+    convo = await live.services.store.find_conversation_by_external("alice", "chat-1")
+    assert convo is not None and convo.metadata_ == {"source": "vercel"}
+    branch = await live.services.store.branch("alice", convo.id, leaf_id=convo.active_leaf_id)
+    assert [(m.role, m.text) for m in branch] == [
+        ("user", "Hi"),
+        ("assistant", "Hello"),
+        ("user", "More"),
+        ("assistant", "again"),
+    ]
+    assert branch[1].id == message_id
+    assert [m.content for m in scripted.requests[1].messages] == ["Hi", "Hello", "More"]
+
+
+async def test_the_same_chat_id_from_another_user_is_another_conversation(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "for alice"}], [{"text": "for bob"}])
+    async with live.client("alice") as alice, live.client("bob") as bob:
+        await ui(alice, body(user_message("a")))
+        await ui(bob, body(user_message("b")))
+    a = await live.services.store.find_conversation_by_external("alice", "chat-1")
+    b = await live.services.store.find_conversation_by_external("bob", "chat-1")
+    assert a is not None and b is not None and a.id != b.id
+    assert scripted.requests[1].messages[-1].content == "b"
+    assert len(scripted.requests[1].messages) == 1
+
+
+async def test_an_edit_and_a_regenerate_make_branches_of_the_stored_conversation(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "first"}], [{"text": "edited answer"}], [{"text": "regenerated"}])
+    async with live.client() as http:
+        _, sent = await ui(http, body(user_message("q")))
+        # useChat edit: sendMessage({text, messageId}) with the client's own id of the message
+        _, edited = await ui(http, body(user_message("q2", "u1"), messageId="u1"))
+        assert text(edited) == "edited answer"
+        regenerate = {"id": "chat-1", "messages": [user_message("q2")]}
+        _, again = await ui(http, {**regenerate, "trigger": "regenerate-message"})
+        assert text(again) == "regenerated"
+    convo = await live.services.store.find_conversation_by_external("alice", "chat-1")
+    assert convo is not None
+    branch = await live.services.store.branch("alice", convo.id, leaf_id=convo.active_leaf_id)
+    assert [(m.role, m.text) for m in branch] == [("user", "q2"), ("assistant", "regenerated")]
+    assert [r.messages[-1].content for r in scripted.requests] == ["q", "q2", "q2"]
+    assert again[0]["messageId"] not in (sent[0]["messageId"], edited[0]["messageId"])
+
+
+async def test_a_v6_approval_round_trip_continues_the_same_assistant_message(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    calls = weather_tool(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "It is 21C in Paris."}])
+    async with live.client() as http:
+        _, first = await ui(http, body(user_message("Weather in Paris?")), headers=V6)
+        message_id = first[0]["messageId"]
+        request = next(c for c in first if c != "[DONE]" and c["type"] == "tool-approval-request")
+        assert types(first)[-3:] == ["finish-step", "finish", "[DONE]"]
+        assert first[-2]["finishReason"] == "tool-calls"
+        assert calls == []
+        assistant = {
+            "id": message_id,
+            "role": "assistant",
+            "parts": [
+                {"type": "step-start"},
+                {
+                    "type": "dynamic-tool",
+                    "toolName": "get_weather",
+                    "toolCallId": "call_1",
+                    "state": "approval-responded",
+                    "input": {"city": "Paris"},
+                    "approval": {"id": request["approvalId"], "approved": True},
+                },
+            ],
+        }
+        payload = body(user_message("Weather in Paris?"), assistant, messageId=message_id)
+        _, second = await ui(http, payload, headers=V6)
+    assert second == [
+        {"type": "start", "messageId": message_id},
+        {
+            "type": "tool-output-available",
+            "toolCallId": "call_1",
+            "output": {"tempC": 21},
+            "dynamic": True,
+        },
+        {"type": "start-step"},
+        {"type": "text-start", "id": "text_1"},
+        {"type": "text-delta", "id": "text_1", "delta": "It is 21C in Paris."},
+        {"type": "text-end", "id": "text_1"},
+        {"type": "finish-step"},
+        second[-2],
+        "[DONE]",
+    ]
+    assert second[-2]["finishReason"] == "stop"
+    assert calls == [{"city": "Paris"}]
+    convo = await live.services.store.find_conversation_by_external("alice", "chat-1")
+    assert convo is not None
+    stored = await live.services.store.get_message("alice", convo.id, message_id)
+    assert stored.status == "complete"
+    tool_part = next(p for p in stored.parts if p["type"] == "dynamic-tool")
+    assert tool_part["state"] == "output-available"
+
+
+async def test_a_v5_client_sees_an_approval_data_part_and_answers_in_the_body(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    calls = weather_tool(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "Fine, I will not."}])
+    async with live.client() as http:
+        _, first = await ui(http, body(user_message("Weather?")))
+        part = next(c for c in first if c != "[DONE]" and c["type"] == "data-tool-approval")
+        assert part["data"]["status"] == "pending"
+        assert first[-2]["type"] == "finish" and "finishReason" not in first[-2]
+        message_id = first[0]["messageId"]
+        assistant = {"id": message_id, "role": "assistant", "parts": []}
+        denial = [{"id": part["id"], "approved": False, "reason": "not now"}]
+        payload = body(
+            user_message("Weather?"), assistant, messageId=message_id, toolApprovals=denial
+        )
+        _, second = await ui(http, payload)
+    assert second[0] == {"type": "start", "messageId": message_id}
+    assert second[1]["type"] == "data-tool-approval"
+    assert second[1]["data"]["status"] == "denied"
+    assert second[2] == {
+        "type": "tool-output-error",
+        "toolCallId": "call_1",
+        "errorText": "The user denied this tool call. Reason: not now",
+        "dynamic": True,
+    }
+    assert text(second) == "Fine, I will not."
+    assert calls == []
+
+
+async def test_answering_an_approval_twice_is_a_conflict(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    weather_tool(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "done"}])
+    async with live.client() as http:
+        _, first = await ui(http, body(user_message("w")))
+        part = next(c for c in first if c != "[DONE]" and c["type"] == "data-tool-approval")
+        assistant = {"id": first[0]["messageId"], "role": "assistant", "parts": []}
+        answer = [{"id": part["id"], "approved": True}]
+        payload = body(user_message("w"), assistant, toolApprovals=answer)
+        _, second = await ui(http, payload)
+        assert text(second) == "done"
+        again, _ = await ui(http, payload)
+    assert again.status_code == 409
+
+
+async def test_resume_replays_the_active_run_and_is_204_when_idle(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "one "}, {"wait": "go"}, {"text": "two"}])
+    async with live.client() as http:
+        idle, _ = await ui(http, None, url="/api/chat/chat-1/stream")
+        assert idle.status_code == 204
+        _, partial = await ui(http, body(user_message("x")), until="text-delta")
+        resumed = asyncio.create_task(ui(http, None, url="/api/chat/chat-1/stream"))
+        await asyncio.sleep(0.05)
+        scripted.release("go")
+        _, replay = await asyncio.wait_for(resumed, 5)
+        after, _ = await ui(http, None, url="/api/chat/chat-1/stream")
+    assert replay[0] == partial[0]
+    assert text(replay) == "one two"
+    assert types(replay)[-2:] == ["finish", "[DONE]"]
+    assert after.status_code == 204
+
+
+async def test_errors_before_the_stream_are_http_errors_and_after_it_error_chunks(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue(
+        [{"text": "partial"}, {"error": {"code": "ERR_PROVIDER_UNAVAILABLE", "message": "down"}}]
+    )
+    async with live.client() as http:
+        bad, _ = await ui(http, body(user_message("x"), model="nosuch/model"))
+        assert bad.status_code == 400
+        assert bad.json()["error"]["code"] == "ERR_INVALID_MODEL"
+        async with live.client(None) as anonymous:
+            unauthenticated = await anonymous.post("/api/chat", json=body(user_message("x")))
+        assert unauthenticated.status_code == 401
+        _, chunks = await ui(http, body(user_message("x")))
+    assert types(chunks)[-3:] == ["finish-step", "error", "[DONE]"]
+    assert chunks[-2] == {"type": "error", "errorText": "down"}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": False}])
+async def test_the_playground_is_not_mounted_unless_enabled(live: Live) -> None:
+    async with live.client() as http:
+        response = await http.post("/mcp/chat-v2", json=body(user_message("x")))
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"enable_chat_v2": True, "enable_chat_v2_approvals": True}]
+)
+async def test_the_playground_names_its_session_and_puts_every_tool_behind_approval(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    weather_tool(tool_registry, approval=False)
+    scripted.enqueue([{"text": "hi"}], [WEATHER_CALL])
+    async with live.client() as http:
+        first, chunks = await ui(http, body(user_message("x"), chat="pg-1"), url="/mcp/chat-v2")
+        session = first.headers["x-chat-session-id"]
+        assert session.startswith("conv_")
+        assert text(chunks) == "hi"
+        payload = {"messages": [user_message("weather")], "sessionId": session}
+        second, chunks = await ui(http, payload, url="/mcp/chat-v2", headers=V6)
+    assert second.headers["x-chat-session-id"] == session
+    assert "tool-approval-request" in types(chunks)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": True}])
+async def test_the_playground_takes_an_elicitation_response_and_streams_the_rest(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    async def ask(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        action, content = await ctx.elicit("Which unit?", {"type": "object"})
+        return {"action": action, "content": content}
+
+    tool_registry.register(FunctionTool("ask_unit", ask))
+    scripted.enqueue([{"tool_call": {"name": "ask_unit", "id": "call_9"}}], [{"text": "ok"}])
+    async with live.client() as http:
+        first, chunks = await ui(
+            http,
+            body(user_message("go"), chat="pg-2"),
+            url="/mcp/chat-v2",
+            until="data-elicitation",
+        )
+        question = chunks[-1]
+        answer = {
+            "sessionId": first.headers["x-chat-session-id"],
+            "messages": [],
+            "elicitationResponse": {
+                "requestId": question["id"],
+                "action": "accept",
+                "payload": {"unit": "C"},
+            },
+        }
+        _, rest = await ui(http, answer, url="/mcp/chat-v2")
+    assert rest[0] == chunks[0]
+    assert rest[1]["type"] == "data-elicitation" and rest[1]["data"]["status"] == "accept"
+    assert rest[2] == {
+        "type": "tool-output-available",
+        "toolCallId": "call_9",
+        "output": {"action": "accept", "content": {"unit": "C"}},
+        "dynamic": True,
+    }
+    assert text(rest) == "ok"
