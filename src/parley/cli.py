@@ -51,7 +51,8 @@ def serve(
         os.environ["PARLEY_AUTO_MIGRATE"] = "false"
     configure(json_logs=settings.log_json)
     ensure_jwt_secret(settings)
-    _banner(settings, host or settings.host, port or settings.port)
+    if not settings.log_json:
+        _banner(settings, host or settings.host, port or settings.port)
     uvicorn.run(
         "parley.app:create_app",
         factory=True,

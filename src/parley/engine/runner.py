@@ -85,7 +85,7 @@ class RunManager:
             failure = ev.RunFailed(
                 message_id=turn.message_id, code="ERR_INTERNAL", message="the run failed"
             )
-            await self.hub.publish(run_id, failure)
+            await self._publish_outside(run_id, failure)
         finally:
             if self._tasks.get(run_id) in (None, asyncio.current_task()):  # not a resumed run's
                 self._forget(run_id)
@@ -94,6 +94,14 @@ class RunManager:
             self._schedule_expiry(turn.user_id, run_id, self.settings.approval_timeout)
             # answers that came while the run was suspending found it still running
             await self.resume_if_ready(turn.user_id, run_id)
+
+    async def _publish_outside(self, run_id: str, event: ev.EngineEvent) -> None:
+        """Publish an event that no engine task produced (cancel of a suspended run, sweeps)."""
+        await self.hub.publish(run_id, event)
+        turn = self._turns.get(run_id)
+        for listener in self.listeners:
+            with contextlib.suppress(Exception):
+                listener(turn, event)
 
     def _forget(self, run_id: str) -> None:
         self._tasks.pop(run_id, None)
@@ -213,7 +221,7 @@ class RunManager:
             run_status="cancelled",
         )
         await self.hub.open(run.id)
-        await self.hub.publish(
+        await self._publish_outside(
             run.id, ev.RunFinished(message_id=run.message_id, finish_reason="cancelled")
         )
 
@@ -374,7 +382,7 @@ class RunManager:
                     code="ERR_INTERNAL",
                     message="the process running this reply stopped; the partial reply is kept",
                 )
-                await self.hub.publish(run.id, failure)
+                await self._publish_outside(run.id, failure)
         return count
 
     async def sweep_forever(self, interval: float) -> None:

@@ -46,7 +46,9 @@ class RedisRunHub:
         owner_ttl: float = 10.0,
         block_ms: int = 5_000,
     ) -> None:
-        self.redis: aioredis.Redis = aioredis.from_url(url, max_connections=2_000)
+        self.redis: aioredis.Redis = aioredis.from_url(
+            url, max_connections=2_000, socket_timeout=30, socket_connect_timeout=5
+        )
         self.instance = instance
         self.ttl = int(ttl)
         self.owner_ttl = owner_ttl
@@ -88,7 +90,14 @@ class RedisRunHub:
         stream = _key(run_id, "events")
         last = f"0-{max(0, after)}"
         while True:
-            batch: Any = await self.redis.xread({stream: last}, count=500, block=self.block_ms)
+            try:
+                batch: Any = await self.redis.xread(
+                    {stream: last}, count=500, block=self.block_ms
+                )
+            except (aioredis.TimeoutError, aioredis.ConnectionError):
+                log.warning("redis_read_retry", run_id=run_id)
+                await asyncio.sleep(0.1)
+                continue
             if not batch:
                 if not await self.redis.exists(stream, _key(run_id, "live")):
                     return
