@@ -64,7 +64,8 @@ async def test_cancel_from_b_stops_the_model_running_on_a(
         await until(lambda: bool(fake.exchanges) and fake.exchanges[-1].frames_sent >= 3)
         cancelled = await on_b.post(f"/api/runs/{(await _run(on_b, cid))}/cancel")
         assert cancelled.json()["status"] == "cancelled"
-        async with asyncio.timeout(1.5):
+        # Within a second on a quiet machine (bench/ measures it); generous here for loaded CI.
+        async with asyncio.timeout(5):
             await fake.cut_off.wait()
         _, events = await asyncio.wait_for(stream, 10)
         convo = (await on_b.get(f"/api/conversations/{cid}")).json()

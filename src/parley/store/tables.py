@@ -150,7 +150,7 @@ class ToolCall(Base):
     tool_name: Mapped[str] = mapped_column(String(255))
     server: Mapped[str | None] = mapped_column(String(255))
     arguments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    result: Mapped[Any] = mapped_column(JSON)
+    result: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
     read_only: Mapped[bool] = mapped_column(Boolean, default=False)

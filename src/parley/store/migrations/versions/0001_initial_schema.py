@@ -182,7 +182,7 @@ def upgrade() -> None:
         sa.Column("tool_name", sa.String(length=255), nullable=False),
         sa.Column("server", sa.String(length=255), nullable=True),
         sa.Column("arguments", sa.JSON(), nullable=False),
-        sa.Column("result", sa.JSON(), nullable=False),
+        sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("read_only", sa.Boolean(), nullable=False),
