@@ -36,6 +36,8 @@ async def collect(
             await response.aread()
             return response, events
         async for sse in source.aiter_sse():
+            if not sse.data:
+                continue  # a heartbeat after an id: line; EventSource does not dispatch these
             data = sse.data if sse.data == "[DONE]" else json.loads(sse.data)
             events.append(Event(id=sse.id, event=sse.event, data=data))
             if stop_after is not None and sse.event == stop_after:
