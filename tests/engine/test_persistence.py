@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-
-from parley.providers.scripted import ScriptedProvider
 from tests.conftest import Live
 from tests.support.sse import collect
+
+from parley.providers.scripted import ScriptedProvider
 
 
 @pytest.fixture

@@ -91,9 +91,7 @@ class RedisRunHub:
         last = f"0-{max(0, after)}"
         while True:
             try:
-                batch: Any = await self.redis.xread(
-                    {stream: last}, count=500, block=self.block_ms
-                )
+                batch: Any = await self.redis.xread({stream: last}, count=500, block=self.block_ms)
             except (aioredis.TimeoutError, aioredis.ConnectionError):
                 log.warning("redis_read_retry", run_id=run_id)
                 await asyncio.sleep(0.1)

@@ -1,0 +1,88 @@
+// Model text → Markdown → sanitised HTML. Nothing a model writes runs in the page: every render
+// goes through DOMPurify, whatever marked and highlight.js made of it.
+
+import DOMPurify from "../vendor/purify.es.js";
+import hljs from "../vendor/highlight.min.js";
+import { Marked } from "../vendor/marked.esm.js";
+
+const escapeHtml = (text) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+function highlight(code, lang) {
+  const language = (lang || "").trim().split(/\s+/)[0].toLowerCase();
+  try {
+    if (language && hljs.getLanguage(language)) {
+      return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
+    }
+    if (code.length < 20_000) {
+      const auto = hljs.highlightAuto(code);
+      if (auto.relevance >= 5) return { html: auto.value, language: auto.language || "" };
+    }
+  } catch {
+    // fall through to plain text
+  }
+  return { html: escapeHtml(code), language };
+}
+
+const marked = new Marked({
+  gfm: true,
+  breaks: false,
+  renderer: {
+    code({ text, lang }) {
+      const { html, language } = highlight(text, lang);
+      const label = escapeHtml(language || "text");
+      return (
+        `<div class="code"><div class="code-head"><span>${label}</span></div>` +
+        `<pre><code class="hljs">${html}</code></pre></div>`
+      );
+    },
+  },
+});
+
+const PURIFY = {
+  FORBID_TAGS: ["style", "form", "input", "textarea", "select", "button", "iframe", "object", "embed"],
+  FORBID_ATTR: ["style"],
+  ADD_ATTR: ["target"],
+  ALLOW_DATA_ATTR: false,
+};
+
+let hooked = false;
+function hookLinks() {
+  if (hooked) return;
+  hooked = true;
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && node.getAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer nofollow");
+    }
+  });
+}
+
+/** Sanitised HTML for `text` (Markdown). The copy buttons of code blocks are ours, added after. */
+export function renderMarkdown(text) {
+  hookLinks();
+  let html;
+  try {
+    html = marked.parse(text || "", { async: false });
+  } catch {
+    html = `<p>${escapeHtml(text || "")}</p>`;
+  }
+  return DOMPurify.sanitize(html, PURIFY);
+}
+
+/** Render into `node`, then give each code block a working copy button. */
+export function renderInto(node, text, onCopy) {
+  node.innerHTML = renderMarkdown(text);
+  for (const block of node.querySelectorAll("div.code")) {
+    const head = block.querySelector(".code-head");
+    if (!head) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "code-copy";
+    button.textContent = "Copy";
+    button.addEventListener("click", () => onCopy(block.querySelector("code")?.textContent || ""));
+    head.append(button);
+  }
+}
+
+export { escapeHtml };

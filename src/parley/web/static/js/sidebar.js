@@ -1,0 +1,163 @@
+// The conversation list: newest first, searched by the server, paged with next_cursor; rename
+// in place, delete with an inline confirmation.
+
+import { enc } from "./api.js";
+import { debounce, h, icon, relativeDay, toast } from "./util.js";
+
+export class Sidebar {
+  /**
+   * @param {import("./api.js").Api} api
+   * @param {{open: (id: string) => void, deleted: (id: string) => void, renamed: (c: object) => void}} ctx
+   */
+  constructor(api, ctx) {
+    this.api = api;
+    this.ctx = ctx;
+    this.nav = document.getElementById("conversations");
+    this.search = document.getElementById("search");
+    this.items = [];
+    this.cursor = null;
+    this.query = "";
+    this.activeId = null;
+    this.loading = false;
+    this.generation = 0;
+    this.search.addEventListener(
+      "input",
+      debounce(() => this.load(this.search.value.trim()), 250),
+    );
+    this.nav.addEventListener("scroll", () => {
+      const n = this.nav;
+      if (n.scrollHeight - n.scrollTop - n.clientHeight < 200) this.more();
+    });
+  }
+
+  async load(query = this.query) {
+    this.query = query;
+    this.cursor = null;
+    this.items = [];
+    const generation = ++this.generation;
+    await this.fetchPage(generation);
+  }
+
+  async more() {
+    if (!this.cursor || this.loading) return;
+    await this.fetchPage(this.generation);
+  }
+
+  async fetchPage(generation) {
+    this.loading = true;
+    try {
+      const params = new URLSearchParams({ limit: "30" });
+      if (this.cursor) params.set("cursor", this.cursor);
+      if (this.query) params.set("q", this.query);
+      const page = await this.api.get(`/api/conversations?${params}`);
+      if (generation !== this.generation) return;
+      this.items.push(...page.items);
+      this.cursor = page.next_cursor;
+      this.render();
+    } catch (error) {
+      if (error.status !== 401) toast(`Could not list conversations: ${error.message}`, "error");
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  setActive(id) {
+    this.activeId = id;
+    for (const node of this.nav.querySelectorAll(".conv")) {
+      node.classList.toggle("active", node.dataset.id === id);
+      node.querySelector(".conv-open")?.toggleAttribute("aria-current", node.dataset.id === id);
+    }
+  }
+
+  /** A conversation was created or changed: put it first (unless a search hides it). */
+  upsert(convo) {
+    this.items = this.items.filter((c) => c.id !== convo.id);
+    if (!this.query) this.items.unshift(convo);
+    this.render();
+  }
+
+  render() {
+    const groups = new Map();
+    for (const convo of this.items) {
+      const label = this.query ? "Results" : relativeDay(convo.updated_at);
+      if (!groups.has(label)) groups.set(label, []);
+      groups.get(label).push(convo);
+    }
+    const nodes = [];
+    for (const [label, convos] of groups) {
+      nodes.push(h("div", { class: "conv-group" }, label));
+      for (const convo of convos) nodes.push(this.item(convo));
+    }
+    if (!this.items.length) {
+      nodes.push(h("div", { class: "conv-empty muted" }, this.query ? "Nothing matches." : "No conversations yet."));
+    }
+    this.nav.replaceChildren(...nodes);
+    this.setActive(this.activeId);
+  }
+
+  item(convo) {
+    const title = convo.title || "New chat";
+    const open = h("a", { class: "conv-open", href: `#/c/${enc(convo.id)}`, title }, h("span", { class: "conv-title" }, title));
+    const rename = h("button", { type: "button", class: "act", title: "Rename", "aria-label": `Rename ${title}` }, icon("edit"));
+    const remove = h("button", { type: "button", class: "act", title: "Delete", "aria-label": `Delete ${title}` }, icon("trash"));
+    const row = h("div", { class: "conv", dataset: { id: convo.id } }, open, h("span", { class: "conv-acts" }, rename, remove));
+    rename.addEventListener("click", () => this.startRename(row, convo));
+    remove.addEventListener("click", () => this.confirmDelete(row, convo));
+    return row;
+  }
+
+  startRename(row, convo) {
+    const input = h("input", { class: "conv-rename", type: "text", "aria-label": "New title", maxlength: 500 });
+    input.value = convo.title || "";
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = input.value.trim();
+      if (save && title && title !== convo.title) await this.rename(convo, title);
+      this.render();
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") finish(true);
+      if (e.key === "Escape") {
+        e.stopPropagation();
+        finish(false);
+      }
+    });
+    input.addEventListener("blur", () => finish(true));
+    row.replaceChildren(input);
+    input.focus();
+    input.select();
+  }
+
+  async rename(convo, title) {
+    try {
+      const updated = await this.api.patch(`/api/conversations/${enc(convo.id)}`, { title });
+      Object.assign(convo, updated);
+      this.ctx.renamed(updated);
+    } catch (error) {
+      toast(`Could not rename: ${error.message}`, "error");
+    }
+  }
+
+  confirmDelete(row, convo) {
+    const yes = h("button", { type: "button", class: "btn btn-danger btn-sm" }, "Delete");
+    const no = h("button", { type: "button", class: "btn btn-sm" }, "Cancel");
+    row.replaceChildren(h("span", { class: "conv-confirm" }, "Delete this chat?"), yes, no);
+    row.classList.add("confirming");
+    no.addEventListener("click", () => this.render());
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      try {
+        await this.api.delete(`/api/conversations/${enc(convo.id)}`);
+        this.items = this.items.filter((c) => c.id !== convo.id);
+        this.render();
+        this.ctx.deleted(convo.id);
+      } catch (error) {
+        toast(`Could not delete: ${error.message}`, "error");
+        this.render();
+      }
+    });
+    no.focus();
+  }
+}
