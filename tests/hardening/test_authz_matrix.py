@@ -1,0 +1,294 @@
+"""The authorization matrix, read from the live ``/openapi.json`` so new routes are covered.
+
+For every operation under ``/api``, ``/v1``, ``/sessions`` and ``/mcp``:
+
+* no token, and a bad token: 401 (``/v1`` in OpenAI's error shape, the rest in the contract shape);
+* bob's token with alice's real ids in every path parameter: the status below, and alice's rows
+  are byte-for-byte unchanged afterwards.
+
+Allowed status for bob on alice's ids (DESIGN.md section 3):
+
+=========================================  ======  ==================================================
+operation                                  status  why
+=========================================  ======  ==================================================
+any route with a path parameter (default)  404     another user's row is never found, never a 403
+``/api/{user_id}/…``                       403     the route names a user who is not the token's sub
+``GET /api/chat/{chat_id}/stream``         204     resume answers "nothing to resume" for unknown ids
+``GET /mcp/chat-v2/{chat_id}/stream``      204     the same resume, on the playground door
+``GET /v1/models/{model_id}``              200     models are not a user's rows: any caller sees them
+=========================================  ======  ==================================================
+
+Operations without a path parameter create bob's own rows, so only the read ones (GET) are sent
+for bob: their answer must not mention any of alice's ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from tests.conftest import Live, auth, token
+from tests.support.sse import collect, kinds
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from parley.store.tables import (
+    ApprovalRule,
+    Conversation,
+    Message,
+    PendingInput,
+    Run,
+    Task,
+    ToolCall,
+)
+from parley.tools.base import FunctionTool, ToolContext
+from parley.tools.registry import ToolRegistry
+
+PREFIXES = ("/api/", "/v1/", "/sessions", "/mcp/")
+SPECIAL: dict[tuple[str, str], int] = {
+    ("GET", "/api/chat/{chat_id}/stream"): 204,
+    ("GET", "/mcp/chat-v2/{chat_id}/stream"): 204,
+    ("GET", "/v1/models/{model_id}"): 200,
+}
+TABLES = (Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task)
+
+
+@dataclass
+class Alice:
+    """Alice's real ids, by path parameter name."""
+
+    ids: dict[str, str]
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"enable_chat_v2": True, "approvals": "all", "approval_timeout": 600.0}
+
+
+@pytest.fixture
+def tool_registry() -> ToolRegistry:
+    async def echo(args: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+        return {"echo": args}
+
+    registry = ToolRegistry()
+    registry.register(FunctionTool("echo", echo, server="toy", requires_approval=True))
+    return registry
+
+
+async def _send(http: httpx.AsyncClient, cid: str, content: str, stop: str | None) -> str:
+    response, events = await collect(
+        http,
+        "POST",
+        f"/api/conversations/{cid}/messages",
+        json_body={"content": content},
+        stop_after=stop,
+    )
+    assert response.status_code == 200, response.text
+    assert kinds(events)[-1] == (stop or "[DONE]"), kinds(events)
+    return response.headers["x-run-id"]
+
+
+@pytest.fixture
+async def alice(live: Live) -> Alice:
+    """A finished turn, a run waiting for approval, an elicitation, a rule, a session, a task."""
+    live.scripted.enqueue(
+        [{"text": "Hello alice."}],
+        [{"tool_call": {"name": "echo", "arguments": {"x": 1}, "id": "tc_alice"}}],
+        [{"text": "unused until approved"}],
+    )
+    store = live.services.store
+    async with live.client("alice") as http:
+        cid = (await http.post("/api/conversations", json={"title": "secret"})).json()["id"]
+        await _send(http, cid, "hi", None)
+        run_id = await _send(http, cid, "echo please", "awaiting_input")
+        session = (await http.post("/sessions", json={})).json()["session_id"]
+    async with store.sessions() as db:
+        first = select(Message.id).where(Message.conversation_id == cid, Message.role == "user")
+        message_id = (await db.execute(first.limit(1))).scalar_one()
+    rule = await store.add_rule("alice", "tool", "echo")
+    await store.add_task("alice", "alice's task", None)
+    await store.add_pending(
+        PendingInput(
+            id="elic_alice",
+            kind="elicitation",
+            run_id=run_id,
+            user_id="alice",
+            conversation_id=cid,
+            payload={},
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+    )
+    ids = {
+        "conversation_id": cid,
+        "chat_id": cid,
+        "session_id": session,
+        "message_id": message_id,
+        "run_id": run_id,
+        "tool_call_id": "tc_alice",
+        "elicitation_id": "elic_alice",
+        "rule_id": str(rule.id),
+        "user_id": "alice",
+        "model_id": "scripted/demo",
+    }
+    return Alice(ids=ids)
+
+
+async def _operations(live: Live) -> list[tuple[str, str, dict[str, Any]]]:
+    async with live.client(None) as http:
+        spec = (await http.get("/openapi.json")).json()
+    ops = [
+        (method.upper(), path, op)
+        for path, item in spec["paths"].items()
+        if path.startswith(PREFIXES)
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert any(path.startswith("/mcp/") for _, path, _ in ops), "chat-v2 should be mounted"
+    return [(m, p, _resolve(op, spec)) for m, p, op in ops]
+
+
+def _resolve(op: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The operation, with its request body schema resolved (``$ref``, ``anyOf`` with null)."""
+    content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+    schema = content.get("schema")
+    if schema and "anyOf" in schema:
+        schema = next(s for s in schema["anyOf"] if s.get("type") != "null")
+    if schema and "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return {**op, "body_schema": schema}
+
+
+FILLERS: dict[str, Any] = {
+    "content": "hi",
+    "message": "hi",
+    "approved": True,
+    "action": "decline",
+    "model": "scripted/demo",
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def _body(op: dict[str, Any], ids: dict[str, str]) -> dict[str, Any] | None:
+    """A minimal valid body: the required fields, plus a text ``content``/``message``."""
+    schema = op["body_schema"]
+    if schema is None:
+        return None
+    props = schema.get("properties", {})
+    texts = {n for n in ("content", "message") if props.get(n, {}).get("type") == "string"}
+    names = set(schema.get("required", [])) | texts
+    body: dict[str, Any] = {}
+    for name in names:
+        if name in ids:
+            body[name] = ids[name]
+        elif name in FILLERS:
+            body[name] = FILLERS[name]
+        else:
+            raise AssertionError(f"no minimal value for required body field {name!r}: add one")
+    return body
+
+
+def _url(path: str, op: dict[str, Any], ids: dict[str, str]) -> str:
+    names = [p["name"] for p in op.get("parameters", []) if p["in"] == "path"]
+    unknown = [n for n in names if n not in ids]
+    assert not unknown, f"{path}: cannot map path parameter(s) {unknown} to alice's ids; add them"
+    return path.format(**{n: ids[n] for n in names})
+
+
+def _expected(method: str, path: str) -> int:
+    if (method, path) in SPECIAL:
+        return SPECIAL[(method, path)]
+    if path.startswith("/api/{user_id}/"):
+        return 403
+    return 404
+
+
+async def _snapshot(live: Live) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of alice's, every column, per table."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with live.services.store.sessions() as session:
+        for table in TABLES:
+            result = await session.execute(select(table).where(table.user_id == "alice"))
+            columns = [c.key for c in table.__table__.columns]
+            found = [tuple(getattr(r, c) for c in columns) for r in result.scalars()]
+            rows[table.__tablename__] = sorted(found, key=repr)
+    return rows
+
+
+def _assert_401(response: httpx.Response, method: str, path: str) -> None:
+    label = f"{method} {path}: {response.status_code} {response.text[:200]}"
+    assert response.status_code == 401, label
+    body = response.json()
+    if path.startswith("/v1/"):
+        assert isinstance(body["error"]["message"], str), body
+    else:
+        assert body["success"] is False, body
+        assert body["error"]["code"] == "ERR_UNAUTHENTICATED", body
+
+
+async def test_every_operation_is_a_401_without_a_token_or_with_a_bad_one(
+    live: Live, alice: Alice
+) -> None:
+    bad = {"missing": {}, "bad": {"Authorization": "Bearer not-a-jwt"}}
+    async with live.client(None) as http:
+        for method, path, op in await _operations(live):
+            url, body = _url(path, op, alice.ids), _body(op, alice.ids)
+            for headers in bad.values():
+                response = await http.request(method, url, json=body, headers=headers)
+                _assert_401(response, method, path)
+
+
+async def test_bob_with_alices_ids_gets_the_contract_status_and_changes_nothing(
+    live: Live, alice: Alice
+) -> None:
+    before = await _snapshot(live)
+    assert all(before[t.__tablename__] for t in TABLES if t is not Task) and before["tasks"]
+    wrong: list[str] = []
+    async with live.client("bob") as http:
+        for method, path, op in await _operations(live):
+            if "{" not in path:
+                continue
+            url, body = _url(path, op, alice.ids), _body(op, alice.ids)
+            response = await http.request(method, url, json=body)
+            if response.status_code != _expected(method, path):
+                wrong.append(f"{method} {path}: {response.status_code} {response.text[:160]}")
+    assert not wrong, "\n".join(wrong)
+    assert await _snapshot(live) == before
+
+
+async def test_bobs_reads_without_path_parameters_never_mention_alices_ids(
+    live: Live, alice: Alice
+) -> None:
+    secrets = {v for k, v in alice.ids.items() if k not in {"user_id", "model_id"}}
+    async with live.client("bob") as http:
+        for method, path, _ in await _operations(live):
+            if method != "GET" or "{" in path:
+                continue
+            response = await http.get(path)
+            assert response.status_code == 200, f"{path}: {response.text[:200]}"
+            leaked = [s for s in secrets if s in response.text]
+            assert not leaked, f"GET {path} shows bob alice's ids {leaked}"
+
+
+@pytest.mark.parametrize(("jwt", "code"), [(None, 4401), ("not-a-jwt", 4401), (token("bob"), 4403)])
+async def test_the_progress_socket_of_alice_refuses_other_tokens(
+    live: Live, jwt: str | None, code: int
+) -> None:
+    url = live.url.replace("http://", "ws://") + "/ws/alice/chat"
+    if jwt is not None:
+        url += f"?token={jwt}"
+    async with connect(url, open_timeout=5) as socket:
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_the_matrix_really_exercises_the_owner(live: Live, alice: Alice) -> None:
+    """Control: alice herself reads her conversation, so bob's 404s are not an artefact."""
+    async with live.client(None) as http:
+        path = f"/api/conversations/{alice.ids['conversation_id']}"
+        assert (await http.get(path, headers=auth("alice"))).status_code == 200
+        assert (await http.get(path, headers=auth("bob"))).status_code == 404
