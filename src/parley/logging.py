@@ -138,7 +138,7 @@ def _renderer(json_logs: bool) -> Processor:
         return structlog.processors.JSONRenderer()
     return structlog.dev.ConsoleRenderer(
         colors=sys.stderr.isatty(),
-        exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        exception_formatter=structlog.dev.plain_traceback,  # cheap: errors under load stay cheap
     )
 
 
