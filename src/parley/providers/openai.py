@@ -14,16 +14,10 @@ import random
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import openai
 import structlog
-from openai.types.chat import (
-    ChatCompletionChunk,
-    ChatCompletionMessageParam,
-    ChatCompletionToolUnionParam,
-)
-from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
 from parley import errors
 from parley.providers.base import (
@@ -190,15 +184,14 @@ class OpenAIProvider(Provider):
 
     async def _attempt(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
         try:
-            stream = await self._client.chat.completions.create(
-                model=request.model,
-                messages=cast("list[ChatCompletionMessageParam]", to_openai_messages(request)),
-                tools=cast("list[ChatCompletionToolUnionParam]", to_openai_tools(request))
-                or openai.omit,
-                temperature=openai.omit if request.temperature is None else request.temperature,
-                max_tokens=openai.omit if request.max_tokens is None else request.max_tokens,
+            # The SDK's generic post with untyped chunks: its per-chunk model construction cost
+            # about 250 us of CPU a chunk (bench/), plain dicts about 40 us.
+            stream = await self._client.post(
+                "/chat/completions",
+                body=request_body(request),
+                cast_to=object,
                 stream=True,
-                stream_options={"include_usage": True},
+                stream_cls=openai.AsyncStream[object],
             )
         except openai.OpenAIError as exc:
             raise self._error(exc, model=request.model, streaming=False) from exc
@@ -244,43 +237,65 @@ class _StreamState:
     finish: FinishChunk | None = None
     usage: UsageChunk | None = None
 
-    def events(self, chunk: ChatCompletionChunk) -> Iterator[ProviderEvent]:
-        for choice in (chunk.choices or [])[:1]:
-            if choice.delta is not None:
-                yield from _delta_events(choice.delta)
-            if choice.finish_reason and self.finish is None:
-                self.finish = FinishChunk(reason=FINISH_REASONS.get(choice.finish_reason, "stop"))
+    def events(self, chunk: object) -> Iterator[ProviderEvent]:
+        if not isinstance(chunk, dict):
+            raise TypeError(f"a chunk that is not a JSON object: {chunk!r:.100}")
+        for choice in (chunk.get("choices") or [])[:1]:
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                yield from _delta_events(delta)
+            reason = choice.get("finish_reason")
+            if reason and self.finish is None:
+                self.finish = FinishChunk(reason=FINISH_REASONS.get(reason, "stop"))
                 yield self.finish
-        if chunk.usage is not None:
-            usage = chunk.usage
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
             self.usage = UsageChunk(
-                prompt_tokens=usage.prompt_tokens or 0,
-                completion_tokens=usage.completion_tokens or 0,
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
             )
 
 
-def _delta_events(delta: ChoiceDelta) -> Iterator[ProviderEvent]:
+def _delta_events(delta: dict[str, Any]) -> Iterator[ProviderEvent]:
     if reasoning := _reasoning(delta):
         yield ReasoningChunk(text=reasoning)
-    if delta.content:
-        yield TextChunk(text=delta.content)
-    for position, call in enumerate(delta.tool_calls or []):
-        function = call.function
+    if content := delta.get("content"):
+        yield TextChunk(text=content)
+    for position, call in enumerate(delta.get("tool_calls") or []):
+        function = call.get("function") or {}
+        index = call.get("index")
         yield ToolCallChunk(
-            index=position if call.index is None else call.index,
-            id=call.id,
-            name=function.name if function else None,
-            arguments=(function.arguments or "") if function else "",
+            index=position if index is None else index,
+            id=call.get("id"),
+            name=function.get("name"),
+            arguments=function.get("arguments") or "",
         )
 
 
-def _reasoning(delta: object) -> str | None:
+def _reasoning(delta: dict[str, Any]) -> str | None:
     """Reasoning text, which vLLM, DeepSeek and Ollama send outside the OpenAI schema."""
     for name in ("reasoning_content", "reasoning"):
-        value = getattr(delta, name, None)
+        value = delta.get(name)
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def request_body(request: ProviderRequest) -> dict[str, Any]:
+    """The Chat Completions request; usage is always asked for, so no reply counts as zero."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": to_openai_messages(request),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools := to_openai_tools(request):
+        body["tools"] = tools
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    return body
 
 
 def to_openai_messages(request: ProviderRequest) -> list[dict[str, Any]]:
