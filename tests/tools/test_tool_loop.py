@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from tests.conftest import Live
-from tests.support.sse import kinds
+from tests.support.sse import collect, kinds
 from tests.tools.conftest import call, conversation, named, send
 
 from parley.providers.scripted import ScriptedProvider
@@ -124,3 +124,26 @@ async def test_a_long_result_is_cut_for_the_model_and_stored_whole(
         reply = (await http.get(f"/api/conversations/{cid}")).json()["messages"][-1]
     assert audit[0]["result"] == LONG
     assert next(p for p in reply["parts"] if p["type"] == "dynamic-tool")["output"] == LONG
+
+
+async def test_a_storage_error_inside_a_tool_is_not_shown_to_the_model_or_the_client(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    async def broken(args: dict[str, Any], context: ToolContext) -> Any:
+        raise OperationalError("SELECT secret_column FROM users", {}, Exception("disk I/O"))
+
+    tool_registry.register(FunctionTool("broken", broken, read_only=True))
+    scripted.enqueue(
+        [{"tool_call": {"name": "broken", "arguments": {}, "id": "c1"}}], [{"text": "sorry"}]
+    )
+    convo = await live.services.store.create_conversation("alice")
+    async with live.client() as http:
+        _, events = await collect(
+            http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "go"}
+        )
+    errors = [e.data["error"] for e in events if e.event == "tool_error"]
+    assert errors == ["the tool failed with an internal error (OperationalError); it is logged"]
+    told = scripted.requests[1].messages[-1].content
+    assert isinstance(told, str) and "secret_column" not in told and "internal error" in told

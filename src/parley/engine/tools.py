@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from parley.chat import events as ev
 from parley.chat.ids import new_id
@@ -353,8 +354,8 @@ class ToolRunner:
                 "error": error,
             }
         except Exception as exc:
-            log.warning("tool_failed", tool=name, error=str(exc))
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("tool_failed", tool=name, error=str(exc), exc_info=True)
+            error = _tool_error_text(exc)
             return ev.ToolFailed(tool_call_id=ident, tool_name=name, error=error), {
                 "status": "failed",
                 "error": error,
@@ -459,6 +460,13 @@ class ToolRunner:
         action = answer.get("action", "cancel")
         queue.put_nowait(ev.ElicitationResolved(elicitation_id=pending.id, action=action))
         return action, answer.get("content")
+
+
+def _tool_error_text(exc: Exception) -> str:
+    """What the model and the client are told; parley's own storage errors stay in the logs."""
+    if isinstance(exc, SQLAlchemyError | OSError):
+        return f"the tool failed with an internal error ({type(exc).__name__}); it is logged"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _denial_text(reason: str | None) -> str:
