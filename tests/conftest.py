@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +29,13 @@ from parley.store import migrate
 from parley.tools.registry import ToolRegistry
 
 SECRET = "test-secret-" + "x" * 40
-POSTGRES_URL = os.environ.get(
+POSTGRES_SERVER_URL = os.environ.get(
     "PARLEY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+# Each pytest run gets its own database beside the configured one, so that two runs on one
+# machine (a developer's and a helper's, say) never truncate each other's tables.
+_RUN_DATABASE = f"parley_test_{os.getpid()}"
+POSTGRES_URL = POSTGRES_SERVER_URL.rsplit("/", 1)[0] + "/" + _RUN_DATABASE
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 _CLEARED = ("PARLEY_", "OPENAI_", "ANTHROPIC_")
@@ -66,20 +70,32 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> str:
+def postgres_migrated() -> Iterator[str]:
     if not POSTGRES_UP:
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, _reset_postgres(POSTGRES_URL)).result()
+    _run_async(_create_run_database())
     migrate.upgrade(POSTGRES_URL)
-    return POSTGRES_URL
+    yield POSTGRES_URL
+    _run_async(_drop_run_database())
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
+def _run_async(coro: Any) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+async def _create_run_database() -> None:
+    engine = create_async_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{_RUN_DATABASE}"'))
+    await engine.dispose()
+
+
+async def _drop_run_database() -> None:
+    engine = create_async_engine(POSTGRES_SERVER_URL, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)'))
     await engine.dispose()
 
 
