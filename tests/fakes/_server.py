@@ -92,6 +92,7 @@ class Exchange:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)
     frames_sent: int = 0
     finished: bool = False
     cut_off: bool = False
@@ -99,7 +100,11 @@ class Exchange:
 
 
 class FakeServer:
-    """Serves scripted scenarios on ``127.0.0.1`` at a free port; use ``async with``."""
+    """Serves scripted scenarios on ``127.0.0.1`` at a free port; use ``async with``.
+
+    ``active`` counts responses still being played: back to 0 once every client has read its
+    response to the end or gone away (a client that leaks a connection keeps it above 0).
+    """
 
     routes: tuple[tuple[str, str], ...] = ()
 
@@ -107,6 +112,7 @@ class FakeServer:
         self.default: Scenario | None = None
         self.exchanges: list[Exchange] = []
         self.unexpected = 0
+        self.active = 0
         self.cut_off = asyncio.Event()
         self._queue: deque[Scenario] = deque()
         self._stopping = asyncio.Event()
@@ -190,10 +196,14 @@ class _Playback(Response):
         self.server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._watch, receive, group.cancel_scope)
-            await self._play(send)
-            group.cancel_scope.cancel()
+        self.server.active += 1
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._watch, receive, group.cancel_scope)
+                await self._play(send)
+                group.cancel_scope.cancel()
+        finally:
+            self.server.active -= 1
 
     async def _watch(self, receive: Receive, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":

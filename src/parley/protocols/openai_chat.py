@@ -167,7 +167,7 @@ def completion(
         {
             "id": call.tool_call_id,
             "type": "function",
-            "function": {"name": call.tool_name, "arguments": json.dumps(call.args)},
+            "function": {"name": call.tool_name, "arguments": _arguments(call.args)},
         }
         for call in reply.tool_calls.values()
         if call.tool_name in external and call.status == "requested"
@@ -195,6 +195,13 @@ def completion(
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
         },
     }
+
+
+def _arguments(args: dict[str, Any]) -> str:
+    """A call's arguments as JSON text; arguments that were not JSON (the engine keeps them
+    under ``__invalid_json__``) go back as the model wrote them, as the stream sends them."""
+    raw = args.get("__invalid_json__")
+    return raw if isinstance(raw, str) and len(args) == 1 else json.dumps(args)
 
 
 # the client's messages as parley messages ----------------------------------------------
