@@ -229,7 +229,7 @@ class RunManager:
         """Move a suspended run out of ``awaiting`` exactly once, whichever process asks."""
         from sqlalchemy import update
 
-        async with self.store.sessions() as session, session.begin():
+        async with self.store.writing() as session:
             result = await session.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.user_id == user_id, Run.status == "awaiting")

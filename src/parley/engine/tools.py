@@ -181,7 +181,7 @@ class ToolRunner:
     async def _mark_resumed(self, user_id: str, pending: PendingInput) -> None:
         from sqlalchemy import update
 
-        async with self.store.sessions() as session, session.begin():
+        async with self.store.writing() as session:
             await session.execute(
                 update(PendingInput)
                 .where(PendingInput.id == pending.id, PendingInput.user_id == user_id)

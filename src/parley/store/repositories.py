@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +56,20 @@ class Store:
         self.sessions = sessions
         self._known_users: set[str] = set()
         self.dialect = sessions.kw["bind"].dialect.name
+        # SQLite has one writer at a time. Left to its busy handler, many concurrent runs'
+        # writers poll for the file lock and some give up ("database is locked"); queued here,
+        # they take turns in order and each holds a connection only while it writes.
+        self._sqlite_writer = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A session inside a write transaction, committed when the block ends."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._sqlite_writer is not None:
+                await stack.enter_async_context(self._sqlite_writer)
+            session = await stack.enter_async_context(self.sessions())
+            await stack.enter_async_context(session.begin())
+            yield session
 
     # users -------------------------------------------------------------------------------
 
@@ -63,7 +79,7 @@ class Store:
             return
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         stmt = insert(User).values(id=user_id, created_at=utcnow()).on_conflict_do_nothing()
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(stmt)
         self._known_users.add(user_id)
 
@@ -75,7 +91,7 @@ class Store:
         convo = Conversation(id=new_id("conv"), user_id=user_id, metadata_=metadata, **fields)
         now = utcnow()
         convo.created_at = convo.updated_at = now
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add(convo)
         return convo
 
@@ -132,7 +148,7 @@ class Store:
     async def update_conversation(
         self, user_id: str, conversation_id: str, fields: dict[str, Any]
     ) -> Conversation:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             for name, value in fields.items():
                 setattr(convo, "metadata_" if name == "metadata" else name, value)
@@ -140,7 +156,7 @@ class Store:
         return convo
 
     async def delete_conversation(self, user_id: str, conversation_id: str) -> None:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             for table in (Message, ToolCall, PendingInput, Run):
                 await session.execute(
@@ -266,7 +282,7 @@ class Store:
             .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
             .values(active_leaf_id=leaf, updated_at=utcnow())
         )
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(stmt)
 
     async def fork(self, user_id: str, conversation_id: str, message_id: str) -> Conversation:
@@ -280,7 +296,7 @@ class Store:
         fields.update(title=title, metadata={**source.metadata_, "forked_from": source.id})
         convo = await self.create_conversation(user_id, **fields)
         copies = _copy_chain(history, convo.id)
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add_all(copies)
             await session.execute(
                 update(Conversation)
@@ -302,7 +318,7 @@ class Store:
         model: str | None = None,
     ) -> Message:
         """Append one finished message and make it the active leaf."""
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             depth = await self._depth_after(session, user_id, conversation_id, parent_id)
             message = _new_message(convo, role, parts, parent_id, depth, status, model)
@@ -346,7 +362,7 @@ class Store:
         With ``continue_message_id`` the run appends to an existing assistant message instead
         (a run resumed after an approval).
         """
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             user_message = None
             if user_parts is not None:
@@ -404,7 +420,7 @@ class Store:
     ) -> None:
         """A suspended reply streams again: its run resumed after an approval."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.user_id == user_id)
@@ -423,7 +439,7 @@ class Store:
             .where(Message.id == message_id, Message.user_id == user_id)
             .values(parts=parts, text=text_of(parts), updated_at=utcnow())
         )
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(stmt)
 
     async def finish_turn(
@@ -443,7 +459,7 @@ class Store:
     ) -> None:
         """One commit: the final reply, its usage added to the conversation, the run's end."""
         now = utcnow()
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.user_id == user_id)
@@ -508,7 +524,7 @@ class Store:
         """Mark a run whose process died, and its streaming reply, ``interrupted`` (once)."""
         now = utcnow()
         owner_matches = Run.owner.is_(None) if run.owner is None else Run.owner == run.owner
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             result = await session.execute(
                 update(Run)
                 .where(Run.id == run.id, Run.status == "running", owner_matches)
@@ -530,11 +546,11 @@ class Store:
     # tool calls (the audit log) ----------------------------------------------------------
 
     async def record_tool_call(self, call: ToolCall) -> None:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add(call)
 
     async def update_tool_call(self, user_id: str, call_id: str, **values: Any) -> None:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(
                 update(ToolCall)
                 .where(ToolCall.id == call_id, ToolCall.user_id == user_id)
@@ -574,7 +590,7 @@ class Store:
     # pending approvals and elicitations --------------------------------------------------
 
     async def add_pending(self, pending: PendingInput) -> None:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add(pending)
 
     async def get_pending(self, user_id: str, run_id: str, kind: str, key: str) -> PendingInput:
@@ -604,7 +620,7 @@ class Store:
             )
             .values(status=status, answer=answer, answered_at=utcnow())
         )
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             result = await session.execute(stmt)
         return bool(getattr(result, "rowcount", 0))
 
@@ -633,7 +649,7 @@ class Store:
             return list((await session.execute(stmt)).scalars().all())
 
     async def set_run(self, user_id: str, run_id: str, **values: Any) -> None:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             await session.execute(
                 update(Run).where(Run.id == run_id, Run.user_id == user_id).values(**values)
             )
@@ -642,7 +658,7 @@ class Store:
 
     async def add_rule(self, user_id: str, scope: str, name: str) -> ApprovalRule:
         rule = ApprovalRule(id=new_id("rule"), user_id=user_id, scope=scope, name=name)
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add(rule)
         return rule
 
@@ -659,7 +675,7 @@ class Store:
         stmt = delete(ApprovalRule).where(
             ApprovalRule.id == rule_id, ApprovalRule.user_id == user_id
         )
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             result = await session.execute(stmt)
         if not getattr(result, "rowcount", 0):
             raise NotFound("approval rule not found")
@@ -669,7 +685,7 @@ class Store:
     async def add_task(self, user_id: str, title: str, description: str | None) -> Task:
         await self.ensure_user(user_id)
         task = Task(user_id=user_id, title=title, description=description)
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             session.add(task)
         return task
 
@@ -681,7 +697,7 @@ class Store:
             return list((await session.execute(stmt.order_by(Task.id))).scalars().all())
 
     async def update_task(self, user_id: str, task_id: int, **values: Any) -> Task:
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             stmt = select(Task).where(Task.id == task_id, Task.user_id == user_id)
             task = (await session.execute(stmt)).scalar_one_or_none()
             if task is None:
@@ -693,7 +709,7 @@ class Store:
 
     async def delete_task(self, user_id: str, task_id: int) -> None:
         stmt = delete(Task).where(Task.id == task_id, Task.user_id == user_id)
-        async with self.sessions() as session, session.begin():
+        async with self.writing() as session:
             result = await session.execute(stmt)
         if not getattr(result, "rowcount", 0):
             raise NotFound(f"task {task_id} not found")

@@ -207,7 +207,7 @@ class Subagent:
                 await store.update_tool_call(
                     user, audit_id, status="denied", error="an agent cannot ask for approval"
                 )
-        async with store.sessions() as session, session.begin():
+        async with store.writing() as session:
             await session.execute(
                 update(ToolCall)
                 .where(ToolCall.run_id == turn.run_id, ToolCall.user_id == user)
