@@ -116,7 +116,10 @@ class FakeServer:
         self.cut_off = asyncio.Event()
         self._queue: deque[Scenario] = deque()
         self._stopping = asyncio.Event()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+        # Without it a response's first body write waits ~40 ms for the client's delayed ACK
+        # on a kept-alive connection, which the benchmark's first-token times would show.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._state = ServerState()
         self._listener: asyncio.Server | None = None
 
