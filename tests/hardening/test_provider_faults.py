@@ -41,7 +41,7 @@ from parley.providers.openai import LOST_MID_STREAM
 from parley.providers.scripted import ScriptedProvider
 
 PROMPT = "hi"
-TIMEOUT = 0.5  # the provider's: a stall ends after this
+TIMEOUT = 1.0  # the provider's: a stall ends after this (shorter ones misfire on a loaded machine)
 MAX_RETRIES = 1
 TEN_MB = [chr(ord("a") + i % 26) * 65_536 for i in range(160)]  # 160 chunks of 64 KiB
 
