@@ -42,8 +42,7 @@ def serve(
     """Run parley: the API, the streams and the web page."""
     import os
 
-    import uvicorn
-
+    from parley import serving
     from parley.logging import configure
 
     settings = _settings()
@@ -53,15 +52,7 @@ def serve(
     ensure_jwt_secret(settings)
     if not settings.log_json:
         _banner(settings, host or settings.host, port or settings.port)
-    uvicorn.run(
-        "parley.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    serving.run(host=host or settings.host, port=port or settings.port, workers=workers)
 
 
 def _banner(settings: Settings, host: str, port: int) -> None:
