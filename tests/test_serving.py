@@ -10,6 +10,7 @@ from parley.serving import ServeConfig
 def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
     config = ServeConfig("parley.app:create_app", factory=True, host="127.0.0.1", port=0)
     listener = config.bind_socket()
+    listener.listen()  # uvicorn listens when it serves
     try:
         with socket.create_connection(listener.getsockname()) as _client:
             accepted, _ = listener.accept()
