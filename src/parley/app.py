@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import parley.providers.builtin  # noqa: F401  (registers the built-in providers)
 from parley import __version__
 from parley.api import errors
-from parley.api.deps import Services
+from parley.api.deps import Services, no_null_bytes
 from parley.api.middleware import BodyLimit, RequestId
+from parley.api.openapi import ERROR_RESPONSES
 from parley.api.routes import (
     chat,
     conversations,
@@ -160,6 +161,8 @@ def create_app(
         version=__version__,
         description="A self-hosted AI chat backend.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(no_null_bytes)],
     )
     errors.install(app)
     app.include_router(metrics_router)

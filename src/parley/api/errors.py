@@ -1,4 +1,7 @@
-"""The one place errors become HTTP responses: ``{"success": false, "error": {code, message}}``."""
+"""The one place errors become HTTP responses: ``{"success": false, "error": {code, message}}``.
+
+Under ``/v1/`` (the OpenAI door) routing and body-parsing errors use OpenAI's error shape.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley.errors import ParleyError, RateLimited
+from parley.protocols.openai_chat import error_body as openai_error_body
 
 log = structlog.get_logger("parley.api")
+
+OPENAI_PREFIX = "/v1/"
 
 STATUS_CODES = {
     400: "ERR_VALIDATION",
@@ -72,4 +78,8 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if request.url.path.startswith(OPENAI_PREFIX):
+            body = openai_error_body(exc.status_code, message)
+            return JSONResponse(body, status_code=exc.status_code, headers=headers)
+        return error_response(exc.status_code, code, message, headers)

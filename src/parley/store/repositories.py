@@ -44,7 +44,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, ident = raw.split("|", 1)
-        return datetime.fromisoformat(when), ident
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None or not ident.isprintable() or len(ident) > 40:
+            raise ValueError("not a cursor this server writes")
+        return moment, ident
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed("cursor is not one this server gave out") from exc
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import EditMessage, Regenerate, SendMessage, message_out, pending_out
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
@@ -80,7 +81,7 @@ async def _json_reply(
     return reply
 
 
-@router.post("/{conversation_id}/messages", response_model=None)
+@router.post("/{conversation_id}/messages", response_model=None, responses=STREAM_RESPONSES)
 async def send(
     conversation_id: str, body: SendMessage, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:
@@ -101,7 +102,11 @@ async def send(
     return await respond(request, body.stream, turn, s)
 
 
-@router.post("/{conversation_id}/messages/{message_id}/regenerate", response_model=None)
+@router.post(
+    "/{conversation_id}/messages/{message_id}/regenerate",
+    response_model=None,
+    responses=STREAM_RESPONSES,
+)
 async def regenerate(
     conversation_id: str,
     message_id: str,
@@ -121,7 +126,9 @@ async def regenerate(
     return await respond(request, body.stream, turn, s)
 
 
-@router.put("/{conversation_id}/messages/{message_id}", response_model=None)
+@router.put(
+    "/{conversation_id}/messages/{message_id}", response_model=None, responses=STREAM_RESPONSES
+)
 async def edit(
     conversation_id: str,
     message_id: str,

@@ -38,6 +38,7 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import BUILTIN_PROFILES, TurnRequest
@@ -103,7 +104,9 @@ class OpenAIRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+router = APIRouter(
+    prefix="/v1", tags=["openai"], route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES
+)
 
 
 class FunctionSpec(BaseModel):
@@ -181,7 +184,7 @@ def _target(name: str, s: Services) -> tuple[str | None, str | None]:
 # chat completions --------------------------------------------------------------------------
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=STREAM_RESPONSES)
 async def completions(
     body: CompletionRequest, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import ApprovalAnswer, ElicitationAnswer
 from parley.api.streaming import sse_response
 from parley.errors import ValidationFailed
@@ -26,7 +27,7 @@ def _after(last_event_id: str | None, after: int | None) -> int:
         raise ValidationFailed("Last-Event-ID must be an event id from this run") from exc
 
 
-@router.get("/api/runs/{run_id}/events", response_model=None)
+@router.get("/api/runs/{run_id}/events", response_model=None, responses=STREAM_RESPONSES)
 async def events(
     run_id: str,
     user: CurrentUser,

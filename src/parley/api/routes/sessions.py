@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.engine.turn import TurnRequest
 from parley.protocols.seeds import SessionChatSSE
@@ -51,7 +52,7 @@ async def create(
     }
 
 
-@router.post("/{session_id}/chat", response_model=None)
+@router.post("/{session_id}/chat", response_model=None, responses=STREAM_RESPONSES)
 async def chat(
     session_id: str, body: SessionMessage, user: CurrentUser, s: ServicesDep
 ) -> Response:

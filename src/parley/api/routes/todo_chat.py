@@ -20,6 +20,7 @@ from starlette.responses import Response
 from parley.api import doors
 from parley.api.deps import CurrentUser, ServicesDep, same_user
 from parley.api.errors import error_response
+from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import TurnRequest
@@ -38,7 +39,7 @@ class TodoMessage(BaseModel):
     conversation_id: str | int | None = None
 
 
-@router.post("/api/{user_id}/chat", response_model=None)
+@router.post("/api/{user_id}/chat", response_model=None, responses=STREAM_RESPONSES)
 async def chat(
     user_id: str, body: TodoMessage, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.openapi import RESUME_RESPONSES, STREAM_RESPONSES
 from parley.api.routes.chat import check_message
 from parley.api.schemas import Attachment, SendMessage
 from parley.api.streaming import sse_response
@@ -91,7 +92,7 @@ class PlaygroundRequest(ChatRequest):
 # the doors ---------------------------------------------------------------------------------
 
 
-@router.post("/api/chat", response_model=None)
+@router.post("/api/chat", response_model=None, responses=STREAM_RESPONSES)
 async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     if body.id is None:
         raise ValidationFailed("id (the chat id) is required", status=422)
@@ -99,12 +100,12 @@ async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: Servic
     return await respond(body, request, user, s, convo)
 
 
-@router.get("/api/chat/{chat_id}/stream", response_model=None)
+@router.get("/api/chat/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
 async def resume(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     return await resume_stream(chat_id, request, user, s)
 
 
-@playground.post("/mcp/chat-v2", response_model=None)
+@playground.post("/mcp/chat-v2", response_model=None, responses=STREAM_RESPONSES)
 async def chat_v2(
     body: PlaygroundRequest, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:
@@ -116,7 +117,7 @@ async def chat_v2(
     )
 
 
-@playground.get("/mcp/chat-v2/{chat_id}/stream", response_model=None)
+@playground.get("/mcp/chat-v2/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
 async def resume_v2(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     return await resume_stream(chat_id, request, user, s)
 
