@@ -239,10 +239,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-minutes",
+        type=float,
+        default=None,
+        help="run the soak tests (marked soak) for this long; without it they are skipped",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_soak = pytest.mark.skip(reason="a soak test: run it with --soak-minutes (make soak)")
+    soaking = config.getoption("--soak-minutes") is not None
     skip_pg = pytest.mark.skip(reason="PostgreSQL is not reachable at 127.0.0.1:5432")
     skip_redis = pytest.mark.skip(reason="Redis is not reachable at 127.0.0.1:6379")
     for item in items:
+        if "soak" in item.keywords and not soaking:
+            item.add_marker(skip_soak)
         if "postgres" in item.keywords and not POSTGRES_UP:
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not REDIS_UP:
