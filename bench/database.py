@@ -1,8 +1,9 @@
-"""Database work, measured on an in-process parley (scripted provider, SQLite in a temp dir).
+"""Database work, measured on an in-process parley (scripted provider; SQLite in a temp dir,
+or the PostgreSQL database it is given).
 
-Statements are counted with a SQLAlchemy ``before_cursor_execute`` listener, as in
-``tests/engine/test_persistence.py``; the big conversation and the long list are inserted
-directly through the Store's sessions, then read through the HTTP API.
+Statements are counted with a SQLAlchemy ``before_cursor_execute`` listener and commits with a
+``commit`` listener, as in ``tests/engine/test_persistence.py``; the big conversation and the
+long list are inserted directly through the Store's sessions, then read through the HTTP API.
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ SECRET = "bench-secret-" + "x" * 40
 
 
 @asynccontextmanager
-async def in_process(workdir: Path) -> AsyncIterator[tuple[str, Any, ScriptedProvider]]:
+async def in_process(
+    workdir: Path, database_url: str = ""
+) -> AsyncIterator[tuple[str, Any, ScriptedProvider]]:
     """A parley on a loopback port in this event loop: its URL, app and scripted provider."""
-    url = f"sqlite+aiosqlite:///{workdir / 'inproc.db'}"
+    url = database_url or f"sqlite+aiosqlite:///{workdir / 'inproc.db'}"
     await asyncio.to_thread(migrate.upgrade, url)
     settings = Settings(
-        data_dir=workdir / "inproc", database_url=url, jwt_secret=SECRET, auto_migrate=False
+        data_dir=workdir / "inproc",
+        database_url=url,
+        jwt_secret=SECRET,
+        auto_migrate=False,
     )
     scripted = ScriptedProvider(turns=[])
     registry = ProviderRegistry(default="scripted")
@@ -66,28 +72,36 @@ def _client(url: str, user: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, headers=headers, timeout=60)
 
 
-async def statements_per_reply(url: str, app: Any, scripted: ScriptedProvider) -> dict[str, int]:
-    """SQL statements for one reply of 500 chunks and one of 5: equal when nothing is per token."""
+async def statements_per_reply(
+    url: str, app: Any, scripted: ScriptedProvider
+) -> dict[str, dict[str, int]]:
+    """SQL statements and commits for one reply of 500 chunks and one of 5: equal counts mean
+    nothing is written per token."""
     store: Store = app.state.services.store
     engine = store.sessions.kw["bind"].sync_engine
-    counts: dict[str, int] = {}
-    statements: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    seen = {"statements": 0, "commits": 0}
 
-    def count(*_: Any) -> None:
-        statements.append("")
+    def statement(*_: Any) -> None:
+        seen["statements"] += 1
+
+    def commit(*_: Any) -> None:
+        seen["commits"] += 1
 
     async with _client(url, "stmts") as http:
         for tokens in (500, 5):
             convo = (await http.post("/api/conversations", json={})).json()["id"]
             scripted.enqueue([{"text": [f"t{i} " for i in range(tokens)]}])
-            event.listen(engine, "before_cursor_execute", count)
+            event.listen(engine, "before_cursor_execute", statement)
+            event.listen(engine, "commit", commit)
             async with http.stream(
                 "POST", f"/api/conversations/{convo}/messages", json={"content": "x"}
             ) as r:
                 await r.aread()
-            event.remove(engine, "before_cursor_execute", count)
-            counts[f"tokens_{tokens}"] = len(statements)
-            statements.clear()
+            event.remove(engine, "before_cursor_execute", statement)
+            event.remove(engine, "commit", commit)
+            counts[f"tokens_{tokens}"] = dict(seen)
+            seen.update(statements=0, commits=0)
     return counts
 
 

@@ -24,18 +24,57 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 @dataclass
 class Server:
-    """A server process the benchmark talks to and whose CPU time it reads."""
+    """A server the benchmark talks to, and whose processes' CPU time and memory it reads."""
 
     name: str
     url: str
     pid: int
     headers: dict[str, str]
 
+    @property
+    def kind(self) -> str:
+        """``upstream``, ``relay`` or ``parley`` (names are ``parley-pg``, ``parley-w2``…)."""
+        return self.name.split("-", 1)[0]
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, from ``/proc/PID/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    @property
+    def pids(self) -> list[int]:
+        """The server's process and its children (``--workers N`` forks them)."""
+        return [self.pid, *_children(self.pid)]
+
+
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return found
+
+
+def cpu_seconds(pids: int | list[int]) -> float:
+    """User plus system CPU time of processes so far, from ``/proc/PID/stat``."""
+    total = 0
+    for pid in [pids] if isinstance(pids, int) else pids:
+        fields = _stat(pid)
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of processes, summed, from ``/proc/PID/status``."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -87,7 +126,15 @@ async def _wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @asynccontextmanager
-async def parley(upstream_url: str, workdir: Path, database_url: str = "") -> AsyncIterator[Server]:
+async def parley(
+    upstream_url: str,
+    workdir: Path,
+    database_url: str = "",
+    *,
+    redis_url: str = "",
+    workers: int = 1,
+    name: str = "parley",
+) -> AsyncIterator[Server]:
     """``parley serve`` on the OpenAI provider against the fake upstream; SQLite unless told."""
     url = database_url or f"sqlite+aiosqlite:///{workdir / 'parley.db'}"
     await asyncio.to_thread(migrate.upgrade, url)
@@ -98,10 +145,12 @@ async def parley(upstream_url: str, workdir: Path, database_url: str = "") -> As
         "PARLEY_JWT_SECRET": SECRET,
         "PARLEY_DATABASE_URL": url,
         "PARLEY_DATA_DIR": str(workdir / "data"),
+        **({"PARLEY_REDIS_URL": redis_url} if redis_url else {}),
     }
-    process = await start_parley(env, workdir)
+    args = ("--workers", str(workers)) if workers > 1 else ()
+    process = await start_parley(env, workdir, name=name, args=args)
     headers = {"Authorization": f"Bearer {issue_token(SECRET, 'bench')}"}
     try:
-        yield Server("parley", process.url, process.process.pid, headers)
+        yield Server(name, process.url, process.process.pid, headers)
     finally:
         process.stop()

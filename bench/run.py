@@ -1,7 +1,7 @@
 """``make bench``: parley against a bare relay, both fed by the same fake upstream.
 
-``python -m bench.run [--tiny] [--out FILE]`` prints a table and writes JSON results
-(default ``bench/results/<UTC time>.json``). See bench/README.md for what each row means.
+``python -m bench.run [--tiny] [--out FILE] [--no-postgres]`` prints a table and writes JSON
+results (default ``bench/results/<UTC time>.json``). See bench/README.md for what each row means.
 """
 
 from __future__ import annotations
@@ -9,30 +9,52 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import database, procs, streams
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+from bench import database, paced, procs, streams
+from parley.logging import configure
+
+POSTGRES_SERVER = os.environ.get(
+    "PARLEY_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS = os.environ.get("PARLEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 @dataclass(frozen=True)
 class Sizes:
     ttft_requests: int = 50
-    chunks: int = 2000
+    chunks: int = 10_000
     concurrency: int = 100
     concurrent_chunks: int = 200
     cancels: int = 10
     big: int = 10_000
+    paced_levels: tuple[int, ...] = (50, 100, 200, 400, 800, 1200)
+    paced_chunks: int = 60
 
 
-TINY = Sizes(ttft_requests=3, chunks=50, concurrency=3, concurrent_chunks=10, cancels=2, big=200)
+TINY = Sizes(
+    ttft_requests=3,
+    chunks=50,
+    concurrency=3,
+    concurrent_chunks=10,
+    cancels=2,
+    big=200,
+    paced_levels=(2, 4),
+    paced_chunks=6,
+)
 
 
 async def _streaming(server: procs.Server, upstream: procs.Server, sizes: Sizes) -> dict[str, Any]:
@@ -44,111 +66,225 @@ async def _streaming(server: procs.Server, upstream: procs.Server, sizes: Sizes)
     }
 
 
-async def collect(sizes: Sizes, workdir: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {}
+async def _ladder(server: procs.Server, sizes: Sizes) -> dict[str, Any]:
+    return await paced.ladder(server, sizes.paced_levels, chunks=sizes.paced_chunks)
+
+
+@asynccontextmanager
+async def _postgres_database(name: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database beside the configured one; dropped afterwards."""
+    admin = create_async_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_SERVER.rsplit("/", 1)[0] + "/" + name
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def _flush_redis() -> None:
+    client = aioredis.from_url(REDIS)
+    await client.flushdb()
+    await client.aclose()
+
+
+async def _servers(sizes: Sizes, workdir: Path, pg: bool, rd: bool) -> dict[str, Any]:
+    r: dict[str, Any] = {}
     async with procs.upstream() as upstream:
-        results["upstream_ttft_s"] = await streams.first_token(upstream, sizes.ttft_requests)
+        r["upstream_ttft_s"] = await streams.first_token(upstream, sizes.ttft_requests)
         async with procs.relay(upstream.url, workdir) as relay:
-            results["relay"] = await _streaming(relay, upstream, sizes)
+            r["relay"] = await _streaming(relay, upstream, sizes)
+            r["relay"]["paced"] = await _ladder(relay, sizes)
         async with procs.parley(upstream.url, workdir) as parley:
-            results["parley"] = await _streaming(parley, upstream, sizes)
+            r["parley"] = await _streaming(parley, upstream, sizes)
+            r["parley"]["paced"] = await _ladder(parley, sizes)
+        if pg:
+            async with (
+                _postgres_database("parley_bench_pg") as url,
+                procs.parley(upstream.url, workdir, url, name="parley-pg") as parley,
+            ):
+                r["parley_pg"] = await _streaming(parley, upstream, sizes)
+        if pg and rd:
+            for workers in (1, 2):
+                await _flush_redis()
+                async with (
+                    _postgres_database(f"parley_bench_w{workers}") as url,
+                    procs.parley(
+                        upstream.url, workdir, url, redis_url=REDIS, workers=workers,
+                        name=f"parley-w{workers}",
+                    ) as parley,
+                ):  # fmt: skip
+                    r[f"parley_redis_w{workers}"] = {
+                        "concurrent": await streams.throughput(
+                            parley, sizes.concurrent_chunks, sizes.concurrency
+                        ),
+                        "paced": await _ladder(parley, sizes),
+                    }
+    return r
+
+
+async def _databases(sizes: Sizes, workdir: Path, pg: bool) -> dict[str, Any]:
+    r: dict[str, Any] = {}
     async with database.in_process(workdir) as (url, app, scripted):
-        results["statements_per_reply"] = await database.statements_per_reply(url, app, scripted)
-        results["big_sqlite"] = await database.big_reads(url, app, sizes.big)
-    results["postgres"] = "not measured (only SQLite in this version)"
-    if not _reachable("127.0.0.1", 5432):
-        results["postgres"] = "skipped: not reachable at 127.0.0.1:5432"
+        r["statements_sqlite"] = await database.statements_per_reply(url, app, scripted)
+        r["big_sqlite"] = await database.big_reads(url, app, sizes.big)
+    if pg:
+        async with (
+            _postgres_database("parley_bench_db") as pg_url,
+            database.in_process(workdir, pg_url) as (url, app, scripted),
+        ):
+            r["statements_postgres"] = await database.statements_per_reply(url, app, scripted)
+            r["big_postgres"] = await database.big_reads(url, app, sizes.big)
+    return r
+
+
+async def collect(sizes: Sizes, workdir: Path, *, postgres: bool = True) -> dict[str, Any]:
+    pg = postgres and _reachable(POSTGRES_SERVER)
+    rd = _reachable(REDIS)
+    results = await _servers(sizes, workdir, pg, rd)
+    results.update(await _databases(sizes, workdir, pg))
+    results["skipped"] = [
+        *([] if pg else ["PostgreSQL (not reachable, or --no-postgres): parley-pg, big reads"]),
+        *([] if pg and rd else ["PostgreSQL+Redis (not reachable): --workers 1 and 2"]),
+    ]
     return results
 
 
-def _reachable(host: str, port: int) -> bool:
+def _reachable(url: str) -> bool:
+    host, _, port = url.split("@")[-1].split("//")[-1].split("/")[0].partition(":")
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, int(port)), timeout=0.5):
             return True
     except OSError:
         return False
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def _common_level(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, int]:
+    """RSS per stream of both servers at the largest level both held."""
+    held = min(a["held"], b["held"]) or a["levels"][0]["streams"]
+    pick = {lv["streams"]: lv["rss_per_stream_kib"] for lv in a["levels"]}
+    other = {lv["streams"]: lv["rss_per_stream_kib"] for lv in b["levels"]}
+    return pick.get(held, 0.0), other.get(held, 0.0), held
+
+
 def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The DESIGN targets, each with the measured value and whether it is met."""
-    base = r["upstream_ttft_s"]["p50"]
-    added = {k: r[k]["ttft_s"]["p50"] - base for k in ("parley", "relay")}
-    cpu = {k: r[k]["one_stream"]["cpu_us_per_event"] for k in ("parley", "relay")}
-    stmts = r["statements_per_reply"]
-    opened = r["big_sqlite"]["open_conversation"]["p50_ms"]
-    ratio_ttft = added["parley"] / max(added["relay"], 1e-9)
-    ratio_cpu = cpu["parley"] / max(cpu["relay"], 1e-9)
-    return {
-        "ttft_added_le_2x_relay": {"value": ratio_ttft, "met": ratio_ttft <= 2},
-        "cpu_per_event_le_2x_relay": {"value": ratio_cpu, "met": ratio_cpu <= 2},
-        "cancel_closes_upstream_le_1s": {
-            "value": r["parley"]["cancel_s"]["p99"],
-            "met": r["parley"]["cancel_s"]["p99"] <= 1,
-        },
-        "constant_statements_per_reply": {
-            "value": stmts,
-            "met": abs(stmts["tokens_500"] - stmts["tokens_5"]) <= 4,
-        },
-        "open_10k_conversation_lt_100ms": {"value": opened, "met": opened < 100},
+    """The issue's targets, each with the measured value and whether it is met."""
+    p, q, base = r["parley"], r["relay"], r["upstream_ttft_s"]["p50"]
+    added = {
+        k: {pct: r[k]["ttft_s"][pct] - base for pct in ("p50", "p99")} for k in ("parley", "relay")
     }
+    ttft = {pct: _ratio(added["parley"][pct], added["relay"][pct]) for pct in ("p50", "p99")}
+    cpu = _ratio(p["one_stream"]["cpu_us_per_event"], q["one_stream"]["cpu_us_per_event"])
+    held = _ratio(p["paced"]["held"], q["paced"]["held"])
+    mem_p, mem_q, at = _common_level(p["paced"], q["paced"])
+    out: dict[str, dict[str, Any]] = {
+        "ttft_added_p50_le_2x_relay": {"value": ttft["p50"], "met": ttft["p50"] <= 2},
+        "ttft_added_p99_le_2x_relay": {"value": ttft["p99"], "met": ttft["p99"] <= 2},
+        "cpu_per_event_le_2x_relay": {"value": cpu, "met": cpu <= 2},
+        "paced_streams_held_ge_60pct_relay": {
+            "value": f"{p['paced']['held']} vs {q['paced']['held']}",
+            "met": held >= 0.6,
+        },
+        "memory_per_stream_le_1_5x_relay": {
+            "value": f"{mem_p:.0f} vs {mem_q:.0f} KiB at {at} streams",
+            "met": _ratio(mem_p, mem_q) <= 1.5,
+        },
+        "cancel_closes_upstream_le_1s": {
+            "value": p["cancel_s"]["p99"],
+            "met": p["cancel_s"]["p99"] <= 1,
+        },
+    }
+    for db in ("sqlite", "postgres"):
+        if f"statements_{db}" in r:
+            s = r[f"statements_{db}"]
+            out[f"constant_statements_per_reply_{db}"] = {
+                "value": s,
+                "met": s["tokens_500"] == s["tokens_5"],
+            }
+            opened = r[f"big_{db}"]["open_conversation"]["p50_ms"]
+            out[f"open_10k_conversation_lt_100ms_{db}"] = {"value": opened, "met": opened < 100}
+    return out
+
+
+def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
+    p, q, base = r["parley"], r["relay"], r["upstream_ttft_s"]["p50"]
+    ms = 1e3
+    return [
+        ("TTFT p50 (ms)", p["ttft_s"]["p50"] * ms, q["ttft_s"]["p50"] * ms),
+        ("TTFT p99 (ms)", p["ttft_s"]["p99"] * ms, q["ttft_s"]["p99"] * ms),
+        ("TTFT added p50 (ms)", (p["ttft_s"]["p50"] - base) * ms, (q["ttft_s"]["p50"] - base) * ms),
+        ("TTFT added p99 (ms)", (p["ttft_s"]["p99"] - base) * ms, (q["ttft_s"]["p99"] - base) * ms),
+        ("1 stream events/s", p["one_stream"]["events_per_s"], q["one_stream"]["events_per_s"]),
+        ("1 stream CPU us/event", p["one_stream"]["cpu_us_per_event"], q["one_stream"]["cpu_us_per_event"]),
+        ("100 streams events/s", p["concurrent"]["events_per_s"], q["concurrent"]["events_per_s"]),
+        ("100 streams CPU us/event", p["concurrent"]["cpu_us_per_event"], q["concurrent"]["cpu_us_per_event"]),
+        ("cancel->upstream closed p50 (ms)", p["cancel_s"]["p50"] * ms, q["cancel_s"]["p50"] * ms),
+        ("cancel->upstream closed p99 (ms)", p["cancel_s"]["p99"] * ms, q["cancel_s"]["p99"] * ms),
+        ("paced streams held (p99 gap<100ms)", p["paced"]["held"], q["paced"]["held"]),
+    ]  # fmt: skip
+
+
+def _paced_lines(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "paced streams, one chunk every 50 ms (streams: p99 gap ms / errors / KiB per stream):"
+    ]
+    for key in ("relay", "parley", "parley_redis_w1", "parley_redis_w2"):
+        if key in r:
+            cells = [
+                f"{lv['streams']}: {lv['p99_gap_ms']:.0f}/{lv['errors']}/{lv['rss_per_stream_kib']:.0f}"
+                for lv in r[key]["paced"]["levels"]
+            ]
+            lines.append(f"  {key:16} held {r[key]['paced']['held']:5}   " + "  ".join(cells))
+    return lines
 
 
 def table(r: dict[str, Any]) -> str:
-    p, q, base = r["parley"], r["relay"], r["upstream_ttft_s"]["p50"]
-    rows = [
-        ("TTFT p50 (ms)", p["ttft_s"]["p50"] * 1e3, q["ttft_s"]["p50"] * 1e3),
-        ("TTFT p99 (ms)", p["ttft_s"]["p99"] * 1e3, q["ttft_s"]["p99"] * 1e3),
-        (
-            "TTFT added p50 (ms)",
-            (p["ttft_s"]["p50"] - base) * 1e3,
-            (q["ttft_s"]["p50"] - base) * 1e3,
-        ),
-        (
-            "TTFT added p99 (ms)",
-            (p["ttft_s"]["p99"] - base) * 1e3,
-            (q["ttft_s"]["p99"] - base) * 1e3,
-        ),
-        ("1 stream events/s", p["one_stream"]["events_per_s"], q["one_stream"]["events_per_s"]),
-        (
-            "1 stream CPU us/event",
-            p["one_stream"]["cpu_us_per_event"],
-            q["one_stream"]["cpu_us_per_event"],
-        ),
-        ("N streams events/s", p["concurrent"]["events_per_s"], q["concurrent"]["events_per_s"]),
-        (
-            "N streams CPU us/event",
-            p["concurrent"]["cpu_us_per_event"],
-            q["concurrent"]["cpu_us_per_event"],
-        ),
-        (
-            "cancel->upstream closed p50 (ms)",
-            p["cancel_s"]["p50"] * 1e3,
-            q["cancel_s"]["p50"] * 1e3,
-        ),
-        (
-            "cancel->upstream closed p99 (ms)",
-            p["cancel_s"]["p99"] * 1e3,
-            q["cancel_s"]["p99"] * 1e3,
-        ),
-    ]
     lines = [f"{'scenario':36} {'parley':>10} {'relay':>10} {'parley/relay':>13}"]
-    for name, a, b in rows:
-        lines.append(f"{name:36} {a:10.2f} {b:10.2f} {a / b if b else float('nan'):13.2f}")
-    lines.append(f"upstream direct TTFT p50 (ms): {base * 1e3:.2f}")
+    for name, a, b in _rows(r):
+        lines.append(f"{name:36} {a:10.2f} {b:10.2f} {_ratio(a, b):13.2f}")
+    lines.append(f"upstream direct TTFT p50 (ms): {r['upstream_ttft_s']['p50'] * 1e3:.2f}")
     lines.append(
-        f"N streams: errors parley={p['concurrent']['errors']} relay={q['concurrent']['errors']}"
+        f"100 streams errors: parley={r['parley']['concurrent']['errors']}"
+        f" relay={r['relay']['concurrent']['errors']}"
     )
-    lines.append(f"statements per reply: {r['statements_per_reply']}")
-    big = r["big_sqlite"]
-    lines.append(
-        f"open {big['size']}-message conversation p50 (ms): {big['open_conversation']['p50_ms']:.1f}"
-    )
-    lines.append(
-        f"list of {big['size']} conversations p50 (ms): {big['list_conversations']['p50_ms']:.1f}"
-    )
-    lines.append(f"postgres: {r['postgres']}")
+    if "parley_pg" in r:
+        g = r["parley_pg"]
+        lines.append(
+            f"parley on PostgreSQL: TTFT p50 {g['ttft_s']['p50'] * 1e3:.2f} ms,"
+            f" p99 {g['ttft_s']['p99'] * 1e3:.2f} ms;"
+            f" 1 stream {g['one_stream']['cpu_us_per_event']:.1f} us/event;"
+            f" 100 streams {g['concurrent']['events_per_s']:.0f} events/s,"
+            f" {g['concurrent']['errors']} errors"
+        )
+    for key in ("parley_redis_w1", "parley_redis_w2"):
+        if key in r:
+            c = r[key]["concurrent"]
+            lines.append(
+                f"{key} (PostgreSQL+Redis): 100 streams {c['events_per_s']:.0f} events/s,"
+                f" {c['cpu_us_per_event']:.1f} us/event, {c['errors']} errors"
+            )
+    lines.extend(_paced_lines(r))
+    for db in ("sqlite", "postgres"):
+        if f"big_{db}" in r:
+            big = r[f"big_{db}"]
+            lines.append(
+                f"{db}: statements/commits per reply {r[f'statements_{db}']};"
+                f" open {big['size']}-message conversation p50"
+                f" {big['open_conversation']['p50_ms']:.1f} ms;"
+                f" list of {big['size']} conversations p50"
+                f" {big['list_conversations']['p50_ms']:.1f} ms"
+            )
+    for skipped in r["skipped"]:
+        lines.append(f"SKIPPED: {skipped}")
     for name, t in r["targets"].items():
-        lines.append(f"target {name:36} {'MET' if t['met'] else 'MISSED'}  ({t['value']})")
+        lines.append(f"target {name:40} {'MET' if t['met'] else 'MISSED'}  ({t['value']})")
     return "\n".join(lines)
 
 
@@ -156,13 +292,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--tiny", action="store_true", help="a quick smoke run with tiny sizes")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else Sizes()
+    configure(json_logs=False, level="WARNING")  # the in-process parley: no line per request
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        results = asyncio.run(collect(sizes, Path(tmp)))
+        results = asyncio.run(collect(sizes, Path(tmp), postgres=not args.no_postgres))
     results["targets"] = targets(results)
-    results["machine"] = _machine()
-    results["sizes"] = sizes.__dict__
+    results["machine"] = {**_machine(), "started_utc": started}
+    results["sizes"] = asdict(sizes)
     out = args.out or Path(__file__).parent / "results" / time.strftime(
         "%Y%m%dT%H%M%SZ.json", time.gmtime()
     )
@@ -174,8 +313,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    import os
-
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     names = [
         line.split(":", 1)[1].strip()

@@ -30,9 +30,9 @@ async def _request(
     http: httpx.AsyncClient, server: Server, name: str
 ) -> tuple[str, dict[str, object]]:
     """The URL and body of one streamed reply; for parley, in a fresh conversation."""
-    if server.name == "relay":
+    if server.kind == "relay":
         return f"{server.url}/relay", {"model": name}
-    if server.name == "upstream":
+    if server.kind == "upstream":
         body = {"model": name, "stream": True, "messages": []}
         return f"{server.url}/v1/chat/completions", body
     created = await http.post(f"{server.url}/api/conversations", json={}, headers=server.headers)
@@ -63,7 +63,7 @@ async def stream(http: httpx.AsyncClient, server: Server, name: str, stop_after:
 
 
 def _is_text(line: str, server: Server) -> bool:
-    if server.name == "upstream":
+    if server.kind == "upstream":
         return line.startswith("data: ") and '"content": "' in line and '"role"' not in line
     return line.startswith("event: content")
 
@@ -91,10 +91,10 @@ async def throughput(server: Server, chunks: int, concurrency: int = 1) -> dict[
     """Text events relayed per second and server CPU microseconds per event."""
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as http:
         await stream(http, server, model(50))  # warm up
-        cpu, started = cpu_seconds(server.pid), time.perf_counter()
+        cpu, started = cpu_seconds(server.pids), time.perf_counter()
         work = [stream(http, server, model(chunks)) for _ in range(concurrency)]
         results = await asyncio.gather(*work, return_exceptions=True)
-        wall, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
+        wall, cpu = time.perf_counter() - started, cpu_seconds(server.pids) - cpu
     events = sum(r.events for r in results if isinstance(r, Stream))
     errors = sorted({repr(r)[:200] for r in results if not isinstance(r, Stream)})
     return {
@@ -114,7 +114,7 @@ async def cancel_latency(server: Server, upstream: Server, tries: int) -> dict[s
         for _ in range(tries):
             reply = await stream(http, server, model(0, 5), stop_after=5)
             asked = reply.left_at
-            if server.name == "parley":
+            if server.kind == "parley":
                 asked = time.monotonic()
                 url = f"{server.url}/api/runs/{reply.run_id}/cancel"
                 (await http.post(url, headers=server.headers)).raise_for_status()

@@ -47,15 +47,15 @@ class ParleyProcess:
 
 
 async def start_parley(
-    env: dict[str, str], workdir: Path, *, name: str = "parley"
+    env: dict[str, str], workdir: Path, *, name: str = "parley", args: tuple[str, ...] = ()
 ) -> ParleyProcess:
-    """Start ``python -m parley serve`` and wait until ``/healthz`` answers."""
+    """Start ``python -m parley serve [args]`` and wait until ``/healthz`` answers."""
     port = free_port()
     log = workdir / f"{name}-{port}.log"
     full_env = {**os.environ, **env, "PARLEY_CONFIG": str(workdir / "none.toml")}
     handle = log.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "parley", "serve", "--port", str(port), "--no-migrate"],
+        [sys.executable, "-m", "parley", "serve", "--port", str(port), "--no-migrate", *args],
         env=full_env,
         cwd=workdir,
         stdout=handle,
