@@ -247,3 +247,24 @@ async def test_unknown_conversation_is_a_404(live: Live) -> None:
     async with live.client() as http:
         response = await http.post("/api/conversations/conv_nope/messages", json={"content": "x"})
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"run_ttl": 0.0}])
+async def test_resuming_a_run_the_hub_forgot_past_the_replay_ends_with_done(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": [f"t{i} " for i in range(10)]}])
+    cid = await _conversation(live)
+    async with live.client() as http:
+        _, seen = await collect(
+            http, "POST", f"/api/conversations/{cid}/messages", json_body={"content": "x"}
+        )
+        run_id, last_id = seen[0].data["run_id"], seen[-2].id
+        await live.services.runs.wait(run_id)
+        assert not await live.services.runs.hub.exists(run_id)  # forgotten: replayed from the store
+        _, rest = await asyncio.wait_for(
+            collect(http, "GET", f"/api/runs/{run_id}/events", headers={"Last-Event-ID": last_id}),
+            5,
+        )
+    assert kinds(rest) == ["done", "[DONE]"]
+    assert int(rest[0].id) > int(last_id)

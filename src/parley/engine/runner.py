@@ -150,7 +150,12 @@ class RunManager:
             async for item in self.hub.subscribe(run_id, after):
                 yield item
             return
-        for item in await self._replay_from_store(user_id, run):
+        replay = await self._replay_from_store(user_id, run)
+        if after >= len(replay):
+            # The client saw more of the live run than a replay has events (the live ids are
+            # gone with the hub's copy): it gets the end, and the stored message is the whole.
+            replay = [(after + 1, replay[-1][1])]
+        for item in replay:
             if item[0] > after:
                 yield item
 
