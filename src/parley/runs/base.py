@@ -19,8 +19,8 @@ class RunHub(Protocol):
     async def open(self, run_id: str) -> None:
         """Prepare a run's event log (idempotent: a resumed run keeps its log)."""
 
-    async def publish(self, run_id: str, event: EngineEvent) -> int:
-        """Append an event and return its id."""
+    async def publish(self, run_id: str, event: EngineEvent) -> None:
+        """Append an event; the hub gives it the next id. Subscribers see events in order."""
 
     def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, EngineEvent]]:
         """Events after ``after``, live, ending after the terminal event."""

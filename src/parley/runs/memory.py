@@ -33,14 +33,13 @@ class MemoryRunHub:
         log = self._logs.setdefault(run_id, _Log())
         log.finished_at = None
 
-    async def publish(self, run_id: str, event: EngineEvent) -> int:
+    async def publish(self, run_id: str, event: EngineEvent) -> None:
         log = self._logs.setdefault(run_id, _Log())
         log.events.append(event)
         if is_terminal(event):
             log.finished_at = time.monotonic()
         log.changed.set()
         log.changed = asyncio.Event()
-        return len(log.events)
 
     async def subscribe(
         self, run_id: str, after: int = 0

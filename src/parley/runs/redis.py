@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,6 +37,15 @@ def _seq(stream_id: bytes | str) -> int:
     return int(text.split("-", 1)[1])
 
 
+@dataclass
+class _Outbox:
+    """A run's events on their way to its stream."""
+
+    queued: list[str] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None
+    failure: Exception | None = None
+
+
 class RedisRunHub:
     def __init__(
         self,
@@ -55,6 +65,7 @@ class RedisRunHub:
         self.block_ms = block_ms
         self._handlers: dict[str, ControlHandler] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._outboxes: dict[str, _Outbox] = {}
 
     async def start(self) -> None:
         """Listen for this instance's control messages and keep its owner keys alive."""
@@ -73,16 +84,49 @@ class RedisRunHub:
             pipe.set(_key(run_id, "live"), self.instance, ex=self.ttl + 3600)
             await pipe.execute()
 
-    async def publish(self, run_id: str, event: EngineEvent) -> int:
-        stream = _key(run_id, "events")
-        stream_id = await self.redis.xadd(stream, {"e": dump_event(event)}, id="0-*")
+    async def publish(self, run_id: str, event: EngineEvent) -> None:
+        """Queue the event for the run's stream; a terminal event returns once all are written.
+
+        One writer task per run sends whatever was queued meanwhile in one pipeline, in order:
+        a fast model's burst of tokens costs one round trip to Redis, not one per token.
+        """
+        outbox = self._outboxes.get(run_id)
+        if outbox is None:
+            outbox = self._outboxes[run_id] = _Outbox()
+        outbox.queued.append(dump_event(event))
+        if outbox.writer is None or outbox.writer.done():
+            outbox.writer = asyncio.create_task(self._write(run_id, outbox))
         if is_terminal(event):
+            await self._drain(run_id, outbox)
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
-                pipe.expire(stream, self.ttl)
+                pipe.expire(_key(run_id, "events"), self.ttl)
                 pipe.expire(_key(run_id, "live"), self.ttl)
                 await pipe.execute()
-        return _seq(stream_id)
+
+    async def _write(self, run_id: str, outbox: _Outbox) -> None:
+        stream = _key(run_id, "events")
+        while outbox.queued:
+            batch, outbox.queued = outbox.queued, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for data in batch:
+                        pipe.xadd(stream, {"e": data}, id="0-*")
+                    await pipe.execute()
+            except Exception as exc:
+                log.exception("redis_publish_failed", run_id=run_id, events=len(batch))
+                outbox.failure = exc  # the run's terminal publish raises it
+                return
+        if self._outboxes.get(run_id) is outbox:
+            del self._outboxes[run_id]  # a suspended run may go on in another process
+
+    async def _drain(self, run_id: str, outbox: _Outbox) -> None:
+        """Wait until every queued event of the run is in Redis; then forget the outbox."""
+        while outbox.writer is not None and not outbox.writer.done():
+            await asyncio.shield(outbox.writer)
+        self._outboxes.pop(run_id, None)
+        if outbox.failure is not None:
+            raise outbox.failure
 
     async def subscribe(
         self, run_id: str, after: int = 0
@@ -193,6 +237,8 @@ class RedisRunHub:
                 log.exception("heartbeat_failed")
 
     async def aclose(self) -> None:
+        writers = [o.writer for o in self._outboxes.values() if o.writer is not None]
+        await asyncio.gather(*writers, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
