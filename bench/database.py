@@ -47,6 +47,7 @@ async def in_process(
         database_url=url,
         jwt_secret=SECRET,
         auto_migrate=False,
+        log_level="WARNING",
     )
     scripted = ScriptedProvider(turns=[])
     registry = ProviderRegistry(default="scripted")

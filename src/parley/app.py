@@ -141,7 +141,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(json_logs=settings.log_json, log_content=settings.log_content)
+        configure_logging(
+            json_logs=settings.log_json,
+            log_content=settings.log_content,
+            level=settings.log_level,
+        )
         services = await build_services(settings, providers=providers, tools=tools)
         await services.runs.recover()
         app.state.services = services

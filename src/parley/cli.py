@@ -48,7 +48,7 @@ def serve(
     settings = _settings()
     if not migrate:
         os.environ["PARLEY_AUTO_MIGRATE"] = "false"
-    configure(json_logs=settings.log_json)
+    configure(json_logs=settings.log_json, level=settings.log_level)
     ensure_jwt_secret(settings)
     if not settings.log_json:
         _banner(settings, host or settings.host, port or settings.port)

@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = 5_000_000
     log_content: bool = False
     log_json: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
     enable_chat_v2: bool = Field(

@@ -136,6 +136,11 @@ class RunManager:
 
     # subscribing -------------------------------------------------------------------------
 
+    def turn_events(self, turn: PreparedTurn) -> AsyncIterator[tuple[int, ev.EngineEvent]]:
+        """The events of a turn this process has just started for the caller: already theirs
+        and in the hub, so the first token does not wait for a look-up."""
+        return self.hub.subscribe(turn.run_id)
+
     async def events(
         self, user_id: str, run_id: str, after: int = 0
     ) -> AsyncIterator[tuple[int, ev.EngineEvent]]:

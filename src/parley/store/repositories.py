@@ -373,13 +373,14 @@ class Store:
         async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             user_message = None
+            depth: int | None = None
             if user_parts is not None:
                 depth = await self._depth_after(session, user_id, conversation_id, parent_id)
                 user_message = _new_message(convo, "user", user_parts, parent_id, depth)
                 session.add(user_message)
-                parent_id = user_message.id
+                parent_id, depth = user_message.id, depth + 1
             assistant = await self._assistant_for(
-                session, convo, parent_id, model, continue_message_id
+                session, convo, parent_id, model, continue_message_id, depth
             )
             convo.active_leaf_id = assistant.id
             convo.updated_at = utcnow()
@@ -406,7 +407,9 @@ class Store:
         parent_id: str | None,
         model: str,
         continue_message_id: str | None,
+        depth: int | None = None,
     ) -> Message:
+        """The assistant message of the turn; ``depth`` when the caller knows it already."""
         if continue_message_id is not None:
             stmt = select(Message).where(
                 Message.id == continue_message_id,
@@ -418,7 +421,8 @@ class Store:
                 raise NotFound("message not found")
             existing.status = "streaming"
             return existing
-        depth = await self._depth_after(session, convo.user_id, convo.id, parent_id)
+        if depth is None:
+            depth = await self._depth_after(session, convo.user_id, convo.id, parent_id)
         assistant = _new_message(convo, "assistant", [], parent_id, depth, "streaming", model)
         session.add(assistant)
         return assistant

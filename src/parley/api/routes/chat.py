@@ -49,7 +49,7 @@ def check_message(body: SendMessage, s: Services) -> list[dict[str, Any]]:
 async def respond(
     request: Request, stream: bool | None, turn: PreparedTurn, s: Services
 ) -> Response:
-    events = s.runs.events(turn.user_id, turn.run_id)
+    events = s.runs.turn_events(turn)
     if not wants_json(request, stream):
         encoder = NativeSSE(run_id=turn.run_id, conversation_id=turn.conversation_id)
         return sse_response(encoder, events, ping=s.settings.heartbeat_interval)

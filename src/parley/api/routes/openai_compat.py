@@ -209,7 +209,7 @@ async def completions(
     names = frozenset(spec["name"] for spec in external)
     completion_id = "chatcmpl-" + turn.run_id.removeprefix("run_")
     headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": turn.run_id}
-    events = doors.until_suspended(s.runs.events(user, turn.run_id))
+    events = doors.until_suspended(s.runs.turn_events(turn))
     if body.stream:
         encoder = OpenAIChunks(
             completion_id=completion_id,

@@ -58,6 +58,6 @@ async def chat(
 ) -> Response:
     convo = await s.store.get_conversation(user, session_id)
     turn = await s.runs.start(user, convo.id, TurnRequest(content=body.message, model=body.model))
-    events = doors.until_suspended(s.runs.events(user, turn.run_id))
+    events = doors.until_suspended(s.runs.turn_events(turn))
     encoder = SessionChatSSE(session_id=convo.id, run_id=turn.run_id)
     return sse_response(encoder, events, ping=s.settings.heartbeat_interval)

@@ -51,7 +51,7 @@ async def chat(
             user, profile=PROFILE, metadata={"source": "todo"}
         )
     turn = await s.runs.start(user, convo.id, TurnRequest(content=body.message, profile=PROFILE))
-    events = doors.until_suspended(s.runs.events(user, turn.run_id))
+    events = doors.until_suspended(s.runs.turn_events(turn))
     if "text/event-stream" in request.headers.get("accept", ""):
         encoder = TodoChatSSE(conversation_id=convo.id, run_id=turn.run_id)
         return sse_response(encoder, events, ping=s.settings.heartbeat_interval)

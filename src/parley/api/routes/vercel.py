@@ -144,7 +144,7 @@ async def respond(
     turn = await s.runs.start(
         user, convo.id, await _turn_request(body, user, s, convo, approve_all)
     )
-    events = doors.until_suspended(s.runs.events(user, turn.run_id))
+    events = doors.until_suspended(s.runs.turn_events(turn))
     return _stream(request, s, events, turn.message_id, turn.run_id, convo.id)
 
 
