@@ -108,29 +108,40 @@ def _percentile(values: list[float], q: float) -> float:
 async def level(
     server: Server, streams: int, *, chunks: int, every_ms: float, ramp_s: float, base_rss: int
 ) -> dict[str, Any]:
-    """``streams`` paced replies started evenly over ``ramp_s`` seconds; the gaps, errors and memory."""
+    """``streams`` paced replies started evenly over ``ramp_s`` seconds; gaps, errors, memory.
+
+    ``p99_gap_ms`` counts the gaps that end while every stream is open (after the ramp, before
+    the first stream ends): what the server sustains at that concurrency. ``p99_gap_all_ms``
+    also counts the ramp, when the server is also accepting and starting a new reply every
+    ``ramp_s / streams`` seconds.
+    """
     name = model(chunks, every_ms)
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         requests = await asyncio.gather(
             *[_request_bytes(http, server, name) for _ in range(streams)]
         )
-    deadline = time.monotonic() + ramp_s + chunks * every_ms / 1000 * 3 + 30
+    duration = chunks * every_ms / 1000
+    begin = time.monotonic()
+    deadline = begin + ramp_s + duration * 3 + 30
 
     async def start(i: int, request: bytes) -> _Watch:
         await asyncio.sleep(ramp_s * i / streams)
         return await _watch(server, request, chunks, deadline)
 
     tasks = [asyncio.create_task(start(i, r)) for i, r in enumerate(requests)]
-    await asyncio.sleep(ramp_s + min(1.0, chunks * every_ms / 3000))  # all open, mid-reply
+    steady = (begin + ramp_s + 0.2, begin + max(duration, ramp_s + 0.4))
+    await asyncio.sleep(max(0.0, (steady[0] + steady[1]) / 2 - time.monotonic()))
     peak = rss_bytes(server.pids)
     watches = await asyncio.gather(*tasks)
-    gaps = [b - a for w in watches for a, b in zip(w.arrivals, w.arrivals[1:], strict=False)]
+    pairs = [pair for w in watches for pair in zip(w.arrivals, w.arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in pairs if steady[0] <= b <= steady[1]]
     errors = [w.error for w in watches if w.error]
     return {
         "streams": streams,
         "p50_gap_ms": _percentile(gaps, 0.5) * 1000,
         "p99_gap_ms": _percentile(gaps, 0.99) * 1000,
+        "p99_gap_all_ms": _percentile([b - a for a, b in pairs], 0.99) * 1000,
         "max_gap_ms": max(gaps, default=0.0) * 1000,
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:3],
@@ -144,7 +155,7 @@ async def ladder(
     *,
     chunks: int,
     every_ms: float = 50,
-    ramp_s: float = 1.0,
+    ramp_s: float = 2.0,
     max_gap_ms: float = 100,
 ) -> dict[str, Any]:
     """Rising concurrency until the p99 gap passes ``max_gap_ms`` or a stream fails."""
@@ -161,3 +172,18 @@ async def ladder(
             break
         held = streams
     return {"levels": results, "held": held, "base_rss_mib": base / 2**20}
+
+
+async def idle_memory(server: Server, streams: int, *, ramp_s: float = 2.0) -> dict[str, Any]:
+    """Resident memory per open, nearly idle stream (one chunk a second), after a warm-up."""
+    await level(server, 2, chunks=3, every_ms=200, ramp_s=0, base_rss=0)
+    base = rss_bytes(server.pids)
+    result = await level(
+        server, streams, chunks=int(ramp_s) + 6, every_ms=1000, ramp_s=ramp_s, base_rss=base
+    )
+    return {
+        "streams": streams,
+        "kib_per_stream": result["rss_per_stream_kib"],
+        "errors": result["errors"],
+        "base_rss_mib": base / 2**20,
+    }
