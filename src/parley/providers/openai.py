@@ -8,18 +8,22 @@ first event has been yielded; after that a failure ends the stream at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import itertools
+import json
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import httpx
 import openai
 import structlog
+from httpx_sse import EventSource
 
-from parley import errors
+from parley import __version__, errors
 from parley.providers.base import (
     ChatMessage,
     FinishChunk,
@@ -161,11 +165,17 @@ class OpenAIProvider(Provider):
         self.supports_images = supports_images
         self.timeout = timeout
         self.retry_policy = RetryPolicy(max_retries=max_retries)
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url or "https://api.openai.com/v1",
-            api_key=api_key or "not-needed",
-            timeout=timeout,
-            max_retries=0,
+        url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        key = api_key or "not-needed"
+        self._client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=0)
+        # The streamed completion goes over plain httpx: the SDK's request path built and
+        # deep-copied its option models on every request and decoded each chunk through its
+        # own layers (bench/RESULTS.md); the wire format is the same, errors map the same.
+        self._http = httpx.AsyncClient(
+            base_url=url,
+            headers={"Authorization": f"Bearer {key}", "User-Agent": f"parley/{__version__}"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
 
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
@@ -180,33 +190,63 @@ class OpenAIProvider(Provider):
             raise self._error(exc, model=None, streaming=False) from exc
 
     async def aclose(self) -> None:
+        await self._http.aclose()
         await self._client.close()
 
     async def _attempt(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
+        body = request_body(request)
         try:
-            # The SDK's generic post with untyped chunks: its per-chunk model construction cost
-            # about 250 us of CPU a chunk (bench/), plain dicts about 40 us.
-            stream = await self._client.post(
-                "/chat/completions",
-                body=request_body(request),
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
-        except openai.OpenAIError as exc:
-            raise self._error(exc, model=request.model, streaming=False) from exc
-        async with stream:
-            state = _StreamState()
-            try:
-                async for chunk in stream:
-                    for event in state.events(chunk):
+            async with self._http.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    raise await self._status_error(response, request.model)
+                state = _StreamState()
+                async with contextlib.aclosing(self._read(response, state)) as events:
+                    async for event in events:
                         yield event
-            except Exception as exc:
-                raise self._error(exc, model=request.model, streaming=True) from exc
-            if state.finish is None:
-                raise errors.ProviderUnavailable(LOST_MID_STREAM)
-            if state.usage is not None:
-                yield state.usage
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, streaming=False) from exc
+        if state.finish is None:
+            raise errors.ProviderUnavailable(LOST_MID_STREAM)
+        if state.usage is not None:
+            yield state.usage
+
+    async def _read(
+        self, response: httpx.Response, state: _StreamState
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        try:
+            async for sse in EventSource(response).aiter_sse():
+                if sse.data.startswith("[DONE]"):
+                    return
+                chunk = json.loads(sse.data)
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    detail = error_detail(chunk, "an error occurred during streaming")
+                    raise errors.ProviderError(f"{self.name} reported an error: {detail}")
+                for event in state.events(chunk):
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, streaming=True) from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            message = f"{self.name} sent a malformed stream: {exc!r:.200}"
+            raise errors.ProviderError(message) from exc
+
+    async def _status_error(self, response: httpx.Response, model: str) -> errors.ParleyError:
+        await response.aread()
+        try:
+            body: object = response.json()
+        except ValueError:
+            body = response.text
+        detail = error_detail(body, response.reason_phrase or f"HTTP {response.status_code}")
+        return status_error(
+            response.status_code, detail, response.headers, provider=self.name, model=model
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool) -> errors.ParleyError:
+        if isinstance(exc, httpx.TimeoutException):
+            when = "mid-stream" if streaming else "before answering"
+            return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
+        if streaming:
+            return errors.ProviderUnavailable(LOST_MID_STREAM)
+        return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc!r:.200}")
 
     def _error(self, exc: Exception, *, model: str | None, streaming: bool) -> errors.ParleyError:
         if isinstance(exc, openai.APITimeoutError):
