@@ -37,10 +37,11 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        # Many short transactions from many concurrent runs: a pool sized for them (SQLite
-        # serialises the writes itself, with WAL and the busy timeout).
+        # Writers take turns in the Store (one at a time, holding a connection only while they
+        # write), readers are short: a small pool serves hundreds of concurrent runs. Each
+        # connection is a thread with its own page cache, so a big pool costs memory per stream.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=50, max_overflow=50, pool_timeout=60
+            url, connect_args={"timeout": 30}, pool_size=8, max_overflow=12, pool_timeout=60
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
