@@ -159,6 +159,7 @@ class Engine:
                 run_id=run_id,
                 title=title,
                 owner=owner,
+                parent_depth=_depth_of(history, parent_id),
             )
         except BaseException:
             if reservation is not None and self.limiter is not None:
@@ -548,6 +549,11 @@ def _user_parts(request: TurnRequest) -> list[Part]:
     if not parts:
         raise ValidationFailed("the message is empty")
     return parts
+
+
+def _depth_of(history: list[Message], message_id: str | None) -> int | None:
+    """The depth of the last message of ``history`` when it is ``message_id``."""
+    return history[-1].depth if history and history[-1].id == message_id else None
 
 
 def _has_images(parts: list[Part]) -> bool:

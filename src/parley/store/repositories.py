@@ -6,14 +6,29 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from parley.chat.ids import new_id
 from parley.chat.messages import Part, text_of
@@ -33,6 +48,95 @@ from parley.store.tables import (
 )
 
 CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+
+# The statements of a chat request, built once: each keeps its compiled form and cache key,
+# and the writes go through Core (no unit of work, no identity map) with user_id in the WHERE.
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+RUNS: Table = Run.__table__  # type: ignore[assignment]
+
+CONVERSATION_BY_ID = select(Conversation).where(
+    Conversation.id == bindparam("b_conversation"), Conversation.user_id == bindparam("b_user")
+)
+INSERT_MESSAGES = insert(MESSAGES)
+INSERT_RUN = insert(RUNS)
+SAVE_REPLY = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("b_message"), MESSAGES.c.user_id == bindparam("b_user"))
+    .values(
+        parts=bindparam("new_parts", type_=MESSAGES.c.parts.type),
+        text=bindparam("new_text", type_=MESSAGES.c.text.type),
+        updated_at=bindparam("now", type_=MESSAGES.c.updated_at.type),
+    )
+)
+FINISH_REPLY = SAVE_REPLY.values(
+    status=bindparam("new_status", type_=MESSAGES.c.status.type),
+    prompt_tokens=MESSAGES.c.prompt_tokens
+    + bindparam("add_prompt", type_=MESSAGES.c.prompt_tokens.type),
+    completion_tokens=MESSAGES.c.completion_tokens
+    + bindparam("add_completion", type_=MESSAGES.c.completion_tokens.type),
+    cost=MESSAGES.c.cost + bindparam("add_cost", type_=MESSAGES.c.cost.type),
+    error=bindparam("new_error", type_=MESSAGES.c.error.type),
+)
+ADD_USAGE = (
+    update(CONVERSATIONS)
+    .where(
+        CONVERSATIONS.c.id == bindparam("b_conversation"),
+        CONVERSATIONS.c.user_id == bindparam("b_user"),
+    )
+    .values(
+        prompt_tokens=CONVERSATIONS.c.prompt_tokens
+        + bindparam("add_prompt", type_=CONVERSATIONS.c.prompt_tokens.type),
+        completion_tokens=CONVERSATIONS.c.completion_tokens
+        + bindparam("add_completion", type_=CONVERSATIONS.c.completion_tokens.type),
+        cost=CONVERSATIONS.c.cost + bindparam("add_cost", type_=CONVERSATIONS.c.cost.type),
+        updated_at=bindparam("now", type_=CONVERSATIONS.c.updated_at.type),
+    )
+)
+MOVE_LEAF = (
+    update(CONVERSATIONS)
+    .where(
+        CONVERSATIONS.c.id == bindparam("b_conversation"),
+        CONVERSATIONS.c.user_id == bindparam("b_user"),
+    )
+    .values(
+        active_leaf_id=bindparam("leaf_id", type_=CONVERSATIONS.c.active_leaf_id.type),
+        updated_at=bindparam("now", type_=CONVERSATIONS.c.updated_at.type),
+    )
+)
+# the first message names an untitled conversation
+MOVE_LEAF_AND_TITLE = MOVE_LEAF.values(
+    title=func.coalesce(
+        func.nullif(CONVERSATIONS.c.title, ""),
+        bindparam("new_title", type_=CONVERSATIONS.c.title.type),
+    )
+)
+RESTREAM_REPLY = (
+    update(MESSAGES)
+    .where(
+        MESSAGES.c.id == bindparam("b_message"),
+        MESSAGES.c.conversation_id == bindparam("b_conversation"),
+        MESSAGES.c.user_id == bindparam("b_user"),
+    )
+    .values(status="streaming")
+)
+MESSAGE_BY_ID = select(Message).where(
+    Message.id == bindparam("b_message"),
+    Message.conversation_id == bindparam("b_conversation"),
+    Message.user_id == bindparam("b_user"),
+)
+
+
+@functools.cache
+def _end_run(*, with_state: bool, finished: bool) -> Update:
+    """The run's end: its status, its suspended state when it has one, its finish time."""
+    values: dict[str, Any] = {"status": bindparam("new_status", type_=RUNS.c.status.type)}
+    if with_state:
+        values["state"] = bindparam("new_state", type_=RUNS.c.state.type)
+    if finished:
+        values["finished_at"] = bindparam("now", type_=RUNS.c.finished_at.type)
+    where = RUNS.c.id == bindparam("b_run"), RUNS.c.user_id == bindparam("b_user")
+    return update(RUNS).where(*where).values(**values)
 
 
 def encode_cursor(when: datetime, ident: str) -> str:
@@ -105,10 +209,8 @@ class Store:
     async def _conversation(
         self, session: AsyncSession, user_id: str, conversation_id: str
     ) -> Conversation:
-        stmt = select(Conversation).where(
-            Conversation.id == conversation_id, Conversation.user_id == user_id
-        )
-        convo = (await session.execute(stmt)).scalar_one_or_none()
+        params = {"b_conversation": conversation_id, "b_user": user_id}
+        convo = (await session.execute(CONVERSATION_BY_ID, params)).scalar_one_or_none()
         if convo is None:
             raise NotFound("conversation not found")
         return convo
@@ -170,13 +272,9 @@ class Store:
     # messages ----------------------------------------------------------------------------
 
     async def get_message(self, user_id: str, conversation_id: str, message_id: str) -> Message:
-        stmt = select(Message).where(
-            Message.id == message_id,
-            Message.conversation_id == conversation_id,
-            Message.user_id == user_id,
-        )
+        params = {"b_message": message_id, "b_conversation": conversation_id, "b_user": user_id}
         async with self.sessions() as session:
-            message = (await session.execute(stmt)).scalar_one_or_none()
+            message = (await session.execute(MESSAGE_BY_ID, params)).scalar_one_or_none()
         if message is None:
             raise NotFound("message not found")
         return message
@@ -336,7 +434,11 @@ class Store:
         return message
 
     async def _depth_after(
-        self, session: AsyncSession, user_id: str, conversation_id: str, parent_id: str | None
+        self,
+        session: AsyncSession | AsyncConnection,
+        user_id: str,
+        conversation_id: str,
+        parent_id: str | None,
     ) -> int:
         if parent_id is None:
             return 0
@@ -364,68 +466,76 @@ class Store:
         title: str | None,
         continue_message_id: str | None = None,
         owner: str | None = None,
+        parent_depth: int | None = None,
     ) -> tuple[Message | None, Message]:
         """One commit: the user message (if any), the streaming assistant message and the run.
 
         With ``continue_message_id`` the run appends to an existing assistant message instead
-        (a run resumed after an approval).
+        (a run resumed after an approval). ``parent_depth``, the depth of ``parent_id`` when the
+        caller has just read it, saves looking the parent up again.
         """
+        rows: list[dict[str, Any]] = []
+        if user_parts is not None:
+            rows.append(_message_values(user_id, conversation_id, "user", user_parts))
+        if continue_message_id is None:
+            rows.append(
+                _message_values(user_id, conversation_id, "assistant", [], "streaming", model)
+            )
+        leaf_id = continue_message_id or rows[-1]["id"]
+        run: dict[str, Any] = {
+            "id": run_id,
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "user_message_id": rows[0]["id"] if user_parts is not None else None,
+            "message_id": leaf_id,
+            "model": model,
+            "status": "running",
+            "owner": owner,
+        }
         async with self.writing() as session:
-            convo = await self._conversation(session, user_id, conversation_id)
-            user_message = None
-            depth: int | None = None
-            if user_parts is not None:
-                depth = await self._depth_after(session, user_id, conversation_id, parent_id)
-                user_message = _new_message(convo, "user", user_parts, parent_id, depth)
-                session.add(user_message)
-                parent_id, depth = user_message.id, depth + 1
-            assistant = await self._assistant_for(
-                session, convo, parent_id, model, continue_message_id, depth
-            )
-            convo.active_leaf_id = assistant.id
-            convo.updated_at = utcnow()
-            if title and not convo.title:
-                convo.title = title
-            session.add(
-                Run(
-                    id=run_id,
-                    user_id=user_id,
-                    conversation_id=conversation_id,
-                    user_message_id=user_message.id if user_message else None,
-                    message_id=assistant.id,
-                    model=model,
-                    status="running",
-                    owner=owner,
-                )
-            )
+            conn = await session.connection()
+            await self._move_leaf(conn, user_id, conversation_id, leaf_id, title)
+            if rows:
+                if parent_id is not None and parent_depth is not None:
+                    depth = parent_depth + 1
+                else:
+                    depth = await self._depth_after(conn, user_id, conversation_id, parent_id)
+                _link(rows, parent_id, depth)
+                await conn.execute(INSERT_MESSAGES, rows)
+            if continue_message_id is None:
+                assistant = Message(**rows[-1])
+            else:
+                assistant = await self._restream(session, user_id, conversation_id, leaf_id)
+            await conn.execute(INSERT_RUN, run)
+        user_message = Message(**rows[0]) if user_parts is not None else None
         return user_message, assistant
 
-    async def _assistant_for(
+    async def _move_leaf(
         self,
-        session: AsyncSession,
-        convo: Conversation,
-        parent_id: str | None,
-        model: str,
-        continue_message_id: str | None,
-        depth: int | None = None,
+        conn: AsyncConnection,
+        user_id: str,
+        conversation_id: str,
+        leaf_id: str,
+        title: str | None,
+    ) -> None:
+        """Point the conversation at its new leaf (and name it if it has no title yet)."""
+        params: dict[str, Any] = {"b_conversation": conversation_id, "b_user": user_id}
+        params.update(leaf_id=leaf_id, now=utcnow())
+        if title:
+            params["new_title"] = title
+        result = await conn.execute(MOVE_LEAF_AND_TITLE if title else MOVE_LEAF, params)
+        if not result.rowcount:
+            raise NotFound("conversation not found")
+
+    async def _restream(
+        self, session: AsyncSession, user_id: str, conversation_id: str, message_id: str
     ) -> Message:
-        """The assistant message of the turn; ``depth`` when the caller knows it already."""
-        if continue_message_id is not None:
-            stmt = select(Message).where(
-                Message.id == continue_message_id,
-                Message.conversation_id == convo.id,
-                Message.user_id == convo.user_id,
-            )
-            existing = (await session.execute(stmt)).scalar_one_or_none()
-            if existing is None:
-                raise NotFound("message not found")
-            existing.status = "streaming"
-            return existing
-        if depth is None:
-            depth = await self._depth_after(session, convo.user_id, convo.id, parent_id)
-        assistant = _new_message(convo, "assistant", [], parent_id, depth, "streaming", model)
-        session.add(assistant)
-        return assistant
+        """The existing assistant message a resumed run appends to, streaming again."""
+        params = {"b_message": message_id, "b_conversation": conversation_id, "b_user": user_id}
+        result = await (await session.connection()).execute(RESTREAM_REPLY, params)
+        if not result.rowcount:
+            raise NotFound("message not found")
+        return (await session.execute(MESSAGE_BY_ID, params)).scalar_one()
 
     async def begin_turn_continue(
         self, user_id: str, conversation_id: str, message_id: str
@@ -446,13 +556,10 @@ class Store:
 
     async def checkpoint(self, user_id: str, message_id: str, parts: list[Part]) -> None:
         """Save the streaming reply so far (called at most once a second)."""
-        stmt = (
-            update(Message)
-            .where(Message.id == message_id, Message.user_id == user_id)
-            .values(parts=parts, text=text_of(parts), updated_at=utcnow())
-        )
+        params: dict[str, Any] = {"b_message": message_id, "b_user": user_id}
+        params.update(new_parts=parts, new_text=text_of(parts), now=utcnow())
         async with self.writing() as session:
-            await session.execute(stmt)
+            await (await session.connection()).execute(SAVE_REPLY, params)
 
     async def finish_turn(
         self,
@@ -470,39 +577,19 @@ class Store:
         run_state: dict[str, Any] | None = None,
     ) -> None:
         """One commit: the final reply, its usage added to the conversation, the run's end."""
-        now = utcnow()
+        params: dict[str, Any] = {"b_user": user_id, "b_message": message_id, "b_run": run_id}
+        params.update(b_conversation=conversation_id, now=utcnow(), new_error=error)
+        params.update(new_parts=parts, new_text=text_of(parts), add_cost=cost)
+        params.update(add_prompt=usage.prompt_tokens, add_completion=usage.completion_tokens)
+        params.update(new_status=status, new_state=run_state)
         async with self.writing() as session:
-            await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.user_id == user_id)
-                .values(
-                    parts=parts,
-                    text=text_of(parts),
-                    status=status,
-                    prompt_tokens=Message.prompt_tokens + usage.prompt_tokens,
-                    completion_tokens=Message.completion_tokens + usage.completion_tokens,
-                    cost=Message.cost + cost,
-                    error=error,
-                    updated_at=now,
-                )
-            )
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-                .values(
-                    prompt_tokens=Conversation.prompt_tokens + usage.prompt_tokens,
-                    completion_tokens=Conversation.completion_tokens + usage.completion_tokens,
-                    cost=Conversation.cost + cost,
-                    updated_at=now,
-                )
-            )
-            values: dict[str, Any] = {"status": run_status or status}
-            if run_state is not None:
-                values["state"] = run_state
-            if (run_status or status) != "awaiting":
-                values["finished_at"] = now
-            await session.execute(
-                update(Run).where(Run.id == run_id, Run.user_id == user_id).values(**values)
+            conn = await session.connection()
+            await conn.execute(FINISH_REPLY, params)
+            await conn.execute(ADD_USAGE, params)
+            params["new_status"] = run_status or status
+            finished = params["new_status"] != "awaiting"
+            await conn.execute(
+                _end_run(with_state=run_state is not None, finished=finished), params
             )
 
     async def get_run(self, user_id: str, run_id: str) -> Run:
@@ -746,24 +833,42 @@ def _new_message(
     status: str = "complete",
     model: str | None = None,
 ) -> Message:
+    values = _message_values(convo.user_id, convo.id, role, parts, status, model)
+    return Message(**values, parent_id=parent_id, depth=depth)
+
+
+def _message_values(
+    user_id: str,
+    conversation_id: str,
+    role: str,
+    parts: list[Part],
+    status: str = "complete",
+    model: str | None = None,
+) -> dict[str, Any]:
+    """A new message's columns, but for where it hangs (``parent_id`` and ``depth``)."""
     now = utcnow()
-    return Message(
-        id=new_id("msg"),
-        conversation_id=convo.id,
-        user_id=convo.user_id,
-        parent_id=parent_id,
-        depth=depth,
-        role=role,
-        parts=parts,
-        text=text_of(parts),
-        status=status,
-        model=model,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cost=0.0,
-        created_at=now,
-        updated_at=now,
-    )
+    return {
+        "id": new_id("msg"),
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "role": role,
+        "parts": parts,
+        "text": text_of(parts),
+        "status": status,
+        "model": model,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _link(rows: list[dict[str, Any]], parent_id: str | None, depth: int) -> None:
+    """Each new message hangs under the one before it, the first under ``parent_id``."""
+    for row in rows:
+        row.update(parent_id=parent_id, depth=depth)
+        parent_id, depth = row["id"], depth + 1
 
 
 def _copy_chain(history: Sequence[Message], conversation_id: str) -> list[Message]:
