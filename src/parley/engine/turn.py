@@ -40,6 +40,7 @@ from parley.providers.base import (
     UsageChunk,
 )
 from parley.providers.registry import ProviderRegistry, ResolvedModel
+from parley.store.checkpoints import CheckpointWriter
 from parley.store.repositories import Store
 from parley.store.tables import Message
 
@@ -105,6 +106,7 @@ class PreparedTurn:
     step: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
     cancel_reason: str | None = None
+    checkpointer: _Checkpointer | None = None
     reservation: Reservation | None = None
     cost: float = 0.0
 
@@ -121,6 +123,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.checkpoints = CheckpointWriter(store)
         self.providers = providers
         self.tools = tools
         self.limiter = limiter
@@ -248,7 +251,7 @@ class Engine:
     ) -> AsyncIterator[ev.EngineEvent]:
         """The tool loop. Ends with ``RunFinished``/``RunFailed``, or silently when suspended."""
         builder = PartsBuilder(turn.parts)
-        saver = _Checkpointer(self.store, turn, self.settings.checkpoint_interval)
+        saver = _Checkpointer(self.checkpoints, turn, self.settings.checkpoint_interval)
         try:
             if not resume:
                 yield ev.RunStarted(
@@ -275,7 +278,7 @@ class Engine:
                 async for event in self._model_step(turn, builder, calls):
                     builder.apply(event)
                     yield event
-                    await saver.maybe(builder.parts)
+                    saver.maybe(builder.parts)
                 if not calls:
                     finish = "stop" if finish != "length" else finish
                     break
@@ -435,6 +438,7 @@ class Engine:
             await self.limiter.release(held)
 
     async def _suspend(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
+        await _settle(turn)
         state = {"step": turn.step, "max_steps": turn.max_steps, "model": turn.model.ref}
         state.update(temperature=turn.temperature, max_tokens=turn.max_tokens, system=turn.system)
         state.update(tools=turn.tools.state())
@@ -461,6 +465,7 @@ class Engine:
         status: str,
         error: dict[str, str] | None = None,
     ) -> None:
+        await _settle(turn)
         await asyncio.shield(
             self.store.finish_turn(
                 turn.user_id,
@@ -514,20 +519,37 @@ class _ToolCallAssembler:
 
 
 class _Checkpointer:
-    """Saves the streaming reply at most once per ``interval`` seconds: never per token."""
+    """Saves the streaming reply at most once per ``interval`` seconds, never per token, and
+    without waiting: the parts go to the engine's :class:`CheckpointWriter`, which saves every
+    reply's checkpoint in one transaction. With hundreds of runs, a run that waited for its own
+    write held its events back (p99 gaps of 400 ms at 100 paced streams in bench/).
 
-    def __init__(self, store: Store, turn: PreparedTurn, interval: float) -> None:
-        self.store = store
+    The turn's final write waits for :meth:`settle`, so an older checkpoint never lands after it.
+    """
+
+    def __init__(self, writer: CheckpointWriter, turn: PreparedTurn, interval: float) -> None:
+        self.writer = writer
         self.turn = turn
         self.interval = interval
         self.last = time.monotonic()
+        turn.checkpointer = self
 
-    async def maybe(self, parts: list[Part]) -> None:
+    def maybe(self, parts: list[Part]) -> None:
         now = time.monotonic()
         if now - self.last < self.interval:
             return
         self.last = now
-        await self.store.checkpoint(self.turn.user_id, self.turn.message_id, parts)
+        snapshot = [dict(part) for part in parts]  # the builder goes on changing its parts
+        self.writer.submit(self.turn.user_id, self.turn.message_id, snapshot)
+
+    async def settle(self) -> None:
+        await self.writer.settle(self.turn.message_id)
+
+
+async def _settle(turn: PreparedTurn) -> None:
+    """Let a checkpoint under way land before the turn's own write."""
+    if turn.checkpointer is not None:
+        await turn.checkpointer.settle()
 
 
 def side_effect(call: Any) -> dict[str, Any]:

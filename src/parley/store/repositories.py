@@ -556,8 +556,16 @@ class Store:
 
     async def checkpoint(self, user_id: str, message_id: str, parts: list[Part]) -> None:
         """Save the streaming reply so far (called at most once a second)."""
-        params: dict[str, Any] = {"b_message": message_id, "b_user": user_id}
-        params.update(new_parts=parts, new_text=text_of(parts), now=utcnow())
+        await self.checkpoint_many([(user_id, message_id, parts)])
+
+    async def checkpoint_many(self, replies: Sequence[tuple[str, str, list[Part]]]) -> None:
+        """Save several streaming replies, each ``(user_id, message_id, parts)``, in one commit."""
+        now = utcnow()
+        params = [
+            {"b_message": message_id, "b_user": user_id, "new_parts": parts}
+            | {"new_text": text_of(parts), "now": now}
+            for user_id, message_id, parts in replies
+        ]
         async with self.writing() as session:
             await (await session.connection()).execute(SAVE_REPLY, params)
 
