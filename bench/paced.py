@@ -129,10 +129,11 @@ async def level(
         await asyncio.sleep(ramp_s * i / streams)
         return await _watch(server, request, chunks, deadline)
 
+    pids = server.pids  # /proc is scanned for children now, not while streams are measured
     tasks = [asyncio.create_task(start(i, r)) for i, r in enumerate(requests)]
     steady = (begin + ramp_s + 0.2, begin + max(duration, ramp_s + 0.4))
     await asyncio.sleep(max(0.0, (steady[0] + steady[1]) / 2 - time.monotonic()))
-    peak = rss_bytes(server.pids)
+    peak = await asyncio.to_thread(rss_bytes, pids)
     watches = await asyncio.gather(*tasks)
     pairs = [pair for w in watches for pair in zip(w.arrivals, w.arrivals[1:], strict=False)]
     gaps = [b - a for a, b in pairs if steady[0] <= b <= steady[1]]

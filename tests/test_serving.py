@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import socket
+from pathlib import Path
 
-from parley.serving import ServeConfig
+import pytest
+from asgi_lifespan import LifespanManager
+
+from parley.serving import ServeConfig, served_app
 
 
 def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
@@ -18,3 +23,16 @@ def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         listener.close()
+
+
+async def test_the_served_app_moves_what_it_holds_for_life_out_of_the_collectors_sight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PARLEY_PROVIDER", "scripted")
+    gc.unfreeze()
+    try:
+        async with LifespanManager(served_app()):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
