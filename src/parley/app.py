@@ -15,7 +15,7 @@ import parley.providers.builtin  # noqa: F401  (registers the built-in providers
 from parley import __version__
 from parley.api import errors
 from parley.api.deps import Services, no_null_bytes
-from parley.api.middleware import BodyLimit, RequestId
+from parley.api.middleware import BodyLimit, RequestId, SecurityHeaders
 from parley.api.openapi import ERROR_RESPONSES
 from parley.api.routes import (
     chat,
@@ -188,6 +188,11 @@ def create_app(
             expose_headers=["X-Run-Id", "X-Chat-Session-Id", "X-Request-Id", "X-Error-Code"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        SecurityHeaders,
+        headers=settings.security_headers,
+        csp=settings.content_security_policy or None,
+    )
     app.add_middleware(RequestMetrics)  # inside RequestId: its lines carry the request id
     app.add_middleware(RequestId)
     return app

@@ -133,6 +133,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_token: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
+    security_headers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+        },
+        description="Headers added to every HTTP response (set {} to add none).",
+    )
+    content_security_policy: str | None = Field(
+        default=(
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline';"
+            " object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+        ),
+        description="The Content-Security-Policy of every response but /docs (empty: none).",
+    )
     enable_chat_v2: bool = Field(
         default=False,
         validation_alias=AliasChoices("enable_chat_v2", "ENABLE_CHAT_V2", "PARLEY_ENABLE_CHAT_V2"),

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (streaming-safe): request ids and a body size limit."""
+"""Pure ASGI middleware (streaming-safe): request ids, security headers and a body size limit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,38 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from parley.api.errors import unexpected_error_response
 
 log = structlog.get_logger("parley.api")
+
+
+class SecurityHeaders:
+    """Add ``headers`` to every HTTP response that does not set them itself.
+
+    The content security policy is left off the interactive API docs (``/docs``, ``/redoc``),
+    which load their scripts from a CDN.
+    """
+
+    DOCS = ("/docs", "/redoc")
+
+    def __init__(self, app: ASGIApp, *, headers: dict[str, str], csp: str | None) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        self.csp = [(b"content-security-policy", csp.encode())] if csp else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self.headers
+        if not str(scope.get("path", "")).startswith(self.DOCS):
+            extra = [*extra, *self.csp]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [(k, v) for k, v in extra if k not in present]
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class RequestId:
