@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     )
     content_security_policy: str | None = Field(
         default=(
-            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline';"
+            "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline';"
             " object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
         ),
         description="The Content-Security-Policy of every response but /docs (empty: none).",

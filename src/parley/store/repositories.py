@@ -326,10 +326,18 @@ class Store:
             return list((await session.execute(sql, params)).scalars().all())
 
     async def messages_before(
-        self, user_id: str, conversation_id: str, *, before: str | None, limit: int
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        before: str | None,
+        limit: int,
+        convo: Conversation | None = None,
     ) -> tuple[list[Message], bool]:
-        """A page of the active branch ending just before ``before`` (or at the leaf)."""
-        convo = await self.get_conversation(user_id, conversation_id)
+        """A page of the active branch ending just before ``before`` (or at the leaf);
+        ``convo`` when the caller has already read the conversation."""
+        if convo is None:
+            convo = await self.get_conversation(user_id, conversation_id)
         leaf = convo.active_leaf_id
         if before is not None:
             leaf = (await self.get_message(user_id, conversation_id, before)).parent_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -57,10 +58,14 @@ async def get(
 ) -> dict[str, Any]:
     """The conversation with the newest ``limit`` messages of its active branch."""
     convo = await s.store.get_conversation(user, conversation_id)
-    page, has_more = await s.store.messages_before(user, conversation_id, before=None, limit=limit)
-    siblings = await s.store.sibling_counts(user, conversation_id, page)
-    pending = await s.store.pending_in_conversation(user, conversation_id)
-    active = await s.store.active_run(user, conversation_id)
+    page, has_more = await s.store.messages_before(
+        user, conversation_id, before=None, limit=limit, convo=convo
+    )
+    siblings, pending, active = await asyncio.gather(
+        s.store.sibling_counts(user, conversation_id, page),
+        s.store.pending_in_conversation(user, conversation_id),
+        s.store.active_run(user, conversation_id),
+    )
     out = conversation_out(convo)
     out["messages"] = [message_out(m, siblings.get(m.id)) for m in page]
     out["has_more"] = has_more
