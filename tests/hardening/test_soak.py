@@ -250,5 +250,9 @@ async def test_200_conversations_with_tools_approvals_cancels_and_reconnects_sta
         f"{idle_fds} idle"
     )
     assert max(s.rss for s in warm) - warm[0].rss < 50, [round(s.rss) for s in samples]
-    assert max(s.fds for s in warm) - warm[0].fds < 100, [s.fds for s in samples]
+    # Open descriptors follow the load (sockets of the streams in flight): flat means no upward
+    # trend after the warm-up, and back near the start once the clients are gone.
+    half = len(warm) // 2
+    early, late = max(s.fds for s in warm[: half or 1]), max(s.fds for s in warm[half:])
+    assert late < early + 60, [s.fds for s in samples]
     assert idle_fds < samples[0].fds + 40, (samples[0].fds, idle_fds)
