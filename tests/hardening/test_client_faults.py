@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import SECRET, auth, make_settings, token
 from tests.fakes.openai_server import FakeOpenAI, Scenario, text
 from tests.support.proc import open_fds, rss_mb
-from tests.support.processes import ParleyProcess, start_parley
+from tests.support.processes import ParleyProcess, fake_openai_env, start_parley
 from tests.support.sse import Event, collect
 from tests.support.wait import until
 
@@ -59,16 +59,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 async def _parley(
     database_url: str, fake: FakeOpenAI, tmp_path: Path, **extra: str
 ) -> AsyncIterator[ParleyProcess]:
-    env = {
-        "PARLEY_DATABASE_URL": database_url,
-        "PARLEY_JWT_SECRET": SECRET,
-        "PARLEY_PROVIDER": "openai",
-        "PARLEY_MODEL": "fake-model",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-fake",
-        "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        **extra,
-    }
+    env = fake_openai_env(database_url, fake.base_url, tmp_path, SECRET, **extra)
     process = await start_parley(env, tmp_path)
     try:
         yield process

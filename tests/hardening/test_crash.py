@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import SECRET, auth
 from tests.fakes.openai_server import FakeOpenAI, paced, text, tool_calls
-from tests.support.processes import ParleyProcess, start_parley
+from tests.support.processes import ParleyProcess, fake_openai_env, start_parley
 from tests.support.sse import Event, collect, kinds
 from tests.support.wait import until
 
@@ -46,16 +46,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 
 def _env(database_url: str, fake: FakeOpenAI, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "PARLEY_DATABASE_URL": database_url,
-        "PARLEY_JWT_SECRET": SECRET,
-        "PARLEY_PROVIDER": "openai",
-        "PARLEY_MODEL": "fake-model",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-fake",
-        "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        **extra,
-    }
+    return fake_openai_env(database_url, fake.base_url, tmp_path, SECRET, **extra)
 
 
 @contextlib.asynccontextmanager

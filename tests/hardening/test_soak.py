@@ -27,7 +27,7 @@ from starlette.responses import Response
 from tests.conftest import SECRET, auth
 from tests.fakes.openai_server import FakeOpenAI, Scenario, text, tool_calls
 from tests.support.proc import open_fds, rss_mb
-from tests.support.processes import start_parley
+from tests.support.processes import fake_openai_env, start_parley
 from tests.support.sse import Event
 
 from parley.store.tables import Message, ToolCall
@@ -198,17 +198,10 @@ async def test_200_conversations_with_tools_approvals_cancels_and_reconnects_sta
     request: pytest.FixtureRequest, sqlite_url: str, fake: RoutedOpenAI, tmp_path: Path
 ) -> None:
     minutes = float(request.config.getoption("--soak-minutes"))
-    env = {
-        "PARLEY_DATABASE_URL": sqlite_url,
-        "PARLEY_JWT_SECRET": SECRET,
-        "PARLEY_PROVIDER": "openai",
-        "PARLEY_MODEL": "fake-model",
-        "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_API_KEY": "sk-fake",
-        "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        "PARLEY_APPROVALS": "all",
-        "PARLEY_RUN_TTL": "10",  # the hub's retention reaches its steady state in the warm-up
-    }
+    # PARLEY_RUN_TTL: the hub's retention reaches its steady state in the warm-up
+    env = fake_openai_env(
+        sqlite_url, fake.base_url, tmp_path, SECRET, PARLEY_APPROVALS="all", PARLEY_RUN_TTL="10"
+    )
     parley = await start_parley(env, tmp_path)
     pid = parley.process.pid
     samples: list[Sample] = []

@@ -14,6 +14,22 @@ from pathlib import Path
 import httpx
 
 
+def fake_openai_env(
+    database_url: str, base_url: str, tmp_path: Path, secret: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a ``parley serve`` on the OpenAI provider pointed at a fake model API."""
+    return {
+        "PARLEY_DATABASE_URL": database_url,
+        "PARLEY_JWT_SECRET": secret,
+        "PARLEY_PROVIDER": "openai",
+        "PARLEY_MODEL": "fake-model",
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": "sk-fake",
+        "PARLEY_DATA_DIR": str(tmp_path / "data"),
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
