@@ -56,8 +56,10 @@ async def _request_bytes(http: httpx.AsyncClient, server: Server, name: str) -> 
     return "\r\n".join(head).encode() + payload
 
 
-async def _watch(server: Server, request: bytes, expected: int, deadline: float) -> _Watch:
-    watch = _Watch()
+async def _watch(
+    server: Server, request: bytes, expected: int, deadline: float, watch: _Watch | None = None
+) -> _Watch:
+    watch = watch or _Watch()
     parts = urlsplit(server.url)
     try:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
@@ -175,16 +177,53 @@ async def ladder(
     return {"levels": results, "held": held, "base_rss_mib": base / 2**20}
 
 
-async def idle_memory(server: Server, streams: int, *, ramp_s: float = 2.0) -> dict[str, Any]:
-    """Resident memory per open, nearly idle stream (one chunk a second), after a warm-up."""
-    await level(server, 2, chunks=3, every_ms=200, ramp_s=0, base_rss=0)
-    base = rss_bytes(server.pids)
-    result = await level(
-        server, streams, chunks=int(ramp_s) + 6, every_ms=1000, ramp_s=ramp_s, base_rss=base
-    )
+async def idle_memory(
+    server: Server, streams: int, *, ramp_s: float = 2.0, hold_s: float = 20.0
+) -> dict[str, Any]:
+    """Resident memory per open, nearly idle stream (one chunk a second).
+
+    ``streams`` streams are opened over ``ramp_s`` seconds, then as many again, all staying
+    open; memory is read once each group is open. The growth from the first reading to the
+    second, divided by ``streams``, is what one more open stream costs
+    (``kib_per_stream``): what a server sets up once, however many streams it serves (a
+    database connection pool growing to its size, caches, threads), is paid by the first
+    group. ``kib_per_stream_first`` is the first group's growth over the idle server, divided
+    by ``streams``: that one-time cost included.
+    """
+    await level(server, 2, chunks=3, every_ms=200, ramp_s=0, base_rss=0)  # warm up
+    pids = server.pids
+    base = rss_bytes(pids)
+    chunks = int(2 * ramp_s + hold_s)  # the first group is still open when the second is read
+    name = model(chunks, 1000)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=50)) as http:
+        requests = await asyncio.gather(
+            *[_request_bytes(http, server, name) for _ in range(2 * streams)]
+        )
+    deadline = time.monotonic() + 2 * ramp_s + chunks * 3 + 30
+
+    watches = [_Watch() for _ in requests]
+
+    async def start(i: int) -> _Watch:
+        await asyncio.sleep(ramp_s * (i % streams) / streams)
+        return await _watch(server, requests[i], chunks, deadline, watches[i])
+
+    async def all_open(group: list[_Watch]) -> int:
+        """Memory once every stream of the group has had its first event (or failed)."""
+        while any(w.events == 0 and w.error is None for w in group):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return await asyncio.to_thread(rss_bytes, pids)
+
+    tasks = [asyncio.create_task(start(i)) for i in range(streams)]
+    one = await all_open(watches[:streams])
+    tasks += [asyncio.create_task(start(i)) for i in range(streams, 2 * streams)]
+    two = await all_open(watches)
+    overlapped = all(w.events < chunks for w in watches[:streams])
+    await asyncio.gather(*tasks)
     return {
         "streams": streams,
-        "kib_per_stream": result["rss_per_stream_kib"],
-        "errors": result["errors"],
+        "kib_per_stream": max(0, two - one) / streams / 1024,
+        "kib_per_stream_first": max(0, one - base) / streams / 1024,
+        "errors": sum(1 for w in watches if w.error),
+        "overlapped": overlapped,
         "base_rss_mib": base / 2**20,
     }

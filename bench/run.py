@@ -45,6 +45,7 @@ class Sizes:
     paced_chunks: int = 120
     paced_ramp_s: float = 2.0
     idle_streams: int = 300
+    idle_hold_s: float = 20.0
 
 
 TINY = Sizes(
@@ -58,6 +59,7 @@ TINY = Sizes(
     paced_chunks=12,
     paced_ramp_s=0.3,
     idle_streams=4,
+    idle_hold_s=3.0,
 )
 
 
@@ -80,7 +82,7 @@ async def _paced(server: procs.Server, sizes: Sizes) -> dict[str, Any]:
     """The paced ladder and the memory of open idle streams, each on a fresh process's heap."""
     return {
         "idle_memory": await paced.idle_memory(
-            server, sizes.idle_streams, ramp_s=sizes.paced_ramp_s
+            server, sizes.idle_streams, ramp_s=sizes.paced_ramp_s, hold_s=sizes.idle_hold_s
         ),
         "paced": await _ladder(server, sizes),
     }
@@ -237,6 +239,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
         ("cancel->upstream closed p99 (ms)", p["cancel_s"]["p99"] * ms, q["cancel_s"]["p99"] * ms),
         ("paced streams held (p99 gap<100ms)", p["paced"]["held"], q["paced"]["held"]),
         ("KiB per open idle stream", p["idle_memory"]["kib_per_stream"], q["idle_memory"]["kib_per_stream"]),
+        ("KiB per stream, first group", p["idle_memory"]["kib_per_stream_first"], q["idle_memory"]["kib_per_stream_first"]),
     ]  # fmt: skip
 
 

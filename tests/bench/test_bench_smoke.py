@@ -32,6 +32,7 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         assert all(level["errors"] == 0 for level in levels), levels
         assert r[side]["idle_memory"]["errors"] == 0
         assert r[side]["idle_memory"]["streams"] == tiny["idle_streams"]
+        assert r[side]["idle_memory"]["overlapped"], "both groups of idle streams were open at once"
     assert r["statements_sqlite"]["tokens_500"]["statements"] > 0
     assert r["statements_sqlite"]["tokens_500"]["commits"] > 0
     assert r["big_sqlite"]["size"] == tiny["big"]

@@ -353,6 +353,24 @@ async def test_nothing_is_retried_once_the_first_chunk_was_delivered(
     assert fake_openai.pending == 1
 
 
+async def test_a_stream_read_to_done_gives_its_connection_back_for_the_next_request(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    """A response left unread after ``[DONE]`` would close its connection: every reply would
+    then pay a new TCP connection before its first token."""
+    fake_openai.enqueue(*[api.text("a", "b") for _ in range(3)])
+
+    for _ in range(3):
+        assert TextChunk(text="b") in await collect(openai_provider.stream(HELLO))
+
+        await anyio.sleep(0.05)  # a closed connection reaches the server
+
+    assert len(fake_openai.exchanges) == 3
+    assert all(exchange.finished for exchange in fake_openai.exchanges)
+    assert len(fake_openai._state.connections) == 1, "each request opened its own connection"
+    assert fake_openai._state.total_requests == 3
+
+
 async def test_closing_the_stream_early_cuts_the_upstream_response_off(
     fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
 ) -> None:

@@ -1,22 +1,29 @@
-"""Turn a run's event stream into an SSE response through an encoder."""
+"""Turn a run's event stream into an SSE response through an encoder.
+
+One response holds two tasks besides the request's own: the encoder (which follows the run's
+events and turns them into frames) and a watcher (which notices the client going away). The
+request's task writes. Pings are a timer, and server shutdown is one watcher for all streams.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import structlog
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
+from sse_starlette.sse import AppStatus
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from parley.chat.events import EngineEvent
 from parley.protocols.base import Encoder
 
 log = structlog.get_logger("parley.stream")
 
-
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment="ping")
+PING = ServerSentEvent(comment="ping").encode()
 
 
 async def encoded(
@@ -55,20 +62,33 @@ class _Coalescer:
         self.room = asyncio.Event()
         self.room.set()
         self.finished = False
+        self.stopped = False
 
     async def fill(self) -> None:
         try:
             async for frame in self.frames:
-                data = frame.encode()
-                self.pending.append(data)
-                self.size += len(data)
-                self.ready.set()
+                self.put(frame.encode())
                 if self.size >= self.limit:
                     self.room.clear()
                     await self.room.wait()
         finally:
             self.finished = True
             self.ready.set()
+
+    def put(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.size += len(data)
+        self.ready.set()
+
+    def ping(self) -> None:
+        """Keep an idle connection open through proxies (nothing else waiting to go)."""
+        if not self.pending:
+            self.put(PING)
+
+    def stop(self) -> None:
+        """The client went away or the server is stopping: write nothing more."""
+        self.stopped = True
+        self.ready.set()
 
     def take(self) -> bytes:
         data = b"".join(self.pending)
@@ -77,19 +97,132 @@ class _Coalescer:
         self.room.set()
         return data
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """What to write, as it comes; ends when the frames end or the stream is stopped."""
         filling = asyncio.create_task(self.fill())
         try:
-            while not (self.finished and not self.pending):
+            while not self.stopped and not (self.finished and not self.pending):
                 await self.ready.wait()
                 self.ready.clear()
-                if self.pending:
+                if self.pending and not self.stopped:
                     yield self.take()
-            await filling  # re-raises what ended the encoding, if anything did
+            if not self.stopped:
+                await filling  # re-raises what ended the encoding, if anything did
         finally:
             filling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await filling
+
+
+class _Shutdown:
+    """Ends every open stream when the server is told to stop (SIGTERM, Ctrl-C), so that a
+    graceful shutdown does not wait for replies that may run for minutes: their runs go on
+    (or are marked interrupted) and clients resume them. One poller per event loop, only while
+    streams are open; uvicorn's exit flag is the one sse-starlette keeps."""
+
+    def __init__(self) -> None:
+        self.open: set[_Coalescer] = set()
+        self.poller: asyncio.Task[None] | None = None
+
+    def add(self, stream: _Coalescer) -> None:
+        self.open.add(stream)
+        loop = asyncio.get_running_loop()
+        if self.poller is None or self.poller.done() or self.poller.get_loop() is not loop:
+            self.poller = loop.create_task(self.poll())
+
+    def discard(self, stream: _Coalescer) -> None:
+        self.open.discard(stream)
+
+    async def poll(self) -> None:
+        while self.open:
+            if AppStatus.should_exit:
+                for stream in list(self.open):
+                    stream.stop()
+                return
+            await asyncio.sleep(0.5)
+
+
+_shutdown = _Shutdown()
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response over encoded frames, with pings while idle."""
+
+    def __init__(
+        self,
+        frames: AsyncIterator[ServerSentEvent],
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str = "text/event-stream",
+        ping: float = 15.0,
+        write_limit: int = 64 * 1024,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self.frames = frames
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = background
+        self.ping_interval = ping
+        self.write_limit = write_limit
+        self.init_headers(
+            {**(headers or {}), "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope.get("method", "GET").upper() == "HEAD":
+            close = getattr(self.frames, "aclose", None)
+            if close is not None:
+                await close()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        stream = _Coalescer(self.frames, self.write_limit)
+        watcher = asyncio.create_task(_watch_disconnect(receive, stream))
+        pinger = _Pinger(stream, self.ping_interval)
+        _shutdown.add(stream)
+        try:
+            async with contextlib.aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not stream.stopped:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            _shutdown.discard(stream)
+            pinger.cancel()
+            watcher.cancel()
+        if self.background is not None:
+            await self.background()
+
+
+async def _watch_disconnect(receive: Receive, stream: _Coalescer) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            stream.stop()
+            return
+
+
+class _Pinger:
+    """A comment every ``interval`` seconds on a stream with nothing else to send: a timer, not
+    a task."""
+
+    def __init__(self, stream: _Coalescer, interval: float) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.handle: asyncio.TimerHandle | None = None
+        if interval > 0:
+            self.handle = asyncio.get_running_loop().call_later(interval, self.tick)
+
+    def tick(self) -> None:
+        self.stream.ping()
+        self.handle = asyncio.get_running_loop().call_later(self.interval, self.tick)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def sse_response(
@@ -99,13 +232,12 @@ def sse_response(
     ping: float = 15.0,
     status_code: int = 200,
     write_limit: int = 64 * 1024,
-) -> EventSourceResponse:
-    return EventSourceResponse(
-        _Coalescer(encoded(encoder, events), limit=write_limit).__aiter__(),
+) -> EventStream:
+    return EventStream(
+        encoded(encoder, events),
         status_code=status_code,
         headers=encoder.headers,
         media_type=encoder.content_type,
         ping=ping,
-        ping_message_factory=_ping,
-        sep="\n",
+        write_limit=write_limit,
     )

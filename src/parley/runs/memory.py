@@ -8,15 +8,64 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.chat.events import EngineEvent, is_terminal
+from parley.chat.events import (
+    EngineEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgsDelta,
+    is_terminal,
+)
 from parley.runs.base import ControlHandler
+
+# A run's log is kept for ``ttl`` seconds after it ends, for clients that resume it. Most of it is
+# per-token deltas; as pydantic models each is three objects the garbage collector must walk on
+# every full collection (for ten minutes), and a full collection pauses every stream. Deltas are
+# kept as tuples of strings instead, which the collector stops tracking, and rebuilt when read.
+_Kept = EngineEvent | tuple[str, str] | tuple[str, str, str]
+
+
+def _keep(event: EngineEvent) -> _Kept:
+    match event:
+        case TextDelta():
+            return ("t", event.content)
+        case ReasoningDelta():
+            return ("r", event.content)
+        case ToolCallArgsDelta():
+            return ("a", event.tool_call_id, event.delta)
+    return event
+
+
+def _event(kept: _Kept) -> EngineEvent:
+    if not isinstance(kept, tuple):
+        return kept
+    if kept[0] == "t":
+        return TextDelta(content=kept[1])
+    if kept[0] == "r":
+        return ReasoningDelta(content=kept[1])
+    return ToolCallArgsDelta(tool_call_id=kept[1], delta=kept[-1])
 
 
 @dataclass
 class _Log:
-    events: list[EngineEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    events: list[_Kept] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished_at: float | None = None
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+    async def changed(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:  # a subscriber that went away leaves nothing behind
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
 
 
 class MemoryRunHub:
@@ -35,11 +84,10 @@ class MemoryRunHub:
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
         log = self._logs.setdefault(run_id, _Log())
-        log.events.append(event)
+        log.events.append(_keep(event))
         if is_terminal(event):
             log.finished_at = time.monotonic()
-        log.changed.set()
-        log.changed = asyncio.Event()
+        log.wake()
 
     async def subscribe(
         self, run_id: str, after: int = 0
@@ -50,12 +98,12 @@ class MemoryRunHub:
         position = max(0, after)
         while True:
             while position < len(log.events):
-                event = log.events[position]
+                event = _event(log.events[position])
                 position += 1
                 yield position, event
                 if is_terminal(event):
                     return
-            await log.changed.wait()
+            await log.changed()
 
     async def exists(self, run_id: str) -> bool:
         self._expire()
@@ -87,7 +135,7 @@ class MemoryRunHub:
 
     async def aclose(self) -> None:
         for log in self._logs.values():
-            log.changed.set()
+            log.wake()
         self._owners.clear()
 
     def _expire(self) -> None:
