@@ -87,6 +87,19 @@ async def test_an_idle_stream_is_pinged() -> None:
     assert wire.text.count(": ping") >= 2
 
 
+async def test_a_stream_that_keeps_talking_is_not_pinged() -> None:
+    """A ping is for silence (DESIGN: every 15 s of silence), not a fixed beat."""
+    frames, wire = Frames(), Wire()
+    task = asyncio.create_task(EventStream(frames(), ping=0.1)(SCOPE, wire.receive, wire.send))
+    for i in range(12):
+        frames.queue.put_nowait(ServerSentEvent(data=f"d{i}"))
+        await asyncio.sleep(0.03)
+    frames.queue.put_nowait(None)
+    await asyncio.wait_for(task, 2)
+    assert "d11" in wire.text
+    assert ": ping" not in wire.text
+
+
 async def test_a_client_that_goes_away_ends_the_response_and_closes_the_frames() -> None:
     frames, wire = Frames(), Wire()
     task = asyncio.create_task(EventStream(frames())(SCOPE, wire.receive, wire.send))

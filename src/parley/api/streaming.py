@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import structlog
@@ -63,6 +64,7 @@ class _Coalescer:
         self.room.set()
         self.finished = False
         self.stopped = False
+        self.last_write = time.monotonic()
 
     async def fill(self) -> None:
         try:
@@ -91,6 +93,7 @@ class _Coalescer:
         self.ready.set()
 
     def take(self) -> bytes:
+        self.last_write = time.monotonic()
         data = b"".join(self.pending)
         self.pending.clear()
         self.size = 0
@@ -206,8 +209,7 @@ async def _watch_disconnect(receive: Receive, stream: _Coalescer) -> None:
 
 
 class _Pinger:
-    """A comment every ``interval`` seconds on a stream with nothing else to send: a timer, not
-    a task."""
+    """``: ping`` after ``interval`` seconds of silence: a timer, not a task."""
 
     def __init__(self, stream: _Coalescer, interval: float) -> None:
         self.stream = stream
@@ -217,8 +219,11 @@ class _Pinger:
             self.handle = asyncio.get_running_loop().call_later(interval, self.tick)
 
     def tick(self) -> None:
-        self.stream.ping()
-        self.handle = asyncio.get_running_loop().call_later(self.interval, self.tick)
+        silent = time.monotonic() - self.stream.last_write
+        if silent >= self.interval * 0.99:
+            self.stream.ping()
+            silent = 0.0
+        self.handle = asyncio.get_running_loop().call_later(self.interval - silent, self.tick)
 
     def cancel(self) -> None:
         if self.handle is not None:
