@@ -4,6 +4,12 @@
 plain replies, todo tool calls behind approvals (approved and denied), cancels and reconnects
 with ``Last-Event-ID``. After a warm-up the server's memory and open descriptors stay flat; at the
 end the database holds exactly the messages the clients saw, with the text they saw.
+
+The load is the same at minute 30 as at minute 10, so that "flat" can be asked of it: each of
+the 200 slots is its own user (a todo list that grows by one task every five turns, not one
+list for everyone) and starts a new conversation every ``TURNS_PER_CONVERSATION`` turns. With
+one user and endless conversations, every turn's history and ``list_tasks`` result grew for the
+whole run, and so did the memory of the 200 turns in flight (286 -> 404 MiB in a 30-minute run).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from parley.store.tables import Message, ToolCall
 pytestmark = pytest.mark.soak
 
 CONVERSATIONS = 200
+TURNS_PER_CONVERSATION = 20
 SAMPLE_EVERY = 5.0  # seconds between memory samples
 WARM_UP = 0.3  # of the duration
 
@@ -75,8 +82,15 @@ class Turn:
 class Conversation:
     http: httpx.AsyncClient
     id: str
+    user: str
     turns: list[Turn] = field(default_factory=list)
     tools_run: int = 0
+
+    @classmethod
+    async def new(cls, http: httpx.AsyncClient, user: str) -> Conversation:
+        created = await http.post("/api/conversations", json={}, headers=auth(user))
+        assert created.status_code == 201, created.text
+        return cls(http, created.json()["id"], user)
 
     async def say(self, content: str, *, cancel: bool = False, drop_after: int = 0) -> None:
         """One turn: send, read (answering approvals, dropping and resuming), record what came."""
@@ -111,7 +125,7 @@ class Conversation:
     ) -> str:
         """Append events until ``done``, ``awaiting_input``, or a deliberate drop."""
         async with aconnect_sse(
-            self.http, method, url, json=body, headers=dict(headers or {})
+            self.http, method, url, json=body, headers={**auth(self.user), **(headers or {})}
         ) as source:
             assert source.response.status_code == 200, await source.response.aread()
             run_id = source.response.headers["x-run-id"]
@@ -124,7 +138,9 @@ class Conversation:
                 if sse.event in ("done", "awaiting_input") or read == drop_after:
                     break
                 if cancel and read == 5:
-                    cancelled = await self.http.post(f"/api/runs/{run_id}/cancel")
+                    cancelled = await self.http.post(
+                        f"/api/runs/{run_id}/cancel", headers=auth(self.user)
+                    )
                     assert cancelled.status_code == 200, cancelled.text
         return run_id
 
@@ -133,14 +149,19 @@ class Conversation:
         answered = await self.http.post(
             f"/api/runs/{run_id}/approvals/{asked[-1]['tool_call_id']}",
             json={"approved": approve},
+            headers=auth(self.user),
         )
         assert answered.status_code == 200, answered.text
 
 
-async def _converse(convo: Conversation, deadline: float, number: int) -> None:
+async def _converse(slot: list[Conversation], deadline: float, number: int) -> None:
+    """One slot's turns, in a new conversation every ``TURNS_PER_CONVERSATION``."""
     for step in itertools.count():
         if time.monotonic() >= deadline:
             return
+        if step and step % TURNS_PER_CONVERSATION == 0:
+            slot.append(await Conversation.new(slot[-1].http, slot[-1].user))
+        convo = slot[-1]
         tag = f"{number}-{step}"
         match (number + step) % 5:
             case 0:
@@ -207,17 +228,16 @@ async def test_200_conversations_with_tools_approvals_cancels_and_reconnects_sta
     samples: list[Sample] = []
     limits = httpx.Limits(max_connections=2 * CONVERSATIONS + 20)
     try:
-        async with httpx.AsyncClient(
-            base_url=parley.url, headers=auth("alice"), timeout=60, limits=limits
-        ) as http:
-            new = [http.post("/api/conversations", json={}) for _ in range(CONVERSATIONS)]
-            convos = [Conversation(http, r.json()["id"]) for r in await asyncio.gather(*new)]
+        async with httpx.AsyncClient(base_url=parley.url, timeout=60, limits=limits) as http:
+            firsts = [Conversation.new(http, f"soak-{n}") for n in range(CONVERSATIONS)]
+            slots = [[convo] for convo in await asyncio.gather(*firsts)]
             sampler = asyncio.create_task(_sample(pid, samples))
             deadline = time.monotonic() + minutes * 60
-            await asyncio.gather(*(_converse(c, deadline, n) for n, c in enumerate(convos)))
+            await asyncio.gather(*(_converse(slot, deadline, n) for n, slot in enumerate(slots)))
             sampler.cancel()
             idle_fds = open_fds(pid)
             healthz = await http.get("/healthz")
+        convos = [convo for slot in slots for convo in slot]
         stored, tools = await _stored(sqlite_url, [c.id for c in convos])
     finally:
         parley.stop()

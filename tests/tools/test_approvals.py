@@ -119,6 +119,27 @@ async def test_denied_the_tool_does_not_run_and_the_model_is_told_why(
     assert (row["status"], row["approved_by"]) == ("denied", "alice")
 
 
+@pytest.mark.parametrize("outcome", ["approved", "denied", "cancelled"])
+async def test_an_answered_or_cancelled_approval_leaves_no_timer_behind(
+    live: Live, scripted: ScriptedProvider, outcome: str
+) -> None:
+    """Each waiting run arms a timer for its approval's expiry; one left armed after the answer
+    is kept for ``approval_timeout`` and then reads the database for nothing (the 30-minute soak
+    grew by one per approval)."""
+    runs = live.services.runs
+    _, run_id, first = await _waiting(live, scripted)
+    assert f"expiry:{run_id}" in runs._timers
+    if outcome == "cancelled":
+        async with live.client() as http:
+            assert (await http.post(f"/api/runs/{run_id}/cancel")).status_code == 200
+        scripted.turns.clear()
+    else:
+        response = await _answer(live, run_id, approved=outcome == "approved")
+        assert response.status_code == 200
+    assert kinds(await rest_of(live, run_id, first))[-2:] == ["done", "[DONE]"]
+    assert runs._timers == {}
+
+
 @pytest.mark.parametrize("settings_overrides", [{"approval_timeout": 0.3}], indirect=True)
 async def test_an_unanswered_approval_times_out_as_a_denial(
     live: Live, scripted: ScriptedProvider, sent: list[dict[str, Any]]

@@ -62,6 +62,7 @@ class RunManager:
 
     async def _spawn(self, turn: PreparedTurn, *, resume: bool) -> None:
         run_id = turn.run_id
+        self._disarm_expiry(run_id)
         self._turns[run_id] = turn
 
         async def control(message: dict[str, Any]) -> None:
@@ -217,6 +218,7 @@ class RunManager:
         claimed = await self._claim(user_id, run.id, to="cancelled")
         if not claimed:
             raise Conflict("the run is no longer waiting")
+        self._disarm_expiry(run.id)
         for pending in await self.store.pending_for_run(user_id, run.id):
             await self.store.answer_pending(user_id, pending.id, "cancelled", {"action": "cancel"})
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
@@ -341,10 +343,18 @@ class RunManager:
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
+            self._timers.pop(f"expiry:{run_id}", None)
             task = asyncio.ensure_future(self.expire(user_id, run_id))
             task.add_done_callback(_log_failure)
 
+        self._disarm_expiry(run_id)
         self._timers[f"expiry:{run_id}"] = loop.call_later(max(0.0, delay), fire)
+
+    def _disarm_expiry(self, run_id: str) -> None:
+        """The run no longer waits for a person (answered, resumed or cancelled)."""
+        timer = self._timers.pop(f"expiry:{run_id}", None)
+        if timer is not None:
+            timer.cancel()
 
     async def expire(self, user_id: str, run_id: str) -> None:
         """Deny every approval of ``run_id`` that is past its time, then continue the run."""
