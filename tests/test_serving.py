@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
+from tests.support.processes import fake_openai_env, start_parley
 
 from parley.serving import ServeConfig, served_app
 
@@ -36,3 +38,27 @@ async def test_the_served_app_moves_what_it_holds_for_life_out_of_the_collectors
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+async def test_parley_serve_keeps_an_idle_connection_longer_than_clients_do(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Clients (httpx, browsers) reuse a connection idle for up to about 5 s; a server that
+    closes it at 5 s races them, and the loser gets a reset instead of a response."""
+    env = fake_openai_env(sqlite_url, "http://127.0.0.1:9/v1", tmp_path, "s" * 40)
+    parley = await start_parley(env, tmp_path)
+    reader, writer = await asyncio.open_connection("127.0.0.1", parley.port)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: parley\r\n\r\n"
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(6)  # idle past uvicorn's default keep-alive (5 s)
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+    finally:
+        writer.close()
+        parley.stop()

@@ -175,7 +175,11 @@ class OpenAIProvider(Provider):
             base_url=url,
             headers={"Authorization": f"Bearer {key}", "User-Agent": f"parley/{__version__}"},
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            # Idle connections are dropped after 4 s: servers that close them after 5 s
+            # (uvicorn, so vLLM; llama.cpp's server) would otherwise race a reused connection.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0
+            ),
         )
 
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
