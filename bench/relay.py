@@ -21,7 +21,11 @@ from starlette.routing import Route
 
 
 def build(upstream: str) -> Starlette:
-    client = httpx.AsyncClient(base_url=upstream, timeout=60)
+    # No cap on connections (httpx's default is 100): a relay that queued the 101st stream
+    # behind the first hundred would not be holding it, and its paced and memory rows would
+    # measure a hundred streams whatever the level (as they did before 2026-12-02).
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    client = httpx.AsyncClient(base_url=upstream, timeout=60, limits=limits)
 
     async def relay(request: Request) -> StreamingResponse:
         body = await request.json()
