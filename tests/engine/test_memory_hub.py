@@ -72,3 +72,19 @@ async def test_a_subscriber_that_goes_away_leaves_no_waiter_behind() -> None:
         reader.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
     assert hub._logs["run_1"].waiters == []
+
+
+async def test_a_finished_run_is_forgotten_after_ttl_unless_it_was_reopened() -> None:
+    hub = MemoryRunHub(ttl=0.05)
+    finished = ev.RunFinished(message_id="m", finish_reason="stop")
+    for run_id in ("run_old", "run_reopened"):
+        await hub.open(run_id)
+        await hub.publish(run_id, finished)
+    await hub.open("run_reopened")  # e.g. resumed after an approval: running again
+    await asyncio.sleep(0.1)
+    await hub.open("run_new")  # starting a run is when the hub forgets
+    assert not await hub.exists("run_old")
+    assert await hub.exists("run_reopened")
+    await hub.publish("run_reopened", finished)
+    await asyncio.sleep(0.1)
+    assert not await hub.exists("run_reopened")

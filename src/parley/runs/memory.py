@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class MemoryRunHub:
         self.instance = instance
         self._logs: dict[str, _Log] = {}
         self._owners: dict[str, ControlHandler] = {}
+        self._ended: deque[tuple[float, str]] = deque()  # (finished_at, run id), oldest first
 
     async def open(self, run_id: str) -> None:
         self._expire()
@@ -87,6 +89,7 @@ class MemoryRunHub:
         log.events.append(_keep(event))
         if is_terminal(event):
             log.finished_at = time.monotonic()
+            self._ended.append((log.finished_at, run_id))
         log.wake()
 
     async def subscribe(
@@ -139,8 +142,11 @@ class MemoryRunHub:
         self._owners.clear()
 
     def _expire(self) -> None:
+        """Forget runs that ended more than ``ttl`` ago, oldest first: each run is looked at
+        once, not every run at every start."""
         cutoff = time.monotonic() - self.ttl
-        for run_id in [
-            r for r, log in self._logs.items() if log.finished_at and log.finished_at < cutoff
-        ]:
-            del self._logs[run_id]
+        while self._ended and self._ended[0][0] < cutoff:
+            finished_at, run_id = self._ended.popleft()
+            log = self._logs.get(run_id)
+            if log is not None and log.finished_at == finished_at:  # not reopened since
+                del self._logs[run_id]
