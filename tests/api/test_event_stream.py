@@ -134,6 +134,7 @@ async def test_server_shutdown_ends_open_streams() -> None:
     finally:
         AppStatus.should_exit = False
     assert frames.closed
+    assert wire.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 async def test_frames_made_during_a_slow_write_go_out_together() -> None:

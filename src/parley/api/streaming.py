@@ -64,6 +64,7 @@ class _Coalescer:
         self.room.set()
         self.finished = False
         self.stopped = False
+        self.client_gone = False
         self.last_write = time.monotonic()
 
     async def fill(self) -> None:
@@ -87,9 +88,10 @@ class _Coalescer:
         if not self.pending:
             self.put(PING)
 
-    def stop(self) -> None:
+    def stop(self, *, client_gone: bool = False) -> None:
         """The client went away or the server is stopping: write nothing more."""
         self.stopped = True
+        self.client_gone = self.client_gone or client_gone
         self.ready.set()
 
     def take(self) -> bytes:
@@ -190,7 +192,7 @@ class EventStream(Response):
             async with contextlib.aclosing(stream.chunks()) as chunks:
                 async for chunk in chunks:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not stream.stopped:
+            if not stream.client_gone:  # ended, or ended early by a shutdown: a clean end
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             _shutdown.discard(stream)
@@ -204,7 +206,7 @@ async def _watch_disconnect(receive: Receive, stream: _Coalescer) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            stream.stop()
+            stream.stop(client_gone=True)
             return
 
 
