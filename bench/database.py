@@ -79,7 +79,7 @@ async def statements_per_reply(
     """SQL statements and commits for one reply of 500 chunks and one of 5: equal counts mean
     nothing is written per token."""
     store: Store = app.state.services.store
-    engine = store.sessions.kw["bind"].sync_engine
+    engines = store.sync_engines
     counts: dict[str, dict[str, int]] = {}
     seen = {"statements": 0, "commits": 0}
 
@@ -93,14 +93,16 @@ async def statements_per_reply(
         for tokens in (500, 5):
             convo = (await http.post("/api/conversations", json={})).json()["id"]
             scripted.enqueue([{"text": [f"t{i} " for i in range(tokens)]}])
-            event.listen(engine, "before_cursor_execute", statement)
-            event.listen(engine, "commit", commit)
+            for engine in engines:
+                event.listen(engine, "before_cursor_execute", statement)
+                event.listen(engine, "commit", commit)
             async with http.stream(
                 "POST", f"/api/conversations/{convo}/messages", json={"content": "x"}
             ) as r:
                 await r.aread()
-            event.remove(engine, "before_cursor_execute", statement)
-            event.remove(engine, "commit", commit)
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", statement)
+                event.remove(engine, "commit", commit)
             counts[f"tokens_{tokens}"] = dict(seen)
             seen.update(statements=0, commits=0)
     return counts

@@ -128,7 +128,7 @@ async def close_services(services: Services) -> None:
     await services.tools.aclose()
     await services.runs.hub.aclose()
     await services.providers.aclose()
-    await services.store.sessions.kw["bind"].dispose()
+    await services.store.close()
 
 
 def create_app(

@@ -91,14 +91,15 @@ async def test_nothing_is_written_per_token(live: Live, scripted: ScriptedProvid
     chunks = [f"t{i} " for i in range(500)]
     scripted.enqueue([{"text": chunks}], [{"text": chunks[:5]}])
     store = live.services.store
-    engine = store.sessions.kw["bind"].sync_engine
+    engines = store.sync_engines
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
     convo = await store.create_conversation("alice")
-    event.listen(engine, "before_cursor_execute", count)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         async with live.client() as http:
             await collect(
@@ -117,6 +118,7 @@ async def test_nothing_is_written_per_token(live: Live, scripted: ScriptedProvid
             )
             short_reply = len(statements)
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
     assert long_reply < 40
     assert abs(long_reply - short_reply) <= 4

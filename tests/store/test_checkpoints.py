@@ -16,9 +16,9 @@ from parley.store.repositories import Store
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    engine = create_engine(database_url)
-    yield Store(session_factory(engine))
-    await engine.dispose()
+    store = Store(session_factory(create_engine(database_url)))
+    yield store
+    await store.close()
 
 
 async def _streaming_reply(store: Store, user: str) -> str:

@@ -7,11 +7,13 @@ import base64
 import binascii
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
+    Connection,
+    Engine,
     Select,
     Table,
     Update,
@@ -28,13 +30,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
 
 from parley.chat.ids import new_id
 from parley.chat.messages import Part, text_of
 from parley.chat.usage import TokenUsage
 from parley.errors import NotFound, ValidationFailed
-from parley.store.db import SessionFactory
+from parley.store.db import Busy, InlineSQLite, SessionFactory
 from parley.store.tables import (
     ApprovalRule,
     Conversation,
@@ -46,6 +49,8 @@ from parley.store.tables import (
     User,
     utcnow,
 )
+
+T = TypeVar("T")
 
 CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
 
@@ -125,6 +130,28 @@ MESSAGE_BY_ID = select(Message).where(
     Message.conversation_id == bindparam("b_conversation"),
     Message.user_id == bindparam("b_user"),
 )
+DEPTH_OF = select(MESSAGES.c.depth).where(
+    MESSAGES.c.id == bindparam("b_message"),
+    MESSAGES.c.conversation_id == bindparam("b_conversation"),
+    MESSAGES.c.user_id == bindparam("b_user"),
+)
+# Walk ``parent_id`` up from the leaf, leaf first. Each step is a primary-key lookup and the owner
+# is checked on the way out: with the owner in the step, PostgreSQL on stale statistics scanned
+# the whole conversation at every step (240 ms for a page of a 10,000-message conversation, 2 to
+# 6 ms now).
+ANCESTOR_IDS = text(
+    """
+    WITH RECURSIVE branch(id, parent_id, conversation_id, user_id, n) AS (
+        SELECT id, parent_id, conversation_id, user_id, 1 FROM messages
+         WHERE id = :leaf AND conversation_id = :conv AND user_id = :user
+        UNION ALL
+        SELECT m.id, m.parent_id, m.conversation_id, m.user_id, b.n + 1
+          FROM branch b JOIN messages m ON m.id = b.parent_id
+         WHERE b.n < :limit
+    )
+    SELECT id FROM branch WHERE conversation_id = :conv AND user_id = :user ORDER BY n
+    """
+)
 
 
 @functools.cache
@@ -137,6 +164,44 @@ def _end_run(*, with_state: bool, finished: bool) -> Update:
         values["finished_at"] = bindparam("now", type_=RUNS.c.finished_at.type)
     where = RUNS.c.id == bindparam("b_run"), RUNS.c.user_id == bindparam("b_user")
     return update(RUNS).where(*where).values(**values)
+
+
+def _orm(conn: Connection) -> Session:
+    """An ORM session inside ``conn``'s transaction (it neither commits nor ends it)."""
+    return Session(bind=conn, expire_on_commit=False, autoflush=False)
+
+
+def _depth_after(
+    conn: Connection, user_id: str, conversation_id: str, parent_id: str | None
+) -> int:
+    if parent_id is None:
+        return 0
+    params = {"b_message": parent_id, "b_conversation": conversation_id, "b_user": user_id}
+    depth = conn.execute(DEPTH_OF, params).scalar_one_or_none()
+    if depth is None:
+        raise NotFound("parent message not found")
+    return int(depth) + 1
+
+
+def _move_leaf(
+    conn: Connection, user_id: str, conversation_id: str, leaf_id: str, title: str | None
+) -> None:
+    """Point the conversation at its new leaf (and name it if it has no title yet)."""
+    params: dict[str, Any] = {"b_conversation": conversation_id, "b_user": user_id}
+    params.update(leaf_id=leaf_id, now=utcnow())
+    if title:
+        params["new_title"] = title
+    if not conn.execute(MOVE_LEAF_AND_TITLE if title else MOVE_LEAF, params).rowcount:
+        raise NotFound("conversation not found")
+
+
+def _restream(conn: Connection, user_id: str, conversation_id: str, message_id: str) -> Message:
+    """The existing assistant message a resumed run appends to, streaming again."""
+    params = {"b_message": message_id, "b_conversation": conversation_id, "b_user": user_id}
+    if not conn.execute(RESTREAM_REPLY, params).rowcount:
+        raise NotFound("message not found")
+    with _orm(conn) as session:
+        return session.execute(MESSAGE_BY_ID, params).scalar_one()
 
 
 def encode_cursor(when: datetime, ident: str) -> str:
@@ -159,24 +224,82 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class Store:
     """All database access. Methods open their own short transactions."""
 
+    # SQLite's WAL is copied into the database after this many writes on the loop's connection
+    WAL_CHECKPOINT_EVERY = 256
+
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
+        self.engine: AsyncEngine = sessions.kw["bind"]
         self._known_users: set[str] = set()
-        self.dialect = sessions.kw["bind"].dialect.name
+        self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time. Left to its busy handler, many concurrent runs'
         # writers poll for the file lock and some give up ("database is locked"); queued here,
         # they take turns in order and each holds a connection only while it writes.
         self._sqlite_writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        url = self.engine.url.render_as_string(hide_password=False)
+        self._inline = InlineSQLite(url) if InlineSQLite.usable(url) else None
+        self._inline_writes = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def sync_engines(self) -> list[Engine]:
+        """Every engine the store's statements go through (to listen for them: tests, bench)."""
+        engines = [self.engine.sync_engine]
+        if self._inline is not None:
+            engines.append(self._inline.engine)
+        return engines
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            with contextlib.suppress(Exception):
+                await task
+        if self._inline is not None:
+            self._inline.dispose()
+        await self.engine.dispose()
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """A session inside a write transaction, committed when the block ends."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._sqlite_writer is not None:
-                await stack.enter_async_context(self._sqlite_writer)
-            session = await stack.enter_async_context(self.sessions())
-            await stack.enter_async_context(session.begin())
+        async with self._writer_turn(), self.sessions() as session, session.begin():
             yield session
+
+    def _writer_turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._sqlite_writer or contextlib.nullcontext()
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in a read transaction: on the loop's own thread for a SQLite
+        file (:class:`InlineSQLite`), through the async driver otherwise."""
+        if self._inline is not None:
+            with contextlib.suppress(Busy):
+                return self._inline.read(work)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` in one write transaction, committed when it returns. On SQLite
+        it runs on the loop's thread unless another process holds the write lock; then, like
+        on every other database, through the async driver, where waiting stops nothing."""
+        async with self._writer_turn():
+            if self._inline is not None:
+                with contextlib.suppress(Busy):
+                    result = self._inline.write(work)
+                    self._wrote_inline()
+                    return result
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+
+    def _wrote_inline(self) -> None:
+        self._inline_writes += 1
+        if self._inline_writes % self.WAL_CHECKPOINT_EVERY == 0:
+            task = asyncio.create_task(self.checkpoint_wal())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def checkpoint_wal(self) -> None:
+        """Copy SQLite's WAL into the database, on a worker thread (the loop's own connection
+        never does: that copy and its fsync would stop every stream)."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     # users -------------------------------------------------------------------------------
 
@@ -186,8 +309,7 @@ class Store:
             return
         insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
         stmt = insert(User).values(id=user_id, created_at=utcnow()).on_conflict_do_nothing()
-        async with self.writing() as session:
-            await session.execute(stmt)
+        await self._write(lambda conn: conn.execute(stmt))
         self._known_users.add(user_id)
 
     # conversations -----------------------------------------------------------------------
@@ -198,13 +320,26 @@ class Store:
         convo = Conversation(id=new_id("conv"), user_id=user_id, metadata_=metadata, **fields)
         now = utcnow()
         convo.created_at = convo.updated_at = now
-        async with self.writing() as session:
-            session.add(convo)
+
+        def add(conn: Connection) -> None:
+            with _orm(conn) as session:
+                session.add(convo)
+                session.flush()
+
+        await self._write(add)
         return convo
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
-        async with self.sessions() as session:
-            return await self._conversation(session, user_id, conversation_id)
+        params = {"b_conversation": conversation_id, "b_user": user_id}
+
+        def read(conn: Connection) -> Conversation | None:
+            with _orm(conn) as session:
+                return session.execute(CONVERSATION_BY_ID, params).scalar_one_or_none()
+
+        convo = await self._read(read)
+        if convo is None:
+            raise NotFound("conversation not found")
+        return convo
 
     async def _conversation(
         self, session: AsyncSession, user_id: str, conversation_id: str
@@ -290,40 +425,19 @@ class Store:
         """The messages from ``leaf_id`` up to the root, oldest first (at most ``limit``)."""
         if leaf_id is None:
             return []
-        ids = await self._ancestor_ids(user_id, conversation_id, leaf_id, limit)
-        if not ids:
-            return []
-        async with self.sessions() as session:
-            stmt = select(Message).where(Message.id.in_(ids), Message.user_id == user_id)
-            rows = {m.id: m for m in (await session.execute(stmt)).scalars().all()}
-        return [rows[i] for i in reversed(ids) if i in rows]
-
-    async def _ancestor_ids(
-        self, user_id: str, conversation_id: str, leaf_id: str, limit: int | None
-    ) -> list[str]:
-        """Walk ``parent_id`` up from the leaf with a recursive CTE; leaf first.
-
-        Each step is a primary-key lookup and the owner is checked on the way out: with the
-        owner in the step, PostgreSQL on stale statistics scanned the whole conversation at
-        every step (240 ms for a page of a 10,000-message conversation, 2 to 6 ms now).
-        """
-        sql = text(
-            """
-            WITH RECURSIVE branch(id, parent_id, conversation_id, user_id, n) AS (
-                SELECT id, parent_id, conversation_id, user_id, 1 FROM messages
-                 WHERE id = :leaf AND conversation_id = :conv AND user_id = :user
-                UNION ALL
-                SELECT m.id, m.parent_id, m.conversation_id, m.user_id, b.n + 1
-                  FROM branch b JOIN messages m ON m.id = b.parent_id
-                 WHERE b.n < :limit
-            )
-            SELECT id FROM branch WHERE conversation_id = :conv AND user_id = :user ORDER BY n
-            """
-        )
         params: dict[str, Any] = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
         params["limit"] = limit if limit is not None else 1_000_000_000
-        async with self.sessions() as session:
-            return list((await session.execute(sql, params)).scalars().all())
+
+        def read(conn: Connection) -> list[Message]:
+            ids = list(conn.execute(ANCESTOR_IDS, params).scalars())
+            if not ids:
+                return []
+            stmt = select(Message).where(Message.id.in_(ids), Message.user_id == user_id)
+            with _orm(conn) as session:
+                rows = {m.id: m for m in session.execute(stmt).scalars()}
+            return [rows[i] for i in reversed(ids) if i in rows]
+
+        return await self._read(read)
 
     async def messages_before(
         self,
@@ -434,31 +548,13 @@ class Store:
         """Append one finished message and make it the active leaf."""
         async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
-            depth = await self._depth_after(session, user_id, conversation_id, parent_id)
+            conn = await session.connection()
+            depth = await conn.run_sync(_depth_after, user_id, conversation_id, parent_id)
             message = _new_message(convo, role, parts, parent_id, depth, status, model)
             session.add(message)
             convo.active_leaf_id = message.id
             convo.updated_at = message.created_at
         return message
-
-    async def _depth_after(
-        self,
-        session: AsyncSession | AsyncConnection,
-        user_id: str,
-        conversation_id: str,
-        parent_id: str | None,
-    ) -> int:
-        if parent_id is None:
-            return 0
-        stmt = select(Message.depth).where(
-            Message.id == parent_id,
-            Message.conversation_id == conversation_id,
-            Message.user_id == user_id,
-        )
-        depth = (await session.execute(stmt)).scalar_one_or_none()
-        if depth is None:
-            raise NotFound("parent message not found")
-        return depth + 1
 
     # turns -------------------------------------------------------------------------------
 
@@ -500,50 +596,26 @@ class Store:
             "status": "running",
             "owner": owner,
         }
-        async with self.writing() as session:
-            conn = await session.connection()
-            await self._move_leaf(conn, user_id, conversation_id, leaf_id, title)
+
+        def begin(conn: Connection) -> Message:
+            _move_leaf(conn, user_id, conversation_id, leaf_id, title)
             if rows:
                 if parent_id is not None and parent_depth is not None:
                     depth = parent_depth + 1
                 else:
-                    depth = await self._depth_after(conn, user_id, conversation_id, parent_id)
+                    depth = _depth_after(conn, user_id, conversation_id, parent_id)
                 _link(rows, parent_id, depth)
-                await conn.execute(INSERT_MESSAGES, rows)
+                conn.execute(INSERT_MESSAGES, rows)
             if continue_message_id is None:
                 assistant = Message(**rows[-1])
             else:
-                assistant = await self._restream(session, user_id, conversation_id, leaf_id)
-            await conn.execute(INSERT_RUN, run)
+                assistant = _restream(conn, user_id, conversation_id, leaf_id)
+            conn.execute(INSERT_RUN, run)
+            return assistant
+
+        assistant = await self._write(begin)
         user_message = Message(**rows[0]) if user_parts is not None else None
         return user_message, assistant
-
-    async def _move_leaf(
-        self,
-        conn: AsyncConnection,
-        user_id: str,
-        conversation_id: str,
-        leaf_id: str,
-        title: str | None,
-    ) -> None:
-        """Point the conversation at its new leaf (and name it if it has no title yet)."""
-        params: dict[str, Any] = {"b_conversation": conversation_id, "b_user": user_id}
-        params.update(leaf_id=leaf_id, now=utcnow())
-        if title:
-            params["new_title"] = title
-        result = await conn.execute(MOVE_LEAF_AND_TITLE if title else MOVE_LEAF, params)
-        if not result.rowcount:
-            raise NotFound("conversation not found")
-
-    async def _restream(
-        self, session: AsyncSession, user_id: str, conversation_id: str, message_id: str
-    ) -> Message:
-        """The existing assistant message a resumed run appends to, streaming again."""
-        params = {"b_message": message_id, "b_conversation": conversation_id, "b_user": user_id}
-        result = await (await session.connection()).execute(RESTREAM_REPLY, params)
-        if not result.rowcount:
-            raise NotFound("message not found")
-        return (await session.execute(MESSAGE_BY_ID, params)).scalar_one()
 
     async def begin_turn_continue(
         self, user_id: str, conversation_id: str, message_id: str
@@ -598,15 +670,16 @@ class Store:
         params.update(new_parts=parts, new_text=text_of(parts), add_cost=cost)
         params.update(add_prompt=usage.prompt_tokens, add_completion=usage.completion_tokens)
         params.update(new_status=status, new_state=run_state)
-        async with self.writing() as session:
-            conn = await session.connection()
-            await conn.execute(FINISH_REPLY, params)
-            await conn.execute(ADD_USAGE, params)
-            params["new_status"] = run_status or status
-            finished = params["new_status"] != "awaiting"
-            await conn.execute(
-                _end_run(with_state=run_state is not None, finished=finished), params
-            )
+        end = _end_run(
+            with_state=run_state is not None, finished=(run_status or status) != "awaiting"
+        )
+
+        def finish(conn: Connection) -> None:
+            conn.execute(FINISH_REPLY, params)
+            conn.execute(ADD_USAGE, params)
+            conn.execute(end, {**params, "new_status": run_status or status})
+
+        await self._write(finish)
 
     async def get_run(self, user_id: str, run_id: str) -> Run:
         stmt = select(Run).where(Run.id == run_id, Run.user_id == user_id)

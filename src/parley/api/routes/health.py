@@ -22,7 +22,7 @@ async def healthz() -> dict[str, Any]:
 async def readyz(s: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        await ping(s.store.sessions.kw["bind"])
+        await ping(s.store.engine)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.auth import TokenVerifier
@@ -48,11 +47,11 @@ def serve_todo(
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    engine: AsyncEngine = create_engine(settings.effective_database_url)
+    store = Store(session_factory(create_engine(settings.effective_database_url)))
     try:
-        yield Store(session_factory(engine))
+        yield store
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 async def _serve_stdio(settings: Settings, user: str) -> None:
