@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -65,6 +66,23 @@ def cpu_seconds(pids: int | list[int]) -> float:
         fields = _stat(pid)
         total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+async def settle(
+    servers: list[Server], *, at_least: float = 6.0, idle: float = 0.02, limit: float = 30.0
+) -> None:
+    """Wait until the servers are at rest: ``at_least`` seconds (longer than any of them keeps
+    an idle upstream connection, 4 to 5 s), then until their processes use under ``idle`` of a
+    core over half a second (at most ``limit`` seconds in all). What an earlier scenario left
+    running (connections closing, runs ending, a collection) is not timed as the next one."""
+    started = time.monotonic()
+    await asyncio.sleep(at_least)
+    pids = [pid for server in servers for pid in server.pids]
+    while time.monotonic() - started < limit:
+        before = cpu_seconds(pids)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(pids) - before < idle * 0.5:
+            return
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -87,6 +87,22 @@ async def first_token(server: Server, requests: int, chunks: int = 20) -> dict[s
     return percentiles(times)
 
 
+async def first_token_beside(
+    server: Server, upstream: Server, requests: int, chunks: int = 20
+) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`first_token` of ``server`` and of the upstream alone, their requests taken in
+    turn: what the server adds is the difference, measured under the same conditions."""
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    times: dict[str, list[float]] = {"server": [], "upstream": []}
+    async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
+        for target in (server, upstream):  # warm up
+            await stream(http, target, model(chunks))
+        for _ in range(requests):
+            times["upstream"].append((await stream(http, upstream, model(chunks))).ttft)
+            times["server"].append((await stream(http, server, model(chunks))).ttft)
+    return percentiles(times["server"]), percentiles(times["upstream"])
+
+
 async def throughput(server: Server, chunks: int, concurrency: int = 1) -> dict[str, Any]:
     """Text events relayed per second and server CPU microseconds per event."""
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as http:

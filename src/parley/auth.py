@@ -26,7 +26,15 @@ class Principal:
 
 
 class TokenVerifier:
-    """Checks bearer tokens; built once from the settings."""
+    """Checks bearer tokens; built once from the settings.
+
+    A token that verified is remembered (by its full text, signature included) until it
+    expires, for at most ``remember_s`` seconds: a client sends the same token with every
+    request, and decoding and checking it again cost about as much as reading the conversation.
+    """
+
+    remember_s = 60.0
+    remember_max = 10_000
 
     def __init__(
         self,
@@ -40,8 +48,22 @@ class TokenVerifier:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._audience = audience
         self._issuer = issuer
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        now = time.time()
+        if remembered is not None:
+            if now < remembered[1]:
+                return remembered[0]
+            del self._verified[token]
+        principal, expires = await self._verify(token)
+        if len(self._verified) >= self.remember_max:
+            self._verified.clear()
+        self._verified[token] = (principal, min(expires, now + self.remember_s))
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -57,7 +79,8 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise Unauthenticated("the token has no usable 'sub' claim")
-        return Principal(user_id=subject)
+        expires = claims["exp"]  # required by _decode
+        return Principal(user_id=subject), float(expires)  # type: ignore[arg-type]
 
     async def _signing_key(self, token: str) -> object:
         assert self._jwks is not None

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from tests.conftest import SECRET, Live, make_settings, serve, token
 
+from parley.auth import TokenVerifier, issue_token
+from parley.errors import Unauthenticated
 from parley.providers.scripted import ScriptedProvider
 from parley.tools.registry import ToolRegistry
 
@@ -166,3 +168,32 @@ async def test_concurrent_first_requests_of_a_new_user_do_not_collide(live: Live
     async with live.client("erin") as http:
         responses = await asyncio.gather(*(http.get("/api/conversations") for _ in range(10)))
     assert {r.status_code for r in responses} == {200}
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same token again is not decoded again, but only until its ``exp``: past it, the
+    token is checked afresh (and refused by PyJWT). A token differing only in its signature is
+    never taken for the remembered one."""
+    secret = "remember-" + "s" * 40
+    verifier = TokenVerifier(secret=secret)
+    token = issue_token(secret, "alice", ttl_seconds=100)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(
+        jwt, "decode", lambda t, *a, **k: decoded.append(t) or real_decode(t, *a, **k)
+    )
+
+    assert (await verifier.verify(token)).user_id == "alice"
+    assert (await verifier.verify(token)).user_id == "alice"
+    assert len(decoded) == 1
+
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(forged)
+
+    later = time.time() + 101  # past exp, as parley's clock sees it
+    monkeypatch.setattr("parley.auth.time.time", lambda: later)
+    await verifier.verify(token)  # PyJWT's own clock says not yet expired
+    assert len(decoded) == 3  # the valid token twice, the forged one once

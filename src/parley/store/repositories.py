@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     Select,
     Table,
     Update,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -63,7 +65,17 @@ RUNS: Table = Run.__table__  # type: ignore[assignment]
 CONVERSATION_BY_ID = select(Conversation).where(
     Conversation.id == bindparam("b_conversation"), Conversation.user_id == bindparam("b_user")
 )
+# the conversation as a plain row, made into a (detached) Conversation without an ORM session
+CONVERSATION_ROW = select(CONVERSATIONS).where(
+    CONVERSATIONS.c.id == bindparam("b_conversation"),
+    CONVERSATIONS.c.user_id == bindparam("b_user"),
+)
+_CONVERSATION_ATTRIBUTES = {  # column name -> attribute name (``metadata`` -> ``metadata_``)
+    column.name: inspect(Conversation).get_property_by_column(column).key
+    for column in CONVERSATIONS.columns
+}
 INSERT_MESSAGES = insert(MESSAGES)
+INSERT_CONVERSATION = insert(CONVERSATIONS)
 INSERT_RUN = insert(RUNS)
 SAVE_REPLY = (
     update(MESSAGES)
@@ -164,6 +176,11 @@ def _end_run(*, with_state: bool, finished: bool) -> Update:
         values["finished_at"] = bindparam("now", type_=RUNS.c.finished_at.type)
     where = RUNS.c.id == bindparam("b_run"), RUNS.c.user_id == bindparam("b_user")
     return update(RUNS).where(*where).values(**values)
+
+
+def _conversation_from(row: Row[Any]) -> Conversation:
+    """A (detached) Conversation from a plain row, without an ORM session's bookkeeping."""
+    return Conversation(**{_CONVERSATION_ATTRIBUTES[k]: v for k, v in row._mapping.items()})
 
 
 def _orm(conn: Connection) -> Session:
@@ -316,30 +333,20 @@ class Store:
 
     async def create_conversation(self, user_id: str, **fields: Any) -> Conversation:
         await self.ensure_user(user_id)
-        metadata = fields.pop("metadata", None) or {}
-        convo = Conversation(id=new_id("conv"), user_id=user_id, metadata_=metadata, **fields)
         now = utcnow()
-        convo.created_at = convo.updated_at = now
-
-        def add(conn: Connection) -> None:
-            with _orm(conn) as session:
-                session.add(convo)
-                session.flush()
-
-        await self._write(add)
-        return convo
+        values: dict[str, Any] = {"id": new_id("conv"), "user_id": user_id, **fields}
+        values.update(metadata_=values.pop("metadata", None) or {}, created_at=now)
+        values.update(updated_at=now, prompt_tokens=0, completion_tokens=0, cost=0.0)
+        row = {("metadata" if k == "metadata_" else k): v for k, v in values.items()}
+        await self._write(lambda conn: conn.execute(INSERT_CONVERSATION, row))
+        return Conversation(**values)
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
         params = {"b_conversation": conversation_id, "b_user": user_id}
-
-        def read(conn: Connection) -> Conversation | None:
-            with _orm(conn) as session:
-                return session.execute(CONVERSATION_BY_ID, params).scalar_one_or_none()
-
-        convo = await self._read(read)
-        if convo is None:
+        row = await self._read(lambda conn: conn.execute(CONVERSATION_ROW, params).first())
+        if row is None:
             raise NotFound("conversation not found")
-        return convo
+        return _conversation_from(row)
 
     async def _conversation(
         self, session: AsyncSession, user_id: str, conversation_id: str
