@@ -88,17 +88,21 @@ async def first_token(server: Server, requests: int, chunks: int = 20) -> dict[s
 
 
 async def first_token_beside(
-    server: Server, upstream: Server, requests: int, chunks: int = 20
+    server: Server, upstream: Server, requests: int, chunks: int = 20, pause: float = 0.02
 ) -> tuple[dict[str, float], dict[str, float]]:
     """:func:`first_token` of ``server`` and of the upstream alone, their requests taken in
-    turn: what the server adds is the difference, measured under the same conditions."""
+    turn: what the server adds is the difference, measured under the same conditions. Each
+    request starts ``pause`` seconds after the previous one ended, so that neither is timed
+    while the other is still finishing its last reply (parley writes it to the database)."""
     fresh = httpx.Limits(max_keepalive_connections=0)
     times: dict[str, list[float]] = {"server": [], "upstream": []}
     async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
         for target in (server, upstream):  # warm up
             await stream(http, target, model(chunks))
         for _ in range(requests):
+            await asyncio.sleep(pause)
             times["upstream"].append((await stream(http, upstream, model(chunks))).ttft)
+            await asyncio.sleep(pause)
             times["server"].append((await stream(http, server, model(chunks))).ttft)
     return percentiles(times["server"]), percentiles(times["upstream"])
 

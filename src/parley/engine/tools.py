@@ -44,10 +44,7 @@ class ToolSet:
     external: dict[str, ToolSpec] = field(default_factory=dict)
 
     def specs(self) -> list[ToolSpec]:
-        own = [
-            ToolSpec(name=t.name, description=t.description, parameters=t.input_schema)
-            for t in self.tools.values()
-        ]
+        own = [t.spec() for t in self.tools.values()]
         return own + [s for name, s in self.external.items() if name not in self.tools]
 
     def hands_back(self, calls: Sequence[ev.ToolCallReady]) -> bool:

@@ -529,7 +529,10 @@ class _Checkpointer:
 
     def __init__(self, writer: CheckpointWriter, turn: PreparedTurn, interval: float) -> None:
         self.writer = writer
-        self.turn = turn
+        # the reply's ids, not the turn: the turn holds this, and a cycle between them would
+        # leave every finished turn for a full garbage collection to free (bench/RESULTS.md)
+        self.user_id = turn.user_id
+        self.message_id = turn.message_id
         self.interval = interval
         self.last = time.monotonic()
         turn.checkpointer = self
@@ -540,10 +543,10 @@ class _Checkpointer:
             return
         self.last = now
         snapshot = [dict(part) for part in parts]  # the builder goes on changing its parts
-        self.writer.submit(self.turn.user_id, self.turn.message_id, snapshot)
+        self.writer.submit(self.user_id, self.message_id, snapshot)
 
     async def settle(self) -> None:
-        await self.writer.settle(self.turn.message_id)
+        await self.writer.settle(self.message_id)
 
 
 async def _settle(turn: PreparedTurn) -> None:

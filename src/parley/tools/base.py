@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.providers.base import ToolSpec
+
 ElicitCallback = Callable[[str, dict[str, Any]], Awaitable[tuple[str, dict[str, Any] | None]]]
 ProgressCallback = Callable[[str, float | None, float | None], Awaitable[None]]
 UsageCallback = Callable[[int, int], None]
@@ -71,6 +73,23 @@ class Tool(ABC):
     @abstractmethod
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
         """Run the tool. Raise only for failures the model should see as tool errors."""
+
+    def spec(self) -> ToolSpec:
+        """How the model sees the tool: built once, not at every model step of every run (it
+        is held for as long as the step streams). Built again if the name, the description or
+        the schema object changes."""
+        cached: tuple[str, str, dict[str, Any], ToolSpec] | None = self.__dict__.get("_model_spec")
+        if (
+            cached is None
+            or cached[:2] != (self.name, self.description)
+            or (cached[2] is not self.input_schema)
+        ):
+            spec = ToolSpec(
+                name=self.name, description=self.description, parameters=self.input_schema
+            )
+            cached = (self.name, self.description, self.input_schema, spec)
+            self.__dict__["_model_spec"] = cached
+        return cached[3]
 
 
 class FunctionTool(Tool):
