@@ -278,7 +278,7 @@ class Engine:
                 async for event in self._model_step(turn, builder, calls):
                     builder.apply(event)
                     yield event
-                    saver.maybe(builder.parts)
+                    saver.maybe(builder)
                 if not calls:
                     finish = "stop" if finish != "length" else finish
                     break
@@ -537,12 +537,12 @@ class _Checkpointer:
         self.last = time.monotonic()
         turn.checkpointer = self
 
-    def maybe(self, parts: list[Part]) -> None:
+    def maybe(self, builder: PartsBuilder) -> None:
         now = time.monotonic()
         if now - self.last < self.interval:
             return
         self.last = now
-        snapshot = [dict(part) for part in parts]  # the builder goes on changing its parts
+        snapshot = [dict(part) for part in builder.parts]  # the builder goes on changing them
         self.writer.submit(self.user_id, self.message_id, snapshot)
 
     async def settle(self) -> None:
