@@ -163,6 +163,10 @@ class Metrics:
 # requests ------------------------------------------------------------------------------------
 
 
+# what a route's ``matches`` reads of the scope, kept as the request came in
+_MATCHED_ON = ("type", "path", "root_path", "method", "app_root_path")
+
+
 def route_template(scope: Scope, original: Scope) -> str:
     """The matched route's path template (``/api/conversations/{conversation_id}``), never ids."""
     route = scope.get("route")
@@ -189,7 +193,7 @@ class RequestMetrics:
         if scope["type"] != "http" or metrics is None:
             await self.app(scope, receive, send)
             return
-        original = dict(scope)
+        original = {k: scope[k] for k in _MATCHED_ON if k in scope}  # held for the whole stream
         started = time.perf_counter()
         response: dict[str, Any] = {"status": 500, "stream": False, "run_id": None}
 

@@ -59,9 +59,10 @@ class _Coalescer:
         self.limit = limit
         self.pending: list[bytes] = []
         self.size = 0
-        self.ready = asyncio.Event()
-        self.room = asyncio.Event()
-        self.room.set()
+        # Futures only while one side waits, not two asyncio.Events per stream (each with its
+        # own deque of waiters: about 1 KiB of every open stream's memory).
+        self._writer: asyncio.Future[None] | None = None  # the response, waiting for frames
+        self._encoder: asyncio.Future[None] | None = None  # the encoder, waiting for room
         self.finished = False
         self.stopped = False
         self.client_gone = False
@@ -72,16 +73,19 @@ class _Coalescer:
             async for frame in self.frames:
                 self.put(frame.encode())
                 if self.size >= self.limit:
-                    self.room.clear()
-                    await self.room.wait()
+                    self._encoder = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._encoder
+                    finally:
+                        self._encoder = None
         finally:
             self.finished = True
-            self.ready.set()
+            _wake(self._writer)
 
     def put(self, data: bytes) -> None:
         self.pending.append(data)
         self.size += len(data)
-        self.ready.set()
+        _wake(self._writer)
 
     def ping(self) -> None:
         """Keep an idle connection open through proxies (nothing else waiting to go)."""
@@ -92,31 +96,42 @@ class _Coalescer:
         """The client went away or the server is stopping: write nothing more."""
         self.stopped = True
         self.client_gone = self.client_gone or client_gone
-        self.ready.set()
+        _wake(self._writer)
 
     def take(self) -> bytes:
         self.last_write = time.monotonic()
         data = b"".join(self.pending)
         self.pending.clear()
         self.size = 0
-        self.room.set()
+        _wake(self._encoder)
         return data
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """What to write, as it comes; ends when the frames end or the stream is stopped."""
         filling = asyncio.create_task(self.fill())
         try:
-            while not self.stopped and not (self.finished and not self.pending):
-                await self.ready.wait()
-                self.ready.clear()
-                if self.pending and not self.stopped:
+            while not self.stopped:
+                if self.pending:
                     yield self.take()
+                elif self.finished:
+                    break
+                else:
+                    self._writer = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._writer
+                    finally:
+                        self._writer = None
             if not self.stopped:
                 await filling  # re-raises what ended the encoding, if anything did
         finally:
             filling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await filling
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class _Shutdown:
