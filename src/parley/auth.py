@@ -34,7 +34,7 @@ class TokenVerifier:
     """
 
     remember_s = 60.0
-    remember_max = 10_000
+    remember_max = 4096  # tokens are up to a few KiB: at most a few MiB of memory
 
     def __init__(
         self,
