@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.conftest import Live
 
 from parley.chat import events as ev
@@ -40,3 +42,27 @@ async def test_readers_keep_up_with_a_long_burst(live: Live, scripted: ScriptedP
     stream on the loop) is never a whole burst behind."""
     published = await _published_when_read(live, scripted)
     assert published[BURST // 3] < BURST
+
+
+async def test_a_cancel_while_the_run_steps_aside_ends_the_reply_as_cancelled(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    """A reader runs only while the run steps aside, so a cancel sent as the first text is read
+    reaches the run there: it must end like any cancel, not leave the reply streaming."""
+    scripted.enqueue([{"text": [f"t{i} " for i in range(BURST)]}])
+    convo = await live.services.store.create_conversation("alice")
+    runs = live.services.runs
+    turn = await runs.start("alice", convo.id, TurnRequest(content="go"))
+    seen: list[ev.EngineEvent] = []
+    async with asyncio.timeout(10):
+        async for _, event in runs.hub.subscribe(turn.run_id):
+            seen.append(event)
+            if isinstance(event, ev.TextDelta) and len(seen) == 2:
+                assert await runs.hub.send_control(turn.run_id, {"type": "cancel"})
+            if ev.is_terminal(event):
+                break
+    assert isinstance(seen[-1], ev.RunFinished)
+    assert seen[-1].finish_reason == "cancelled"
+    assert len(seen) < BURST  # it stopped early
+    message = await live.services.store.get_message("alice", convo.id, turn.message_id)
+    assert message.status == "cancelled"

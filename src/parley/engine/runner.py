@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,40 +29,6 @@ from parley.store.repositories import Store
 from parley.store.tables import Run
 
 log = structlog.get_logger("parley.runs")
-
-
-class _Turns:
-    """When a run hands the loop to the readers of what it publishes.
-
-    A run reading a burst (a fast model's chunks arrive many to a socket read) publishes event
-    after event without waiting for anything, and its readers, which write to the clients, only
-    run once it waits: the first token went out after the whole burst was parsed (about 1 ms
-    of the benchmark's added time to first token), and other streams waited as long. So a run
-    steps aside at its first text and after every ``budget`` seconds of a burst. Two steps: one
-    for the encoder, one for the response it wakes. A run that is waiting for its model between
-    events (a gap of ``gap`` seconds or more) is not in a burst and never steps aside.
-    """
-
-    def __init__(self, budget: float = 0.002, gap: float = 0.0005) -> None:
-        self.budget = budget
-        self.gap = gap
-        self.first_text = True
-        self.burst_since = self.last = time.perf_counter()
-
-    def due(self, event: ev.EngineEvent) -> bool:
-        now = time.perf_counter()
-        if now - self.last >= self.gap:
-            self.burst_since = now
-        self.last = now
-        if self.first_text and isinstance(event, ev.TextDelta):
-            self.first_text = False
-            return True
-        return now - self.burst_since >= self.budget
-
-    async def give(self) -> None:
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        self.burst_since = self.last = time.perf_counter()
 
 
 class RunManager:
@@ -111,14 +76,11 @@ class RunManager:
     async def _drive(self, turn: PreparedTurn, resume: bool) -> None:
         run_id = turn.run_id
         structlog.contextvars.bind_contextvars(run_id=run_id)  # this task's context only
-        turns = _Turns()
         try:
             async for event in self.engine.run(turn, resume=resume):
                 await self.hub.publish(run_id, event)
                 for listener in self.listeners:
                     listener(turn, event)
-                if turns.due(event):
-                    await turns.give()
         except Exception:
             log.exception("run_driver_failed", run_id=run_id)
             failure = ev.RunFailed(
