@@ -28,13 +28,24 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+# Every SQLite connection: fsync only at checkpoints (WAL), foreign keys enforced. The pool's
+# connections also make the file WAL, wait up to 10 s for the write lock and copy the WAL into the
+# database as it grows; the loop's own connection (:class:`InlineSQLite`) does neither.
+_SQLITE_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON")
+POOLED_PRAGMAS = ("journal_mode=WAL", *_SQLITE_PRAGMAS, "busy_timeout=10000")
+INLINE_PRAGMAS = (*_SQLITE_PRAGMAS, "busy_timeout=0", "wal_autocheckpoint=0")
+
+
+def _pragmas(*pragmas: str) -> Callable[[Any, ConnectionPoolEntry], None]:
+    """A ``connect`` listener that sets ``pragmas`` on each new connection."""
+
+    def apply(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    return apply
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
@@ -49,7 +60,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, pool_size=8, max_overflow=12, pool_timeout=60
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _pragmas(*POOLED_PRAGMAS))
         return engine
     return create_async_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
@@ -89,7 +100,7 @@ class InlineSQLite:
     def __init__(self, url: str) -> None:
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         self.engine: Engine = create_sync_engine(sync_url, poolclass=StaticPool)
-        event.listen(self.engine, "connect", _inline_pragmas)
+        event.listen(self.engine, "connect", _pragmas(*INLINE_PRAGMAS))
 
     @staticmethod
     def usable(url: str) -> bool:
@@ -107,15 +118,6 @@ class InlineSQLite:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _inline_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=0")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
 
 
 @contextlib.contextmanager
