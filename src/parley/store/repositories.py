@@ -75,7 +75,7 @@ _CONVERSATION_ATTRIBUTES = {  # column name -> attribute name (``metadata`` -> `
     for column in CONVERSATIONS.columns
 }
 INSERT_MESSAGES = insert(MESSAGES)
-INSERT_CONVERSATION = insert(CONVERSATIONS)
+CREATE_CONVERSATION = insert(CONVERSATIONS).returning(*CONVERSATIONS.columns)
 INSERT_RUN = insert(RUNS)
 SAVE_REPLY = (
     update(MESSAGES)
@@ -334,12 +334,11 @@ class Store:
     async def create_conversation(self, user_id: str, **fields: Any) -> Conversation:
         await self.ensure_user(user_id)
         now = utcnow()
-        values: dict[str, Any] = {"id": new_id("conv"), "user_id": user_id, **fields}
-        values.update(metadata_=values.pop("metadata", None) or {}, created_at=now)
-        values.update(updated_at=now, prompt_tokens=0, completion_tokens=0, cost=0.0)
-        row = {("metadata" if k == "metadata_" else k): v for k, v in values.items()}
-        await self._write(lambda conn: conn.execute(INSERT_CONVERSATION, row))
-        return Conversation(**values)
+        values = {"id": new_id("conv"), "user_id": user_id, "created_at": now, "updated_at": now}
+        values.update(fields, metadata=fields.get("metadata") or {})  # the column's name
+        # the row as stored, with the columns' own defaults: not a second copy of them here
+        row = await self._write(lambda conn: conn.execute(CREATE_CONVERSATION, values).one())
+        return _conversation_from(row)
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
         params = {"b_conversation": conversation_id, "b_user": user_id}
