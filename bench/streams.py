@@ -74,26 +74,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered), "p99": p99, "n": len(ordered)}
 
 
-async def first_token(server: Server, requests: int, chunks: int = 20) -> dict[str, float]:
-    """Time to first text event, one stream at a time, in seconds.
-
-    Each request opens a fresh connection: on a reused loopback connection httpx's request waits
-    about 40 ms (Nagle and delayed ACK), which would hide what the servers add.
-    """
-    fresh = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
-        await stream(http, server, model(chunks))  # warm up
-        times = [(await stream(http, server, model(chunks))).ttft for _ in range(requests)]
-    return percentiles(times)
-
-
 async def first_token_beside(
     server: Server, upstream: Server, requests: int, chunks: int = 20, pause: float = 0.02
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """:func:`first_token` of ``server`` and of the upstream alone, their requests taken in
-    turn: what the server adds is the difference, measured under the same conditions. Each
-    request starts ``pause`` seconds after the previous one ended, so that neither is timed
-    while the other is still finishing its last reply (parley writes it to the database)."""
+    """Time to the first text event (seconds), one stream at a time, of ``server`` and of the
+    upstream alone, their requests taken in turn: what the server adds is the difference,
+    measured under the same conditions. Each request opens a fresh connection: on a reused
+    loopback connection httpx's request waits about 40 ms (Nagle and delayed ACK), which would
+    hide what the servers add. Each request starts ``pause`` seconds after the previous one
+    ended, so that neither is timed while the other is still finishing its last reply (parley
+    writes it to the database)."""
     fresh = httpx.Limits(max_keepalive_connections=0)
     times: dict[str, list[float]] = {"server": [], "upstream": []}
     async with httpx.AsyncClient(timeout=30, limits=fresh) as http:

@@ -71,11 +71,16 @@ async def test_a_turn_is_read_and_committed_on_the_loop_thread(store: Store) -> 
 
 async def test_another_user_is_not_found_on_the_inline_path(store: Store) -> None:
     convo = await store.create_conversation("alice")
+    await _turn(store, "alice", convo.id)
+    leaf = (await store.get_conversation("alice", convo.id)).active_leaf_id
+    assert len(await store.branch("alice", convo.id, leaf_id=leaf)) == 2  # there is a branch
     with pytest.raises(NotFound):
         await store.get_conversation("mallory", convo.id)
     with pytest.raises(NotFound):
         await _turn(store, "mallory", convo.id)
-    assert await store.branch("mallory", convo.id, leaf_id=convo.active_leaf_id) == []
+    assert await store.branch("mallory", convo.id, leaf_id=leaf) == []
+    after = await store.get_conversation("alice", convo.id)
+    assert after.active_leaf_id == leaf  # mallory's turn moved nothing
 
 
 async def test_a_write_lock_held_elsewhere_waits_off_the_loop(
