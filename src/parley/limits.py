@@ -1,6 +1,7 @@
 """Per-user rate limits and budgets, shared across processes through Redis (in memory without it).
 
-- requests per minute (a fixed one-minute window) and concurrent runs (a set of run ids that ages
+- requests per minute (a sliding window: at most N admitted in any 60 seconds, so two bursts either
+  side of a minute's edge cannot double the rate) and concurrent runs (a set of run ids that ages
   out, so a crashed process cannot leak a slot for ever);
 - token and cost budgets per day, **reserved before each model call** with an estimate (prompt
   tokens + ``max_tokens``) in one atomic step, and **settled after each step** with the real usage.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +22,7 @@ from parley.config import LimitsConfig, Settings
 from parley.errors import RateLimited
 
 DAY = 86_400
+MINUTE = 60.0
 UNLIMITED = -1.0
 
 
@@ -127,7 +130,7 @@ class MemoryBackend:
 
     def __init__(self, run_timeout: float) -> None:
         self.lock = asyncio.Lock()
-        self.minutes: dict[tuple[str, int], int] = {}
+        self.admitted: dict[str, deque[float]] = {}
         self.running: dict[str, dict[str, float]] = {}
         self.tokens: dict[tuple[str, str], float] = {}
         self.costs: dict[tuple[str, str], float] = {}
@@ -137,10 +140,12 @@ class MemoryBackend:
         self, user_id: str, run_id: str, limits: LimitsConfig, tokens: int, cost: float, now: float
     ) -> float | None:
         async with self.lock:
-            minute = int(now // 60)
-            used = self.minutes.get((user_id, minute), 0)
-            if limits.requests_per_minute is not None and used >= limits.requests_per_minute:
-                return 60 - now % 60
+            admitted = self.admitted.setdefault(user_id, deque())
+            while admitted and admitted[0] <= now - MINUTE:
+                admitted.popleft()
+            rpm = limits.requests_per_minute
+            if rpm is not None and len(admitted) >= rpm:
+                return admitted[-rpm] + MINUTE - now if rpm > 0 else MINUTE
             runs = self.running.setdefault(user_id, {})
             for stale in [r for r, t in runs.items() if t < now - self.run_timeout]:
                 del runs[stale]
@@ -149,7 +154,7 @@ class MemoryBackend:
             wait = self._budget_wait(user_id, limits, tokens, cost, now)
             if wait is not None:
                 return wait
-            self.minutes[(user_id, minute)] = self.minutes.get((user_id, minute), 0) + 1
+            admitted.append(now)
             runs[run_id] = now
             self._add(user_id, tokens, cost)
             return None
@@ -192,15 +197,20 @@ class MemoryBackend:
 
 
 _ADMIT = """
-local minute_key, running_key, tokens_key, cost_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local admitted_key, running_key, tokens_key, cost_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rpm, concurrent = tonumber(ARGV[1]), tonumber(ARGV[2])
 local token_limit, cost_limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, run_id = tonumber(ARGV[5]), ARGV[6]
 local tokens, cost, run_timeout = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local counting = ARGV[10] == "1"
 if counting then
-  if rpm >= 0 and tonumber(redis.call('GET', minute_key) or '0') >= rpm then
-    return tostring(60 - (now % 60))
+  redis.call('ZREMRANGEBYSCORE', admitted_key, '-inf', now - 60)
+  if rpm == 0 then
+    return '60'
+  end
+  if rpm > 0 and redis.call('ZCARD', admitted_key) >= rpm then
+    local nth = redis.call('ZRANGE', admitted_key, -rpm, -rpm, 'WITHSCORES')
+    return tostring(tonumber(nth[2]) + 60 - now)
   end
   redis.call('ZREMRANGEBYSCORE', running_key, '-inf', now - run_timeout)
   if concurrent >= 0 and redis.call('ZCARD', running_key) >= concurrent then
@@ -214,8 +224,8 @@ if cost_limit >= 0 and tonumber(redis.call('GET', cost_key) or '0') + cost > cos
   return tostring(86400 - (now % 86400))
 end
 if counting then
-  redis.call('INCR', minute_key)
-  redis.call('EXPIRE', minute_key, 120)
+  redis.call('ZADD', admitted_key, now, run_id)
+  redis.call('EXPIRE', admitted_key, 61)
   redis.call('ZADD', running_key, now, run_id)
   redis.call('EXPIRE', running_key, run_timeout + 60)
 end
@@ -238,7 +248,7 @@ class RedisBackend:
     def _keys(self, user_id: str, now: float) -> list[str]:
         day = _day()
         return [
-            f"parley:limit:{user_id}:rpm:{int(now // 60)}",
+            f"parley:limit:{user_id}:admitted",
             f"parley:limit:{user_id}:running",
             f"parley:limit:{user_id}:tokens:{day}",
             f"parley:limit:{user_id}:cost:{day}",
