@@ -54,10 +54,18 @@ class RunManager:
     # starting and driving ----------------------------------------------------------------
 
     async def start(self, user_id: str, conversation_id: str, request: TurnRequest) -> PreparedTurn:
-        """Validate and commit the turn, then run it in the background. Errors raise here."""
+        """Validate and commit the turn, then run it in the background. Errors raise here.
+
+        Returns once the model has the request (or the run ended first): the run has the loop
+        to itself until then, and the caller builds its response while the model thinks. Built
+        first, the response's tasks and first write ran between the run's steps to the model
+        and added to every first token (bench/RESULTS.md).
+        """
         turn = await self.engine.prepare(user_id, conversation_id, request, owner=self.instance)
+        turn.asked = asyncio.get_running_loop().create_future()
         await self.hub.open(turn.run_id)
         await self._spawn(turn, resume=False)
+        await turn.asked
         return turn
 
     async def _spawn(self, turn: PreparedTurn, *, resume: bool) -> None:
@@ -69,7 +77,9 @@ class RunManager:
             await self._control(run_id, message)
 
         await self.hub.own(run_id, control)
-        self._tasks[run_id] = asyncio.create_task(self._drive(turn, resume), name=f"run {run_id}")
+        task = asyncio.create_task(self._drive(turn, resume), name=f"run {run_id}")
+        task.add_done_callback(lambda _: turn.model_asked())  # even if it never ran
+        self._tasks[run_id] = task
         loop = asyncio.get_running_loop()
         self._timers[run_id] = loop.call_later(self.settings.run_timeout, self._timeout, run_id)
 

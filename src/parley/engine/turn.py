@@ -109,6 +109,12 @@ class PreparedTurn:
     checkpointer: _Checkpointer | None = None
     reservation: Reservation | None = None
     cost: float = 0.0
+    # Resolved once the first model request is on the wire, or will not be (see RunManager.start).
+    asked: asyncio.Future[None] | None = None
+
+    def model_asked(self) -> None:
+        if self.asked is not None and not self.asked.done():
+            self.asked.set_result(None)
 
 
 class Engine:
@@ -342,16 +348,20 @@ class Engine:
     async def _model_step(
         self, turn: PreparedTurn, builder: PartsBuilder, calls: list[ev.ToolCallReady]
     ) -> AsyncIterator[ev.EngineEvent]:
+        provider = turn.model.provider
         request = ProviderRequest(
             model=turn.model.model,
             messages=self._messages(turn, builder),
             tools=turn.tools.specs(),
             temperature=turn.temperature,
             max_tokens=turn.max_tokens,
+            on_sent=turn.model_asked if provider.reports_sent else None,
         )
+        if not provider.reports_sent:
+            turn.model_asked()
         assembler = _ToolCallAssembler()
         finish = "stop"
-        stream = turn.model.provider.stream(request)
+        stream = provider.stream(request)
         try:
             async for chunk in stream:
                 if isinstance(chunk, TextChunk):
@@ -381,6 +391,7 @@ class Engine:
                         message=f"waiting for the model: position {chunk.position} in the queue",
                     )
         finally:
+            turn.model_asked()  # it failed before its request left, say
             await stream.aclose()  # type: ignore[attr-defined]
         for ready in assembler.finish():
             calls.append(ready)

@@ -3,12 +3,16 @@
 A provider turns one :class:`ProviderRequest` (a provider-neutral chat history plus tools) into a
 stream of small events. It raises only :mod:`parley.errors` exceptions: foreign ones are
 translated where they arise.
+
+A provider that can tell when its request has left (``reports_sent``) calls the request's
+``on_sent`` then: the engine lets the model have the loop until its request is on the wire, and
+builds the client's response while the model thinks (``RunManager.start``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -54,6 +58,8 @@ class ProviderRequest(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list)
     temperature: float | None = None
     max_tokens: int | None = None
+    # Called once the request is on the wire (only by a provider that ``reports_sent``).
+    on_sent: Callable[[], None] | None = Field(default=None, exclude=True, repr=False)
 
 
 class TextChunk(BaseModel):
@@ -102,6 +108,7 @@ class Provider(ABC):
 
     name: str = "provider"
     supports_images: bool = False
+    reports_sent: bool = False  # calls ``request.on_sent`` once its request has left
 
     @abstractmethod
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:

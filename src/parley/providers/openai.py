@@ -182,6 +182,8 @@ class OpenAIProvider(Provider):
             ),
         )
 
+    reports_sent = True
+
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
         return stream_with_retries(
             lambda: self._attempt(request), self.retry_policy, provider=self.name
@@ -201,7 +203,12 @@ class OpenAIProvider(Provider):
         response: httpx.Response | None = None
         try:
             # the body is not kept in a local: it would be held for as long as the reply streams
-            stream = self._http.stream("POST", "/chat/completions", json=request_body(request))
+            stream = self._http.stream(
+                "POST",
+                "/chat/completions",
+                json=request_body(request),
+                extensions=_when_sent(request.on_sent),
+            )
             async with stream as response:
                 if response.status_code >= 400:
                     raise await self._status_error(response, request.model)
@@ -330,6 +337,19 @@ def _reasoning(delta: dict[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _when_sent(on_sent: Callable[[], None] | None) -> dict[str, Any]:
+    """httpcore's ``trace`` extension, calling ``on_sent`` once the request body has left (or
+    a step before it failed: a retry's back-off should not hold the client's response)."""
+    if on_sent is None:
+        return {}
+
+    async def trace(event: str, _info: dict[str, Any]) -> None:
+        if event.endswith(("send_request_body.complete", ".failed")):
+            on_sent()
+
+    return {"trace": trace}
 
 
 def request_body(request: ProviderRequest) -> dict[str, Any]:
