@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import parley.providers.builtin  # noqa: F401  (registers the built-in providers)
 from parley import __version__
 from parley.api import errors
-from parley.api.deps import Services, no_null_bytes
-from parley.api.middleware import BodyLimit, RequestId, SecurityHeaders
+from parley.api.deps import Services
+from parley.api.middleware import Edge
 from parley.api.openapi import ERROR_RESPONSES
 from parley.api.routes import (
     chat,
@@ -36,7 +36,7 @@ from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
 from parley.limits import Limiter, MemoryBackend, RedisBackend
 from parley.logging import configure as configure_logging
-from parley.metrics import Metrics, RequestMetrics
+from parley.metrics import Metrics
 from parley.metrics import router as metrics_router
 from parley.providers.registry import ProviderRegistry, build_registry
 from parley.runs.base import RunHub
@@ -166,11 +166,12 @@ def create_app(
         description="A self-hosted AI chat backend.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(no_null_bytes)],
     )
     errors.install(app)
+    # the streaming chat routes first: a request is matched against the routes in order
+    app.include_router(chat.router)
     app.include_router(metrics_router)
-    for module in (health, conversations, chat, runs):
+    for module in (health, conversations, runs):
         app.include_router(module.router)
     for door in (vercel, openai_compat, sessions, todo_chat, ws):
         app.include_router(door.router)
@@ -187,14 +188,12 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Run-Id", "X-Chat-Session-Id", "X-Request-Id", "X-Error-Code"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
-        SecurityHeaders,
+        Edge,
+        max_body_bytes=settings.max_body_bytes,
         headers=settings.security_headers,
         csp=settings.content_security_policy or None,
     )
-    app.add_middleware(RequestMetrics)  # inside RequestId: its lines carry the request id
-    app.add_middleware(RequestId)
     return app
 
 

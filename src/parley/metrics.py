@@ -1,7 +1,7 @@
-"""Prometheus metrics: one registry per app, fed by the run events and an ASGI middleware.
+"""Prometheus metrics: one registry per app, fed by the run events and the edge middleware.
 
 :class:`Metrics` is a ``RunManager`` listener (``metrics(turn, event)``) for runs, tokens, tools and
-approvals; :class:`RequestMetrics` counts requests by route template, times them, tracks open
+approvals; :class:`RequestMeter` counts requests by route template, times them, tracks open
 streams and writes one access log line each. ``GET /metrics`` renders the registry; it is open
 unless ``PARLEY_METRICS_TOKEN`` is set, then it needs that bearer token.
 """
@@ -23,7 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from parley.chat import events as ev
 from parley.errors import Unauthenticated
@@ -181,35 +181,35 @@ def route_template(scope: Scope, original: Scope) -> str:
     return "unmatched"
 
 
-class RequestMetrics:
-    """Pure ASGI (streaming-safe): count and time each request, track open SSE streams, log it."""
+class RequestMeter:
+    """One HTTP request's metrics (kept by the edge middleware): counted and timed by route
+    template when it ends, an open stream while its response is an event stream, one access log
+    line."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    __slots__ = ("metrics", "original", "response", "started")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, metrics: Metrics, scope: Scope) -> None:
+        self.metrics = metrics
+        self.original = {k: scope[k] for k in _MATCHED_ON if k in scope}  # held for the stream
+        self.started = time.perf_counter()
+        self.response: dict[str, Any] = {"status": 500, "stream": False, "run_id": None}
+
+    @classmethod
+    def of(cls, scope: Scope) -> RequestMeter | None:
+        """A meter for the request, once the app has its services (not before its lifespan)."""
         services = getattr(getattr(scope.get("app"), "state", None), "services", None)
         metrics: Metrics | None = getattr(services, "metrics", None)
-        if scope["type"] != "http" or metrics is None:
-            await self.app(scope, receive, send)
-            return
-        original = {k: scope[k] for k in _MATCHED_ON if k in scope}  # held for the whole stream
-        started = time.perf_counter()
-        response: dict[str, Any] = {"status": 500, "stream": False, "run_id": None}
+        return None if metrics is None else cls(metrics, scope)
 
-        async def watching_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                _seen_start(message, response, metrics)
-            await send(message)
+    def response_started(self, message: Message) -> None:
+        _seen_start(message, self.response, self.metrics)
 
-        try:
-            await self.app(scope, receive, watching_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            template = route_template(scope, original)
-            _record(metrics, scope, template, response, elapsed)
-            if response["stream"]:
-                metrics.open_streams.dec()
+    def finish(self, scope: Scope) -> None:
+        elapsed = time.perf_counter() - self.started
+        template = route_template(scope, self.original)
+        _record(self.metrics, scope, template, self.response, elapsed)
+        if self.response["stream"]:
+            self.metrics.open_streams.dec()
 
 
 def _seen_start(message: Message, response: dict[str, Any], metrics: Metrics) -> None:

@@ -157,6 +157,23 @@ async def test_invalid_utf8_on_the_openai_door_is_a_400_in_openais_shape(
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
+async def test_the_edge_refuses_openai_requests_in_openais_shape(live_any_db: Live) -> None:
+    """A body over the limit and a null byte in the body are refused before any route runs; on
+    the OpenAI door the refusal is still in OpenAI's shape."""
+    body = {"model": "scripted/demo", "messages": [{"role": "user", "content": "a\x00b"}]}
+    async with live_any_db.client() as http:
+        null = await http.post("/v1/chat/completions", json=body)
+        big = await http.post(
+            "/v1/chat/completions",
+            content=b"x" * 2_100_000,
+            headers={"content-type": "application/json"},
+        )
+    _assert_openai_error(null, 400)
+    assert "null bytes" in null.json()["error"]["message"]
+    _assert_openai_error(big, 413)
+    assert live_any_db.scripted.requests == []
+
+
 async def test_an_unroutable_openai_path_is_a_404_in_openais_shape(live_any_db: Live) -> None:
     async with live_any_db.client() as http:
         response = await http.get("/v1/models/a%0Ab")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.requests import HTTPConnection
 
 from parley.auth import TokenVerifier
 from parley.config import Settings
 from parley.engine.runner import RunManager
 from parley.engine.turn import Engine
-from parley.errors import Forbidden, Unauthenticated, ValidationFailed
+from parley.errors import Forbidden, Unauthenticated
 from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
 from parley.store.repositories import Store
@@ -49,29 +47,12 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def current_user(
-    request: Request, services: Annotated[Services, Depends(get_services)]
-) -> str:
+async def current_user(request: Request) -> str:
+    services: Services = request.app.state.services
     principal = await services.verifier.verify(bearer_token(request))
     await services.store.ensure_user(principal.user_id)
     request.state.user_id = principal.user_id
     return principal.user_id
-
-
-# A JSON ``\u0000`` escape: one not itself escaped (``\\u0000`` is a backslash, then text).
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-async def no_null_bytes(connection: HTTPConnection) -> None:
-    """Refuse U+0000 in the path, the query or a JSON body: PostgreSQL cannot store it in text,
-    and a value that works on SQLite but fails on PostgreSQL is worse than a clear 400."""
-    if connection.scope["type"] != "http":
-        return
-    query = connection.query_params.multi_items()
-    if "\x00" in connection.url.path or any("\x00" in k + v for k, v in query):
-        raise ValidationFailed("null bytes (U+0000) are not accepted in the URL")
-    if isinstance(connection, Request) and _NUL_ESCAPE.search(await connection.body()):
-        raise ValidationFailed("null bytes (U+0000) are not accepted in text")
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,148 +1,178 @@
-"""Pure ASGI middleware (streaming-safe): request ids, security headers and a body size limit."""
+"""The edge: one pure ASGI middleware (streaming-safe) that every request passes through.
+
+It gives each request an id (echoed, and bound to its log lines), counts and times it
+(:class:`parley.metrics.RequestMeter`), adds the security headers, and checks the request itself
+before any route runs: a body over the limit is a 413, a null byte in the URL or a JSON body a
+400 (PostgreSQL cannot store U+0000 in text, and a value that works on SQLite but fails on
+PostgreSQL is worse than a clear 400). An error no handler took becomes a 500 naming the request id.
+
+One layer, not four: each layer wrapped ``send`` and ``receive`` again, so every write of every
+stream went through each wrapper and each kept its closures for as long as the stream was open.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 
 import structlog
-from starlette.exceptions import HTTPException
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.api.errors import unexpected_error_response
+from parley.api.errors import OPENAI_PREFIX, error_response, unexpected_error_response
+from parley.metrics import RequestMeter
+from parley.protocols.openai_chat import error_body as openai_error_body
 
 log = structlog.get_logger("parley.api")
 
+# A JSON ``\u0000`` escape: one not itself escaped (``\\u0000`` is a backslash, then text).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+_DOCS = ("/docs", "/redoc")
 
-class SecurityHeaders:
-    """Add ``headers`` to every HTTP response that does not set them itself.
 
-    The content security policy is left off the interactive API docs (``/docs``, ``/redoc``),
-    which load their scripts from a CDN.
+class Refused(Exception):
+    """The request is refused at the edge, before any route sees it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Edge:
+    """Request id, metrics, security headers, and the checks of the request's URL and body.
+
+    The interactive API docs (``/docs``, ``/redoc``) load their scripts from a CDN, so they get
+    the security headers without the content security policy.
     """
 
-    DOCS = ("/docs", "/redoc")
-
-    def __init__(self, app: ASGIApp, *, headers: dict[str, str], csp: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, headers: dict[str, str], csp: str | None
+    ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        self.csp = [(b"content-security-policy", csp.encode())] if csp else []
+        self.with_csp = list(self.headers)
+        if csp:
+            self.with_csp.append((b"content-security-policy", csp.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        extra = self.headers
-        if not str(scope.get("path", "")).startswith(self.DOCS):
-            extra = [*extra, *self.csp]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                added = [(k, v) for k, v in extra if k not in present]
-                message["headers"] = [*message.get("headers", []), *added]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class RequestId:
-    """Echo ``X-Request-Id`` (or make one) and bind it to every log line of the request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming[:100] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id, route=scope.get("path"))
+        try:
+            if kind == "http":
+                await self._http(scope, receive, send, request_id)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "route")
 
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        path = str(scope.get("path", ""))
+        added = self.headers if path.startswith(_DOCS) else self.with_csp
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
+        meter = RequestMeter.of(scope)
         started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in added if h[0] not in present)
+                headers.append(id_header)
                 message["headers"] = headers
+                if meter is not None:
+                    meter.response_started(message)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                _check_url(scope)
+                if scope.get("method", "GET") not in _WITHOUT_BODY:
+                    receive = await self._read_body(scope, receive)
+            except Refused as refused:
+                await _refuse(scope, refused, edge_send)
+                return
+            await self.app(scope, receive, edge_send)
         except Exception:
             log.exception("unhandled_error", request_id=request_id)
-            if scope["type"] != "http" or started:
+            if started:
                 raise
-            response = unexpected_error_response(request_id)
-            await response(scope, receive, send_with_id)
+            await unexpected_error_response(request_id)(scope, receive, edge_send)
         finally:
-            structlog.contextvars.unbind_contextvars("request_id", "route")
+            if meter is not None:
+                meter.finish(scope)
 
-
-class BodyLimit:
-    """Refuse bodies over ``max_bytes`` with 413 before the route reads them whole."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def _read_body(self, scope: Scope, receive: Receive) -> Receive:
+        """Read the whole body (under the limit), check it, and hand it to the app as one
+        message; later ``receive`` calls (the disconnect) go to the server."""
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _too_large(send, self.max_bytes)
-            return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise Refused(413, f"the body is over {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"the body is over {self.max_bytes} bytes")
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _too_large(send, self.max_bytes)
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                return _replay(message, receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise Refused(413, f"the body is over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if _NUL_ESCAPE.search(body):
+            raise Refused(400, "null bytes (U+0000) are not accepted in text")
+        return _replay({"type": "http.request", "body": body, "more_body": False}, receive)
 
 
-class _TooLarge(Exception):
-    pass
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` if it is printable (cut to 100 characters), else a new one."""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            incoming: str = value.decode("latin-1")
+            if incoming and incoming.isprintable():
+                return incoming[:100]
+            break
+    return uuid.uuid4().hex
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "success": False,
-            "error": {"code": "ERR_VALIDATION", "message": f"the body is over {limit} bytes"},
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-error-code", b"ERR_VALIDATION"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _check_url(scope: Scope) -> None:
+    query = scope.get("query_string", b"")
+    if "\x00" in str(scope.get("path", "")) or b"%00" in query or b"\x00" in query:
+        raise Refused(400, "null bytes (U+0000) are not accepted in the URL")
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    pending: list[Message] = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _refuse(scope: Scope, refused: Refused, send: Send) -> None:
+    """The contract's error shape; under ``/v1/`` (the OpenAI door) OpenAI's."""
+    response: Response
+    if str(scope.get("path", "")).startswith(OPENAI_PREFIX):
+        body = openai_error_body(refused.status, refused.message)
+        response = JSONResponse(body, status_code=refused.status)
+    else:
+        response = error_response(refused.status, "ERR_VALIDATION", refused.message)
+
+    async def nothing() -> Message:
+        return {"type": "http.disconnect"}
+
+    await response(scope, nothing, send)
