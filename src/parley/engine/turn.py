@@ -25,7 +25,7 @@ from parley.chat.ids import new_id
 from parley.chat.messages import Part, PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
-from parley.engine.history import to_chat
+from parley.engine.history import assistant_messages, to_chat
 from parley.engine.tools import ToolRunner, ToolSet
 from parley.errors import ParleyError, ValidationFailed
 from parley.limits import Limiter, Reservation, price_of
@@ -401,8 +401,7 @@ class Engine:
     def _messages(self, turn: PreparedTurn, builder: PartsBuilder) -> list[ChatMessage]:
         limit = self.settings.tool_result_max_chars
         messages = to_chat(turn.history, system=turn.system, max_result_chars=limit)
-        current = Message(role="assistant", parts=builder.parts)
-        messages.extend(to_chat([current], system=None, max_result_chars=limit))
+        messages.extend(assistant_messages(builder.parts, limit))  # this reply's steps so far
         return messages
 
     async def _admit(

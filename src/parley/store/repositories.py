@@ -33,7 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
+from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from parley.chat.ids import new_id
 from parley.chat.messages import Part, text_of
@@ -180,7 +182,20 @@ def _end_run(*, with_state: bool, finished: bool) -> Update:
 
 def _conversation_from(row: Row[Any]) -> Conversation:
     """A (detached) Conversation from a plain row, without an ORM session's bookkeeping."""
-    return Conversation(**{_CONVERSATION_ATTRIBUTES[k]: v for k, v in row._mapping.items()})
+    values = {_CONVERSATION_ATTRIBUTES[k]: v for k, v in row._mapping.items()}
+    return _detached(Conversation, values)
+
+
+configure_mappers()  # ``_detached`` builds objects before any query would have configured them
+
+
+def _detached(cls: type[T], values: dict[str, Any]) -> T:
+    """An object of a mapped class, in no session, holding ``values`` as they are: a snapshot
+    to read, never to add to a session. The ORM's constructor fires an attribute event per
+    column (about 20 µs for a message); this is what the ORM's own loading does (1.5 µs)."""
+    instance: T = manager_of_class(cls).new_instance()
+    instance_dict(instance).update(values)
+    return instance
 
 
 def _orm(conn: Connection) -> Session:
@@ -613,14 +628,14 @@ class Store:
                 _link(rows, parent_id, depth)
                 conn.execute(INSERT_MESSAGES, rows)
             if continue_message_id is None:
-                assistant = Message(**rows[-1])
+                assistant = _detached(Message, rows[-1])
             else:
                 assistant = _restream(conn, user_id, conversation_id, leaf_id)
             conn.execute(INSERT_RUN, run)
             return assistant
 
         assistant = await self._write(begin)
-        user_message = Message(**rows[0]) if user_parts is not None else None
+        user_message = _detached(Message, rows[0]) if user_parts is not None else None
         return user_message, assistant
 
     async def begin_turn_continue(

@@ -1,0 +1,54 @@
+"""Objects the store hands out as snapshots read exactly like the ORM's own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import inspect
+
+from parley.store.db import create_engine, session_factory
+from parley.store.repositories import Store, _detached, _message_values
+from parley.store.tables import Conversation, Message
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = Store(session_factory(create_engine(database_url)))
+    yield store
+    await store.close()
+
+
+def _columns(obj: object, cls: type) -> dict[str, object]:
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(cls).column_attrs}
+
+
+def test_a_detached_message_reads_like_one_built_by_the_orm() -> None:
+    values = _message_values("alice", "conv_1", "assistant", [], "streaming", "openai/m")
+    values.update(parent_id="msg_0", depth=3)
+    built, fast = Message(**values), _detached(Message, dict(values))
+    assert _columns(fast, Message) == _columns(built, Message)
+    assert fast.status == "streaming" and fast.error is None
+    assert inspect(fast).session is None
+
+
+async def test_the_conversation_and_the_new_turn_come_back_as_stored(store: Store) -> None:
+    created = await store.create_conversation("alice", title="t")
+    read = await store.get_conversation("alice", created.id)
+    assert isinstance(read, Conversation)
+    assert _columns(read, Conversation) == _columns(created, Conversation)
+    user, assistant = await store.begin_turn(
+        "alice",
+        created.id,
+        user_parts=[{"type": "text", "text": "hi"}],
+        parent_id=None,
+        model="scripted/demo",
+        run_id="run_1",
+        title=None,
+    )
+    assert user is not None
+    stored = await store.branch("alice", created.id, leaf_id=assistant.id)
+    assert [_columns(m, Message) for m in stored] == [
+        _columns(user, Message),
+        _columns(assistant, Message),
+    ]
