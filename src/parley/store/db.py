@@ -101,6 +101,7 @@ class InlineSQLite:
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         self.engine: Engine = create_sync_engine(sync_url, poolclass=StaticPool)
         event.listen(self.engine, "connect", _pragmas(*INLINE_PRAGMAS))
+        self._conn: Connection | None = None
 
     @staticmethod
     def usable(url: str) -> bool:
@@ -108,15 +109,31 @@ class InlineSQLite:
         database = make_url(url).database if is_sqlite(url) else None
         return bool(database) and database != ":memory:" and "mode=memory" not in url
 
+    def _connection(self) -> Connection:
+        """One connection, kept: checking one out of a pool and back (with its reset) for each
+        transaction cost more than the transaction's statements."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.engine.connect()
+        return conn
+
     def read(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.connect() as conn, _busy_raises():
-            return work(conn)
+        conn = self._connection()
+        try:
+            with _busy_raises():
+                return work(conn)
+        finally:
+            conn.rollback()  # ends the read's transaction: nothing to undo
 
     def write(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.connect() as conn, _busy_raises(), conn.begin():
+        conn = self._connection()
+        with _busy_raises(), conn.begin():
             return work(conn)
 
     def dispose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         self.engine.dispose()
 
 
