@@ -35,7 +35,7 @@ REDIS = os.environ.get("PARLEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 @dataclass(frozen=True)
 class Sizes:
-    ttft_requests: int = 50
+    ttft_requests: int = 200
     chunks: int = 10_000
     concurrency: int = 100
     concurrent_chunks: int = 200
