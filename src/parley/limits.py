@@ -81,10 +81,11 @@ class Limiter:
     def __init__(self, settings: Settings, backend: Backend) -> None:
         self.settings = settings
         self.backend = backend
+        # Nothing configured (the default): no request pays for working out its user's limits.
+        self.configured = bool(settings.user_limits) or _any_limit(settings.limits)
 
     def active(self, user_id: str) -> bool:
-        limits = limits_for(self.settings, user_id)
-        return any(v is not None for v in limits.model_dump().values())
+        return self.configured and _any_limit(limits_for(self.settings, user_id))
 
     async def admit(self, user_id: str, run_id: str, model_ref: str, estimate: int) -> Reservation:
         """Before anything is written: 429 when over a limit, else the first step's reservation."""
@@ -115,6 +116,10 @@ class Limiter:
         await self.backend.settle(held.user_id, 0, 0.0, held.tokens, held.cost)
         held.tokens, held.cost = 0, 0.0
         await self.backend.finish(held.user_id, held.run_id)
+
+
+def _any_limit(limits: LimitsConfig) -> bool:
+    return any(v is not None for v in limits.model_dump().values())
 
 
 def _why(limits: LimitsConfig) -> str:

@@ -25,7 +25,7 @@ from parley.chat.ids import new_id
 from parley.chat.messages import Part, PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
-from parley.engine.history import assistant_messages, to_chat
+from parley.engine.history import assistant_messages, to_chat, user_message
 from parley.engine.tools import ToolRunner, ToolSet
 from parley.errors import ParleyError, ValidationFailed
 from parley.limits import Limiter, Reservation, price_of
@@ -416,15 +416,10 @@ class Engine:
         """Rate limits and the first step's budget reservation, before anything is written."""
         if self.limiter is None or not self.limiter.active(user_id):
             return None
-        extra = [Message(role="user", parts=user_parts)] if user_parts else []
-        estimate = self._estimate(
-            to_chat(
-                [*history, *extra],
-                system=None,
-                max_result_chars=self.settings.tool_result_max_chars,
-            ),
-            request.max_tokens,
-        )
+        chat = to_chat(history, system=None, max_result_chars=self.settings.tool_result_max_chars)
+        if user_parts:
+            chat.append(user_message(user_parts))
+        estimate = self._estimate(chat, request.max_tokens)
         return await self.limiter.admit(user_id, run_id, model.ref, estimate)
 
     def _estimate(self, messages: list[ChatMessage], max_tokens: int | None) -> int:
