@@ -48,6 +48,7 @@ async def _start(live: Live, provider: str) -> asyncio.Task[object]:
 async def test_start_waits_until_the_provider_reports_its_request_sent(live: Live) -> None:
     holding = _Holding()
     live.services.providers.register("holding", holding, default_model="m")
+    live.services.runs.ask_first_limit = 30
     starting = await _start(live, "holding")
     await asyncio.sleep(0.2)
     assert not starting.done()  # the message is committed, the model not yet asked
@@ -57,7 +58,21 @@ async def test_start_waits_until_the_provider_reports_its_request_sent(live: Liv
     await live.services.runs.wait(turn.run_id)  # type: ignore[attr-defined]
 
 
+async def test_start_waits_for_the_model_request_at_most_a_moment(live: Live) -> None:
+    """A model host that does not take the connection must not hold the client's response."""
+    holding = _Holding()
+    live.services.providers.register("holding", holding, default_model="m")
+    live.services.runs.ask_first_limit = 0.05
+    starting = await _start(live, "holding")
+    async with asyncio.timeout(5):
+        turn = await starting
+    assert turn.asked is not None and turn.asked.cancelled()  # type: ignore[attr-defined]
+    holding.send.set()  # the request leaves later: nothing waits for it any more
+    await live.services.runs.wait(turn.run_id)  # type: ignore[attr-defined]
+
+
 async def test_the_openai_provider_reports_the_request_before_any_answer(live: Live) -> None:
+    live.services.runs.ask_first_limit = 30
     async with FakeOpenAI() as fake:
         fake.enqueue(hang())  # takes the request, never answers
         provider = OpenAIProvider(base_url=fake.base_url, api_key="sk-fake", max_retries=0)
@@ -80,6 +95,7 @@ async def test_a_request_that_cannot_leave_does_not_hold_the_response(live: Live
     provider = OpenAIProvider(base_url=f"http://127.0.0.1:{port}/v1", api_key="x")
     provider.retry_policy = RetryPolicy(max_retries=1, base_delay=60, max_delay=60)
     live.services.providers.register("down", provider, default_model="m")
+    live.services.runs.ask_first_limit = 30
     starting = await _start(live, "down")
     async with asyncio.timeout(5):
         turn = await starting  # not after the minute's back-off
@@ -95,6 +111,7 @@ async def test_a_request_that_cannot_leave_does_not_hold_the_response(live: Live
 async def test_a_provider_that_cannot_tell_does_not_hold_the_response(
     live: Live, scripted: ScriptedProvider
 ) -> None:
+    live.services.runs.ask_first_limit = 30
     scripted.enqueue([{"wait": "go"}, {"text": "late"}])
     starting = await _start(live, "scripted")
     async with asyncio.timeout(5):

@@ -50,22 +50,28 @@ class RunManager:
         self._turns: dict[str, PreparedTurn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.listeners: list[Any] = []
+        self.ask_first_limit = 0.2  # seconds ``start`` waits for the model request to leave
 
     # starting and driving ----------------------------------------------------------------
 
     async def start(self, user_id: str, conversation_id: str, request: TurnRequest) -> PreparedTurn:
         """Validate and commit the turn, then run it in the background. Errors raise here.
 
-        Returns once the model has the request (or the run ended first): the run has the loop
-        to itself until then, and the caller builds its response while the model thinks. Built
-        first, the response's tasks and first write ran between the run's steps to the model
-        and added to every first token (bench/RESULTS.md).
+        Returns once the model has the request (or the run ended first), or after
+        ``ask_first_limit`` seconds: the run has the loop to itself until then, and the caller
+        builds its response while the model thinks. Built first, the response's tasks and first
+        write ran between the run's steps to the model and added to every first token
+        (bench/RESULTS.md). The limit keeps a model host that does not answer the connection
+        from holding the client's response (and its ``start`` event) for the whole connect
+        timeout.
         """
         turn = await self.engine.prepare(user_id, conversation_id, request, owner=self.instance)
         turn.asked = asyncio.get_running_loop().create_future()
         await self.hub.open(turn.run_id)
         await self._spawn(turn, resume=False)
-        await turn.asked
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.ask_first_limit):
+                await turn.asked  # cancelled by the timeout: ``model_asked`` skips it then
         return turn
 
     async def _spawn(self, turn: PreparedTurn, *, resume: bool) -> None:
