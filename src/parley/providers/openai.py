@@ -151,6 +151,8 @@ def status_error(
 class OpenAIProvider(Provider):
     """Chat Completions over the official SDK, streamed, with usage included."""
 
+    reports_sent = True  # httpcore's trace tells when the request body has left
+
     def __init__(
         self,
         *,
@@ -181,8 +183,6 @@ class OpenAIProvider(Provider):
                 max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0
             ),
         )
-
-    reports_sent = True
 
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
         return stream_with_retries(
