@@ -67,10 +67,13 @@ TINY = Sizes(
 
 async def _streaming(server: procs.Server, upstream: procs.Server, sizes: Sizes) -> dict[str, Any]:
     await procs.settle([server, upstream], at_least=sizes.settle_s)
-    ttft, upstream_ttft = await streams.first_token_beside(server, upstream, sizes.ttft_requests)
+    ttft, upstream_ttft, paired = await streams.first_token_beside(
+        server, upstream, sizes.ttft_requests
+    )
     return {
         "ttft_s": ttft,
         "upstream_ttft_s": upstream_ttft,
+        "ttft_added_paired_s": paired,
         "one_stream": await streams.throughput(server, sizes.chunks),
         "concurrent": await streams.throughput(server, sizes.concurrent_chunks, sizes.concurrency),
         "cancel_s": await streams.cancel_latency(server, upstream, sizes.cancels),
@@ -235,6 +238,7 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     p, q = r["parley"], r["relay"]
     pa, qa = _added(p), _added(q)
+    pp, qp = p["ttft_added_paired_s"], q["ttft_added_paired_s"]
     ms = 1e3
     return [
         ("TTFT p50 (ms)", p["ttft_s"]["p50"] * ms, q["ttft_s"]["p50"] * ms),
@@ -242,6 +246,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
         ("TTFT added p50 (ms)", pa["p50"] * ms, qa["p50"] * ms),
         ("TTFT added p99 (ms)", pa["p99"] * ms, qa["p99"] * ms),
         ("upstream TTFT p50, beside (ms)", p["upstream_ttft_s"]["p50"] * ms, q["upstream_ttft_s"]["p50"] * ms),
+        ("TTFT added p50, paired (ms)", pp["p50"] * ms, qp["p50"] * ms),
         ("1 stream events/s", p["one_stream"]["events_per_s"], q["one_stream"]["events_per_s"]),
         ("1 stream CPU us/event", p["one_stream"]["cpu_us_per_event"], q["one_stream"]["cpu_us_per_event"]),
         ("100 streams events/s", p["concurrent"]["events_per_s"], q["concurrent"]["events_per_s"]),

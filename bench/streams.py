@@ -76,14 +76,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 async def first_token_beside(
     server: Server, upstream: Server, requests: int, chunks: int = 20, pause: float = 0.02
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Time to the first text event (seconds), one stream at a time, of ``server`` and of the
     upstream alone, their requests taken in turn: what the server adds is the difference,
     measured under the same conditions. Each request opens a fresh connection: on a reused
     loopback connection httpx's request waits about 40 ms (Nagle and delayed ACK), which would
     hide what the servers add. Each request starts ``pause`` seconds after the previous one
     ended, so that neither is timed while the other is still finishing its last reply (parley
-    writes it to the database)."""
+    writes it to the database). The third result is the percentiles of the paired differences
+    (each server request less the upstream request just before it): what the server adds, less
+    moved by the machine's speed drifting during the scenario than a difference of medians."""
     fresh = httpx.Limits(max_keepalive_connections=0)
     times: dict[str, list[float]] = {"server": [], "upstream": []}
     async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
@@ -94,7 +96,8 @@ async def first_token_beside(
             times["upstream"].append((await stream(http, upstream, model(chunks))).ttft)
             await asyncio.sleep(pause)
             times["server"].append((await stream(http, server, model(chunks))).ttft)
-    return percentiles(times["server"]), percentiles(times["upstream"])
+    paired = [a - b for a, b in zip(times["server"], times["upstream"], strict=True)]
+    return percentiles(times["server"]), percentiles(times["upstream"]), percentiles(paired)
 
 
 async def throughput(server: Server, chunks: int, concurrency: int = 1) -> dict[str, Any]:

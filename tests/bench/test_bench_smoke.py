@@ -29,6 +29,7 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         assert r[side]["cancel_s"]["n"] == tiny["cancels"]
         # the upstream's own first token is measured beside each server's, request by request
         assert r[side]["ttft_s"]["n"] == r[side]["upstream_ttft_s"]["n"] == tiny["ttft_requests"]
+        assert r[side]["ttft_added_paired_s"]["n"] == tiny["ttft_requests"]
         levels = r[side]["paced"]["levels"]
         assert [level["streams"] for level in levels] == tiny["paced_levels"]
         assert all(level["errors"] == 0 for level in levels), levels
