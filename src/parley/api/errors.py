@@ -55,6 +55,17 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is not valid"
 
 
+def http_error(
+    path: str, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error no route chose the shape of (routing, parsing, the edge's checks): the
+    contract's shape, or OpenAI's under ``/v1/`` (the OpenAI door)."""
+    if path.startswith(OPENAI_PREFIX):
+        body = openai_error_body(status, message)
+        return JSONResponse(body, status_code=status, headers=headers)
+    return error_response(status, STATUS_CODES.get(status, "ERR_INTERNAL"), message, headers)
+
+
 def unexpected_error_response(request_id: str | None) -> JSONResponse:
     """A 500 that names the request id for the logs and says nothing else."""
     message = f"internal error (request id {request_id})" if request_id else "internal error"
@@ -74,12 +85,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = STATUS_CODES.get(exc.status_code, "ERR_INTERNAL")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
-        headers = dict(exc.headers or {})
-        if request.url.path.startswith(OPENAI_PREFIX):
-            body = openai_error_body(exc.status_code, message)
-            return JSONResponse(body, status_code=exc.status_code, headers=headers)
-        return error_response(exc.status_code, code, message, headers)
+        return http_error(request.url.path, exc.status_code, message, dict(exc.headers or {}))

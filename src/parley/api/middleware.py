@@ -16,13 +16,10 @@ import re
 import uuid
 
 import structlog
-from fastapi.responses import JSONResponse
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.api.errors import OPENAI_PREFIX, error_response, unexpected_error_response
+from parley.api.errors import http_error, unexpected_error_response
 from parley.metrics import RequestMeter
-from parley.protocols.openai_chat import error_body as openai_error_body
 
 log = structlog.get_logger("parley.api")
 
@@ -164,13 +161,7 @@ def _replay(first: Message, receive: Receive) -> Receive:
 
 
 async def _refuse(scope: Scope, refused: Refused, send: Send) -> None:
-    """The contract's error shape; under ``/v1/`` (the OpenAI door) OpenAI's."""
-    response: Response
-    if str(scope.get("path", "")).startswith(OPENAI_PREFIX):
-        body = openai_error_body(refused.status, refused.message)
-        response = JSONResponse(body, status_code=refused.status)
-    else:
-        response = error_response(refused.status, "ERR_VALIDATION", refused.message)
+    response = http_error(str(scope.get("path", "")), refused.status, refused.message)
 
     async def nothing() -> Message:
         return {"type": "http.disconnect"}
