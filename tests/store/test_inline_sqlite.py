@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 
 from parley.chat.ids import new_id
 from parley.errors import NotFound
-from parley.store.db import create_engine, session_factory
+from parley.store import migrate
+from parley.store.db import InlineSQLite, create_engine, session_factory
 from parley.store.repositories import Store
 
 
@@ -81,6 +82,35 @@ async def test_another_user_is_not_found_on_the_inline_path(store: Store) -> Non
     assert await store.branch("mallory", convo.id, leaf_id=leaf) == []
     after = await store.get_conversation("alice", convo.id)
     assert after.active_leaf_id == leaf  # mallory's turn moved nothing
+
+
+def test_the_kept_connection_is_clean_after_a_failed_read_or_write(sqlite_url: str) -> None:
+    """The loop's one connection is kept between transactions: a read or a write that fails
+    halfway must leave no transaction open (the next ``begin`` would refuse) and nothing
+    written."""
+    inline = InlineSQLite(sqlite_url)
+    migrate.upgrade(sqlite_url)
+
+    def fail_after(conn: Connection, statement: str) -> None:
+        conn.exec_driver_sql(statement)
+        raise RuntimeError("halfway")
+
+    with pytest.raises(RuntimeError):
+        inline.read(lambda conn: fail_after(conn, "SELECT count(*) FROM users"))
+    with pytest.raises(RuntimeError):
+        inline.write(
+            lambda conn: fail_after(
+                conn, "INSERT INTO users (id, created_at) VALUES ('lost', '2026-01-01')"
+            )
+        )
+    inline.write(
+        lambda conn: conn.exec_driver_sql(
+            "INSERT INTO users (id, created_at) VALUES ('kept', '2026-01-01')"
+        )
+    )
+    users = inline.read(lambda conn: conn.exec_driver_sql("SELECT id FROM users").scalars().all())
+    assert users == ["kept"]
+    inline.dispose()
 
 
 async def test_a_write_lock_held_elsewhere_waits_off_the_loop(
