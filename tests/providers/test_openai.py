@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -385,6 +386,42 @@ async def test_closing_the_stream_early_cuts_the_upstream_response_off(
         await fake_openai.cut_off.wait()
     assert fake_openai.exchanges[0].cut_off
     assert not fake_openai.exchanges[0].finished
+
+
+async def test_the_request_body_is_sent_with_its_length_and_not_held_while_the_reply_streams(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    """The body carries the whole history: kept on httpx's request (which the response keeps)
+    it would cost every open stream its conversation's size until the reply ends."""
+    fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), api.Hang(), done=False))
+    marker = "history-" + "x" * 50_000
+    request = ProviderRequest(model="m", messages=[ChatMessage(role="user", content=marker)])
+
+    stream = openai_provider.stream(request)
+    assert await anext(stream) == TextChunk(text="Hel")
+    try:
+        assert _bytes_holding(marker.encode()) == []
+    finally:
+        await stream.aclose()
+
+    exchange = fake_openai.exchanges[0]
+    assert exchange.body["messages"] == [{"role": "user", "content": marker}]
+    assert exchange.headers["content-type"] == "application/json"
+    assert int(exchange.headers["content-length"]) > len(marker)
+    assert "transfer-encoding" not in exchange.headers
+
+
+def _bytes_holding(marker: bytes) -> list[str]:
+    """The client-side objects (httpx's, httpcore's, parley's) holding bytes with ``marker``
+    (the fake server in this process keeps what it received)."""
+    gc.collect()
+    return [
+        type(holder).__qualname__
+        for holder in gc.get_objects()
+        if str(getattr(type(holder), "__module__", "")).startswith(("httpx", "httpcore", "parley"))
+        for value in gc.get_referents(holder)
+        if isinstance(value, bytes) and marker in value
+    ]
 
 
 @pytest.mark.parametrize(
