@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
@@ -19,6 +20,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from parley.api.middleware import hand_back
 from parley.chat.events import EngineEvent
 from parley.protocols.base import Encoder
 
@@ -190,10 +192,16 @@ class EventStream(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head = str(scope.get("method", "GET")).upper() == "HEAD"
+        if hand_back(scope, functools.partial(self.stream, head, receive, send)):
+            return  # the edge streams it once the routing has let go of the request
+        await self.stream(head, receive, send)
+
+    async def stream(self, head: bool, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        if scope.get("method", "GET").upper() == "HEAD":
+        if head:
             close = getattr(self.frames, "aclose", None)
             if close is not None:
                 await close()
