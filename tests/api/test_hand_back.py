@@ -1,5 +1,5 @@
 """A streamed response is played by the edge once the routing has returned, so an open stream
-holds none of the request's routing objects (bench/RESULTS.md: about 5 KiB of every open stream)."""
+holds none of the request's routing objects (bench/RESULTS.md: about 10 KiB of every open stream)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ stream went through each wrapper and each kept its closures for as long as the s
 
 A streamed response is played here, after the routing has returned (:func:`hand_back`): the
 routing's frames, FastAPI's exit stacks and solved dependencies, the request objects and the
-parsed body are then let go while the stream stays open for minutes (about 5 KiB of every open
+parsed body are then let go while the stream stays open for minutes (about 10 KiB of every open
 stream, bench/RESULTS.md), as they would be in a hand-written ASGI app. Dependencies with
 ``yield`` are closed before the stream starts, as before FastAPI 0.106; parley has none on a
 streaming route.
