@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
 from parley.protocols.base import Encoder, Frames
+from parley.wire import compact
 
 
 def _frame(seq: int | None, kind: str, payload: dict[str, Any]) -> ServerSentEvent:
-    data = json.dumps({"type": kind, **payload}, ensure_ascii=False, separators=(",", ":"))
+    data = compact({"type": kind, **payload})
     return ServerSentEvent(data=data, event=kind, id=str(seq) if seq is not None else None)
 
 

@@ -21,6 +21,7 @@ from parley.chat.messages import Part
 from parley.errors import ValidationFailed
 from parley.protocols.base import Encoder, Frames
 from parley.protocols.reply import Reply
+from parley.wire import compact
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 
@@ -46,7 +47,7 @@ def error_body(
 
 
 def _data(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return ServerSentEvent(data=compact(payload))
 
 
 class OpenAIChunks(Encoder):

@@ -15,17 +15,17 @@ Neither ends with ``[DONE]``: those clients parse every ``data:`` line as JSON.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
 from parley.protocols.base import Encoder, Frames
+from parley.wire import compact
 
 
 def _event(kind: str, payload: dict[str, Any], *, named: bool) -> ServerSentEvent:
-    data = json.dumps({"type": kind, **payload}, ensure_ascii=False, separators=(",", ":"))
+    data = compact({"type": kind, **payload})
     return ServerSentEvent(data=data, event=kind if named else None)
 
 

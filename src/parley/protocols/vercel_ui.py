@@ -21,7 +21,6 @@ to the same message.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
 from parley.protocols.base import Encoder, Frames
+from parley.wire import compact
 
 HINT_HEADER = "X-Parley-AI-SDK"
 
@@ -91,7 +91,7 @@ def approval_data(
 
 
 def chunk(kind: str, **fields: Any) -> ServerSentEvent:
-    data = json.dumps({"type": kind, **fields}, ensure_ascii=False, separators=(",", ":"))
+    data = compact({"type": kind, **fields})
     return ServerSentEvent(data=data)
 
 

@@ -37,6 +37,7 @@ from parley.providers.base import (
     ToolCallChunk,
     UsageChunk,
 )
+from parley.wire import compact
 
 log = structlog.get_logger("parley.providers")
 
@@ -367,9 +368,7 @@ class _SentOnce(httpx.AsyncByteStream):
     """
 
     def __init__(self, payload: dict[str, Any]) -> None:
-        self._data: bytes | None = json.dumps(
-            payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        self._data: bytes | None = compact(payload, allow_nan=False).encode()
         self.headers = {"Content-Type": "application/json", "Content-Length": str(len(self._data))}
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
