@@ -41,7 +41,7 @@ from parley.chat.ids import new_id
 from parley.chat.messages import Part, text_of
 from parley.chat.usage import TokenUsage
 from parley.errors import NotFound, ValidationFailed
-from parley.store.db import Busy, InlineSQLite, SessionFactory
+from parley.store.db import Busy, InlineSQLite, Prepared, SessionFactory
 from parley.store.tables import (
     ApprovalRule,
     Conversation,
@@ -68,17 +68,25 @@ CONVERSATION_BY_ID = select(Conversation).where(
     Conversation.id == bindparam("b_conversation"), Conversation.user_id == bindparam("b_user")
 )
 # the conversation as a plain row, made into a (detached) Conversation without an ORM session
-CONVERSATION_ROW = select(CONVERSATIONS).where(
-    CONVERSATIONS.c.id == bindparam("b_conversation"),
-    CONVERSATIONS.c.user_id == bindparam("b_user"),
+CONVERSATION_ROW = Prepared(
+    select(CONVERSATIONS).where(
+        CONVERSATIONS.c.id == bindparam("b_conversation"),
+        CONVERSATIONS.c.user_id == bindparam("b_user"),
+    )
 )
 _CONVERSATION_ATTRIBUTES = {  # column name -> attribute name (``metadata`` -> ``metadata_``)
     column.name: inspect(Conversation).get_property_by_column(column).key
     for column in CONVERSATIONS.columns
 }
-INSERT_MESSAGES = insert(MESSAGES)
+# the columns begin_turn gives (``_message_values``, ``_link``, its run)
+NEW_MESSAGE_KEYS = (
+    *("id", "conversation_id", "user_id", "parent_id", "depth", "role", "parts", "text"),
+    *("status", "model", "prompt_tokens", "completion_tokens", "cost", "created_at", "updated_at"),
+)
+NEW_RUN_KEYS = ("id", "user_id", "conversation_id", "user_message_id", "message_id", "model")
+INSERT_MESSAGES = Prepared(insert(MESSAGES), keys=NEW_MESSAGE_KEYS)
 CREATE_CONVERSATION = insert(CONVERSATIONS).returning(*CONVERSATIONS.columns)
-INSERT_RUN = insert(RUNS)
+INSERT_RUN = Prepared(insert(RUNS), keys=(*NEW_RUN_KEYS, "status", "owner"))
 SAVE_REPLY = (
     update(MESSAGES)
     .where(MESSAGES.c.id == bindparam("b_message"), MESSAGES.c.user_id == bindparam("b_user"))
@@ -112,7 +120,7 @@ ADD_USAGE = (
         updated_at=bindparam("now", type_=CONVERSATIONS.c.updated_at.type),
     )
 )
-MOVE_LEAF = (
+_MOVE_LEAF = (
     update(CONVERSATIONS)
     .where(
         CONVERSATIONS.c.id == bindparam("b_conversation"),
@@ -123,11 +131,14 @@ MOVE_LEAF = (
         updated_at=bindparam("now", type_=CONVERSATIONS.c.updated_at.type),
     )
 )
+MOVE_LEAF = Prepared(_MOVE_LEAF)
 # the first message names an untitled conversation
-MOVE_LEAF_AND_TITLE = MOVE_LEAF.values(
-    title=func.coalesce(
-        func.nullif(CONVERSATIONS.c.title, ""),
-        bindparam("new_title", type_=CONVERSATIONS.c.title.type),
+MOVE_LEAF_AND_TITLE = Prepared(
+    _MOVE_LEAF.values(
+        title=func.coalesce(
+            func.nullif(CONVERSATIONS.c.title, ""),
+            bindparam("new_title", type_=CONVERSATIONS.c.title.type),
+        )
     )
 )
 RESTREAM_REPLY = (
@@ -180,9 +191,10 @@ def _end_run(*, with_state: bool, finished: bool) -> Update:
     return update(RUNS).where(*where).values(**values)
 
 
-def _conversation_from(row: Row[Any]) -> Conversation:
+def _conversation_from(row: Row[Any] | dict[str, Any]) -> Conversation:
     """A (detached) Conversation from a plain row, without an ORM session's bookkeeping."""
-    values = {_CONVERSATION_ATTRIBUTES[k]: v for k, v in row._mapping.items()}
+    mapping = row if isinstance(row, dict) else row._mapping
+    values = {_CONVERSATION_ATTRIBUTES[k]: v for k, v in mapping.items()}
     return _detached(Conversation, values)
 
 
@@ -223,7 +235,7 @@ def _move_leaf(
     params.update(leaf_id=leaf_id, now=utcnow())
     if title:
         params["new_title"] = title
-    if not conn.execute(MOVE_LEAF_AND_TITLE if title else MOVE_LEAF, params).rowcount:
+    if not (MOVE_LEAF_AND_TITLE if title else MOVE_LEAF).execute(conn, params):
         raise NotFound("conversation not found")
 
 
@@ -357,7 +369,7 @@ class Store:
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
         params = {"b_conversation": conversation_id, "b_user": user_id}
-        row = await self._read(lambda conn: conn.execute(CONVERSATION_ROW, params).first())
+        row = await self._read(lambda conn: CONVERSATION_ROW.first(conn, params))
         if row is None:
             raise NotFound("conversation not found")
         return _conversation_from(row)
@@ -626,12 +638,12 @@ class Store:
                 else:
                     depth = _depth_after(conn, user_id, conversation_id, parent_id)
                 _link(rows, parent_id, depth)
-                conn.execute(INSERT_MESSAGES, rows)
+                INSERT_MESSAGES.execute(conn, rows)
             if continue_message_id is None:
                 assistant = _detached(Message, rows[-1])
             else:
                 assistant = _restream(conn, user_id, conversation_id, leaf_id)
-            conn.execute(INSERT_RUN, run)
+            INSERT_RUN.execute(conn, run)
             return assistant
 
         assistant = await self._write(begin)
