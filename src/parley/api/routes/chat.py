@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.lean import lean_route
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import EditMessage, Regenerate, SendMessage, message_out, pending_out
 from parley.api.streaming import sse_response
@@ -100,6 +101,13 @@ async def send(
         ),
     )
     return await respond(request, body.stream, turn, s)
+
+
+# Served by these, without FastAPI's per-request machinery (parley.api.lean): the first token
+# waits for whatever runs before the model is asked.
+lean_routes = [
+    lean_route(f"{router.prefix}/{{conversation_id}}/messages", send, SendMessage, method="POST")
+]
 
 
 @router.post(
