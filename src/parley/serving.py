@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import gc
 import os
@@ -34,14 +36,56 @@ class ServeConfig(uvicorn.Config):
         return sock
 
 
+class FullCollections:
+    """The garbage collector's full collections on a clock instead of on allocation counts.
+
+    A full collection walks every object the process tracks, which while streams are open is
+    mostly the streams' own (about 400 objects each: the run, its HTTP connections, the
+    response), and stops every stream while it does: 50 to 100 ms at 200 open streams
+    (bench/RESULTS.md, seventh session). CPython starts one whenever the objects promoted to the
+    oldest generation since the last exceed a quarter of those already there, so a server that
+    opens streams at a steady rate ran one every few seconds, each a gap in every stream.
+
+    Here the oldest generation is collected at most every ``interval`` seconds, and only if
+    anything reached it since (``gc.get_count()[2]``): one pause a minute at most instead of
+    several. The young generations are collected as before; what they do not free waits at most
+    ``interval`` seconds, so memory levels off as it did (raising all the thresholds instead,
+    fifth session, let it grow for the length of the soak). Replies leave no reference cycles
+    behind (tests/support/garbage.py), so little waits.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._saved = gc.get_threshold()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.interval <= 0:
+            return
+        young, middle, _ = self._saved
+        gc.set_threshold(young, middle, 2**31 - 1)  # never started by CPython's counts
+        self._task = asyncio.get_running_loop().create_task(self._collect())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            gc.set_threshold(*self._saved)
+
+    async def _collect(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if gc.get_count()[2] > 0:  # a middle collection promoted something since
+                gc.collect()
+
+
 def served_app() -> FastAPI:
     """The app as ``parley serve`` runs it: once started, everything it holds for its lifetime
     (modules, settings, registries, clients; ~235,000 objects) is moved out of the garbage
     collector's sight, so that full collections, which pause every stream, walk only what the
-    streams themselves hold (bench/RESULTS.md).
-
-    Raising the collector's thresholds as well held more paced streams in the benchmark, but in
-    the soak (``make soak``) the memory grew without levelling off, so the defaults stay.
+    streams themselves hold, and those are run on a clock (:class:`FullCollections`).
     """
     _fewer_malloc_arenas()
     app = create_app()
@@ -52,7 +96,12 @@ def served_app() -> FastAPI:
         async with started(app) as state:
             gc.collect()
             gc.freeze()
-            yield state
+            collections = FullCollections(app.state.services.settings.full_collection_interval)
+            collections.start()
+            try:
+                yield state
+            finally:
+                await collections.stop()
 
     app.router.lifespan_context = lifespan
     return app

@@ -49,18 +49,38 @@ async def test_live_subscribers_see_each_event_as_it_is_published() -> None:
         assert await asyncio.wait_for(reader, 2) == list(enumerate(PUBLISHED, start=1))
 
 
-async def test_a_finished_runs_deltas_are_not_tracked_by_the_collector() -> None:
+async def test_deltas_are_never_tracked_by_the_collector() -> None:
     """A run's log stays for ``ttl`` after it ends; every full collection (which pauses every
-    stream) would walk its deltas if they were kept as models."""
+    stream) would walk its deltas if they were kept as models, and every delta the collector
+    tracks, even until its next young collection, counts towards that collection."""
     hub = MemoryRunHub()
     await hub.open("run_1")
-    for event in PUBLISHED:
-        await hub.publish("run_1", event)
-    gc.collect()
-    kept = hub._logs["run_1"].events
-    tracked = sum(1 for item in kept if gc.is_tracked(item))
+    gc.disable()  # no collection may untrack anything meanwhile
+    try:
+        for event in PUBLISHED:
+            await hub.publish("run_1", event)
+        kept = hub._logs["run_1"].events
+        tracked = sum(1 for item in kept if gc.is_tracked(item))
+    finally:
+        gc.enable()
     assert len(kept) == len(PUBLISHED)
     assert tracked == 4, tracked  # the start, the tool call's start and end, the finish
+
+
+async def test_deltas_read_back_as_they_were_published() -> None:
+    hub = MemoryRunHub()
+    await hub.open("run_1")
+    odd = [
+        ev.TextDelta(content=""),
+        ev.TextDelta(content="t:3x"),
+        ev.ReasoningDelta(content="a1:"),
+        ev.ToolCallArgsDelta(tool_call_id="call:12:x", delta='{"a": "b:c"}'),
+        ev.ToolCallArgsDelta(tool_call_id="", delta=""),
+        ev.RunFinished(message_id="m", finish_reason="stop"),
+    ]
+    for event in odd:
+        await hub.publish("run_1", event)
+    assert [e async for _, e in hub.subscribe("run_1")] == odd
 
 
 async def test_a_subscriber_that_goes_away_leaves_no_waiter_behind() -> None:
