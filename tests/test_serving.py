@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import weakref
 from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
 from tests.support.processes import fake_openai_env, start_parley
 
-from parley.serving import ServeConfig, served_app
+from parley.serving import FullCollections, ServeConfig, served_app
 
 
 def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
@@ -38,6 +39,47 @@ async def test_the_served_app_moves_what_it_holds_for_life_out_of_the_collectors
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_full_collections_run_on_a_clock_and_free_what_reached_the_oldest_generation() -> (
+    None
+):
+    """CPython no longer starts a full collection by its counts (each pauses every stream);
+    the clock does, and cyclic garbage that reached the oldest generation is freed by it. When
+    it stops, the collector's schedule is Python's again."""
+    saved = gc.get_threshold()
+    gc.collect()
+    collections = FullCollections(0.2)
+    collections.start()
+    try:
+        assert gc.get_threshold()[:2] == saved[:2]
+        assert gc.get_threshold()[2] >= 2**30
+        freed = asyncio.Event()
+        garbage = _Cycle()
+        weakref.finalize(garbage, freed.set)
+        gc.collect(1)
+        gc.collect(1)  # promoted to the oldest generation, which only a full collection walks
+        del garbage
+        for _ in range(100):  # many middle collections: none of them is a full one
+            gc.collect(1)
+        assert not freed.is_set()
+        await asyncio.wait_for(freed.wait(), 2)
+    finally:
+        await collections.stop()
+    assert gc.get_threshold() == saved
+
+
+async def test_full_collections_on_a_clock_can_be_turned_off() -> None:
+    saved = gc.get_threshold()
+    collections = FullCollections(0)
+    collections.start()
+    assert gc.get_threshold() == saved
+    await collections.stop()
 
 
 async def test_parley_serve_keeps_an_idle_connection_longer_than_clients_do(
