@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from parley.store.db import create_engine, session_factory
 from parley.store.repositories import Store, _detached, _message_values
@@ -52,3 +52,47 @@ async def test_the_conversation_and_the_new_turn_come_back_as_stored(store: Stor
         _columns(user, Message),
         _columns(assistant, Message),
     ]
+
+
+async def test_a_branch_reads_as_the_orm_reads_it_oldest_first_and_owned(store: Store) -> None:
+    """One statement walks up from the leaf and returns the messages: the same rows as the
+    ORM's own query, oldest first, the newest ``limit`` of them, none for another user, none
+    from another conversation, a sibling branch walked from its own leaf."""
+    convo = await store.create_conversation("alice")
+    leaf = None
+    for n in range(4):
+        _, reply = await store.begin_turn(
+            "alice",
+            convo.id,
+            user_parts=[{"type": "text", "text": f"q{n} é"}],
+            parent_id=leaf,
+            model="scripted/demo",
+            run_id=f"run_{n}",
+            title=None,
+        )
+        leaf = reply.id
+    whole = await store.branch("alice", convo.id, leaf_id=leaf)
+    assert [m.depth for m in whole] == list(range(8))
+    async with store.sessions() as session:
+        orm = {m.id: m for m in (await session.execute(select(Message))).scalars()}
+    assert [_columns(m, Message) for m in whole] == [_columns(orm[m.id], Message) for m in whole]
+    assert whole[0].parts == [{"type": "text", "text": "q0 é"}]
+
+    last_three = await store.branch("alice", convo.id, leaf_id=leaf, limit=3)
+    assert [m.id for m in last_three] == [m.id for m in whole[-3:]]
+    assert await store.branch("mallory", convo.id, leaf_id=leaf) == []
+    other = await store.create_conversation("alice")
+    assert await store.branch("alice", other.id, leaf_id=leaf) == []
+
+    _, sibling = await store.begin_turn(
+        "alice",
+        convo.id,
+        user_parts=[{"type": "text", "text": "again"}],
+        parent_id=whole[3].id,
+        model="scripted/demo",
+        run_id="run_s",
+        title=None,
+    )
+    fork = await store.branch("alice", convo.id, leaf_id=sibling.id)
+    assert [m.id for m in fork[:4]] == [m.id for m in whole[:4]]
+    assert [m.depth for m in fork] == list(range(6))

@@ -192,6 +192,13 @@ class Prepared:
         values = compiled.run(conn, params).fetchone()
         return None if values is None else compiled.row(values)
 
+    def all(self, conn: Connection, params: Params) -> list[dict[str, Any]]:
+        """Every row, by column name."""
+        if self._driver(conn) is None:
+            return [dict(row._mapping) for row in conn.execute(self.statement, params)]
+        compiled = self._sqlite(conn)
+        return [compiled.row(values) for values in compiled.run(conn, params).fetchall()]
+
     @staticmethod
     def _driver(conn: Connection) -> sqlite3.Connection | None:
         driver = conn.connection.driver_connection
