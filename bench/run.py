@@ -36,6 +36,8 @@ REDIS = os.environ.get("PARLEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 @dataclass(frozen=True)
 class Sizes:
     ttft_requests: int = 200
+    history: int = 20  # messages already in the conversation of the history scenario
+    history_requests: int = 50
     chunks: int = 10_000
     concurrency: int = 100
     concurrent_chunks: int = 200
@@ -51,6 +53,8 @@ class Sizes:
 
 TINY = Sizes(
     ttft_requests=3,
+    history=4,
+    history_requests=2,
     chunks=50,
     concurrency=3,
     concurrent_chunks=10,
@@ -70,7 +74,19 @@ async def _streaming(server: procs.Server, upstream: procs.Server, sizes: Sizes)
     ttft, upstream_ttft, paired = await streams.first_token_beside(
         server, upstream, sizes.ttft_requests
     )
-    return {
+    result: dict[str, Any] = {}
+    if server.kind == "parley":  # the relay keeps no conversation: its requests are the same
+        long, beside, long_paired = await streams.first_token_beside(
+            server, upstream, sizes.history_requests, history=sizes.history
+        )
+        result["history_ttft"] = {
+            "messages_before": sizes.history,
+            "requests": sizes.history_requests,
+            "ttft_s": long,
+            "upstream_ttft_s": beside,
+            "ttft_added_paired_s": long_paired,
+        }
+    return result | {
         "ttft_s": ttft,
         "upstream_ttft_s": upstream_ttft,
         "ttft_added_paired_s": paired,
@@ -235,6 +251,17 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _history_row(p: dict[str, Any], relay_added_ms: float) -> list[tuple[str, float, float]]:
+    """Parley's added first token in a conversation with history, beside the relay's (which
+    keeps none: its requests do not change)."""
+    h = p.get("history_ttft")
+    if h is None:
+        return []
+    added = (h["ttft_s"]["p50"] - h["upstream_ttft_s"]["p50"]) * 1e3
+    first, last = h["messages_before"], h["messages_before"] + 2 * h["requests"]
+    return [(f"TTFT added p50, {first}-{last} messages (ms)", added, relay_added_ms)]
+
+
 def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     p, q = r["parley"], r["relay"]
     pa, qa = _added(p), _added(q)
@@ -247,6 +274,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
         ("TTFT added p99 (ms)", pa["p99"] * ms, qa["p99"] * ms),
         ("upstream TTFT p50, beside (ms)", p["upstream_ttft_s"]["p50"] * ms, q["upstream_ttft_s"]["p50"] * ms),
         ("TTFT added p50, paired (ms)", pp["p50"] * ms, qp["p50"] * ms),
+        *_history_row(p, qa["p50"] * ms),
         ("1 stream events/s", p["one_stream"]["events_per_s"], q["one_stream"]["events_per_s"]),
         ("1 stream CPU us/event", p["one_stream"]["cpu_us_per_event"], q["one_stream"]["cpu_us_per_event"]),
         ("100 streams events/s", p["concurrent"]["events_per_s"], q["concurrent"]["events_per_s"]),

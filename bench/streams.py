@@ -27,25 +27,35 @@ def model(chunks: int, every_ms: float = 0) -> str:
 
 
 async def _request(
-    http: httpx.AsyncClient, server: Server, name: str
+    http: httpx.AsyncClient, server: Server, name: str, convo: str | None = None
 ) -> tuple[str, dict[str, object]]:
-    """The URL and body of one streamed reply; for parley, in a fresh conversation."""
+    """The URL and body of one streamed reply; for parley, in a fresh conversation unless
+    ``convo`` is given (then the reply continues it: its history is sent to the model)."""
     if server.kind == "relay":
         return f"{server.url}/relay", {"model": name}
     if server.kind == "upstream":
         body = {"model": name, "stream": True, "messages": []}
         return f"{server.url}/v1/chat/completions", body
-    created = await http.post(f"{server.url}/api/conversations", json={}, headers=server.headers)
-    convo = created.json()["id"]
+    if convo is None:
+        created = await http.post(
+            f"{server.url}/api/conversations", json={}, headers=server.headers
+        )
+        convo = created.json()["id"]
     return f"{server.url}/api/conversations/{convo}/messages", {
         "content": "hi",
         "model": f"openai/{name}",
     }
 
 
-async def stream(http: httpx.AsyncClient, server: Server, name: str, stop_after: int = 0) -> Stream:
+async def stream(
+    http: httpx.AsyncClient,
+    server: Server,
+    name: str,
+    stop_after: int = 0,
+    convo: str | None = None,
+) -> Stream:
     """One streamed reply, counting text events; ``stop_after`` events, then leave (0: read all)."""
-    url, body = await _request(http, server, name)
+    url, body = await _request(http, server, name, convo)
     result = Stream(ttft=0.0, events=0, run_id=None)
     started = time.perf_counter()
     async with http.stream("POST", url, json=body, headers=server.headers) as response:
@@ -75,7 +85,12 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def first_token_beside(
-    server: Server, upstream: Server, requests: int, chunks: int = 20, pause: float = 0.02
+    server: Server,
+    upstream: Server,
+    requests: int,
+    chunks: int = 20,
+    pause: float = 0.02,
+    history: int = 0,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Time to the first text event (seconds), one stream at a time, of ``server`` and of the
     upstream alone, their requests taken in turn: what the server adds is the difference,
@@ -85,19 +100,38 @@ async def first_token_beside(
     ended, so that neither is timed while the other is still finishing its last reply (parley
     writes it to the database). The third result is the percentiles of the paired differences
     (each server request less the upstream request just before it): what the server adds, less
-    moved by the machine's speed drifting during the scenario than a difference of medians."""
+    moved by the machine's speed drifting during the scenario than a difference of medians.
+
+    With ``history`` (parley only), every request continues one conversation that already
+    holds ``history`` messages: each reply reads the branch and sends it to the model, and the
+    branch grows by two messages a request."""
     fresh = httpx.Limits(max_keepalive_connections=0)
     times: dict[str, list[float]] = {"server": [], "upstream": []}
     async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
+        convo = await _conversation(http, server, history, chunks)
         for target in (server, upstream):  # warm up
-            await stream(http, target, model(chunks))
+            await stream(http, target, model(chunks), convo=convo if target is server else None)
         for _ in range(requests):
             await asyncio.sleep(pause)
             times["upstream"].append((await stream(http, upstream, model(chunks))).ttft)
             await asyncio.sleep(pause)
-            times["server"].append((await stream(http, server, model(chunks))).ttft)
+            reply = await stream(http, server, model(chunks), convo=convo)
+            times["server"].append(reply.ttft)
     paired = [a - b for a, b in zip(times["server"], times["upstream"], strict=True)]
     return percentiles(times["server"]), percentiles(times["upstream"]), percentiles(paired)
+
+
+async def _conversation(
+    http: httpx.AsyncClient, server: Server, history: int, chunks: int
+) -> str | None:
+    """A conversation of ``history`` messages (user and assistant in turn), made by replies."""
+    if not history or server.kind != "parley":
+        return None
+    created = await http.post(f"{server.url}/api/conversations", json={}, headers=server.headers)
+    convo: str = created.json()["id"]
+    for _ in range(history // 2):
+        await stream(http, server, model(chunks), convo=convo)
+    return convo
 
 
 async def throughput(server: Server, chunks: int, concurrency: int = 1) -> dict[str, Any]:

@@ -36,6 +36,10 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         assert r[side]["idle_memory"]["errors"] == 0
         assert r[side]["idle_memory"]["streams"] == tiny["idle_streams"]
         assert r[side]["idle_memory"]["overlapped"], "both groups of idle streams were open at once"
+    history = r["parley"]["history_ttft"]  # replies continuing a conversation with history
+    assert history["messages_before"] == tiny["history"] > 0
+    assert history["ttft_s"]["n"] == history["upstream_ttft_s"]["n"] == tiny["history_requests"]
+    assert "history_ttft" not in r["relay"]
     assert r["statements_sqlite"]["tokens_500"]["statements"] > 0
     assert r["statements_sqlite"]["tokens_500"]["commits"] > 0
     assert r["big_sqlite"]["size"] == tiny["big"]
