@@ -170,7 +170,8 @@ def create_app(
     errors.install(app)
     # the streaming chat routes first: a request is matched against the routes in order, and
     # sending a message takes the lean route before FastAPI's (which the OpenAPI document keeps)
-    app.router.routes.extend(chat.lean_routes)
+    for door in (chat, vercel, openai_compat):
+        app.router.routes.extend(door.lean_routes)
     app.include_router(chat.router)
     app.include_router(metrics_router)
     for module in (health, conversations, runs):

@@ -31,9 +31,20 @@ from parley.api.deps import Services, current_user, get_services
 Endpoint = Callable[..., Awaitable[Response]]
 
 
-def lean_route(path: str, endpoint: Endpoint, body: type[BaseModel], *, method: str) -> Route:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def lean_route(
+    path: str,
+    endpoint: Endpoint,
+    body: type[BaseModel],
+    *,
+    method: str,
+    wrap: Callable[[Handler], Handler] | None = None,
+) -> Route:
     """A Starlette route for ``path`` calling ``endpoint(**path_params, body=..., request=...,
-    user=..., s=...)``; put it before FastAPI's route of the same path."""
+    user=..., s=...)``; put it before FastAPI's route of the same path. ``wrap`` is what the
+    FastAPI route's class wraps its handler in (the OpenAI door's error shape)."""
 
     async def handle(request: Request) -> Response:
         raw = await request.body()
@@ -52,7 +63,7 @@ def lean_route(path: str, endpoint: Endpoint, body: type[BaseModel], *, method: 
             **request.path_params, body=parsed, request=request, user=user, s=services
         )
 
-    return Route(path, handle, methods=[method], include_in_schema=False)
+    return Route(path, wrap(handle) if wrap else handle, methods=[method], include_in_schema=False)
 
 
 def _document(raw: bytes, content_type: str | None) -> Any:

@@ -26,7 +26,7 @@ Errors use OpenAI's shape ``{"error": {message, type, param, code}}``: 401 for a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -38,6 +38,7 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.lean import lean_route
 from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
@@ -87,21 +88,27 @@ def _from_validation(exc: RequestValidationError) -> JSONResponse:
     return openai_error(400, message, param=where[0] if where else None)
 
 
+def in_openai_shape(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """``handler`` with its errors (the token check included) in OpenAI's shape."""
+
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ParleyError as exc:
+            return _from_parley(exc)
+        except RequestValidationError as exc:
+            return _from_validation(exc)
+
+    return route
+
+
 class OpenAIRoute(APIRoute):
     """Errors of these routes (the token check included) in OpenAI's shape, not parley's."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ParleyError as exc:
-                return _from_parley(exc)
-            except RequestValidationError as exc:
-                return _from_validation(exc)
-
-        return route
+        return in_openai_shape(super().get_route_handler())
 
 
 router = APIRouter(
@@ -231,6 +238,18 @@ async def completions(
         reply, completion_id=completion_id, model=body.model, external=names, created=created
     )
     return JSONResponse(body_out, headers=headers)
+
+
+# Served by this, without FastAPI's per-request machinery (parley.api.lean).
+lean_routes = [
+    lean_route(
+        f"{router.prefix}/chat/completions",
+        completions,
+        CompletionRequest,
+        method="POST",
+        wrap=in_openai_shape,
+    )
+]
 
 
 def _external_tools(body: CompletionRequest) -> list[dict[str, Any]]:

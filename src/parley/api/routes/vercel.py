@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.lean import lean_route
 from parley.api.openapi import RESUME_RESPONSES, STREAM_RESPONSES
 from parley.api.routes.chat import check_message
 from parley.api.schemas import Attachment, SendMessage
@@ -98,6 +99,10 @@ async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: Servic
         raise ValidationFailed("id (the chat id) is required", status=422)
     convo = await doors.conversation_for(s, user, body.id, source="vercel")
     return await respond(body, request, user, s, convo)
+
+
+# Served by this, without FastAPI's per-request machinery (parley.api.lean).
+lean_routes = [lean_route("/api/chat", chat, ChatRequest, method="POST")]
 
 
 @router.get("/api/chat/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
