@@ -46,32 +46,53 @@ class _Cycle:
         self.me = self
 
 
-async def test_full_collections_run_on_a_clock_and_free_what_reached_the_oldest_generation() -> (
-    None
-):
+def _garbage_in_the_oldest_generation() -> asyncio.Event:
+    """A reference cycle that only a full collection can free; the event is set when it is."""
+    freed = asyncio.Event()
+    garbage = _Cycle()
+    weakref.finalize(garbage, freed.set)
+    gc.collect(1)
+    gc.collect(1)  # promoted to the oldest generation, which only a full collection walks
+    del garbage
+    for _ in range(100):  # many middle collections: none of them is a full one
+        gc.collect(1)
+    assert not freed.is_set()
+    return freed
+
+
+async def test_full_collections_wait_for_a_quiet_moment_and_free_what_reached_the_oldest() -> None:
     """CPython no longer starts a full collection by its counts (each pauses every stream);
-    the clock does, and cyclic garbage that reached the oldest generation is freed by it. When
-    it stops, the collector's schedule is Python's again."""
+    the collector does it once no run is in progress, and cyclic garbage that reached the
+    oldest generation is freed then. When it stops, the schedule is Python's again."""
     saved = gc.get_threshold()
     gc.collect()
-    collections = FullCollections(0.2)
+    runs = [1]
+    collections = FullCollections(0.05, busy=lambda: len(runs), longest=60, check=0.01)
     collections.start()
     try:
         assert gc.get_threshold()[:2] == saved[:2]
         assert gc.get_threshold()[2] >= 2**30
-        freed = asyncio.Event()
-        garbage = _Cycle()
-        weakref.finalize(garbage, freed.set)
-        gc.collect(1)
-        gc.collect(1)  # promoted to the oldest generation, which only a full collection walks
-        del garbage
-        for _ in range(100):  # many middle collections: none of them is a full one
-            gc.collect(1)
+        freed = _garbage_in_the_oldest_generation()
+        await asyncio.sleep(0.3)  # six intervals, but a run is in progress
         assert not freed.is_set()
+        runs.clear()
         await asyncio.wait_for(freed.wait(), 2)
     finally:
         await collections.stop()
     assert gc.get_threshold() == saved
+
+
+async def test_under_constant_load_a_full_collection_still_comes() -> None:
+    gc.collect()
+    collections = FullCollections(0.05, busy=lambda: 1, longest=0.3, check=0.01)
+    collections.start()
+    try:
+        freed = _garbage_in_the_oldest_generation()
+        await asyncio.sleep(0.1)
+        assert not freed.is_set()
+        await asyncio.wait_for(freed.wait(), 2)
+    finally:
+        await collections.stop()
 
 
 async def test_full_collections_on_a_clock_can_be_turned_off() -> None:

@@ -117,8 +117,9 @@ class Settings(BaseSettings):
     run_timeout: float = 600.0
     checkpoint_interval: float = 1.0
     heartbeat_interval: float = 15.0
-    # `parley serve`: the garbage collector's full collections at most this often (0: Python's
-    # own schedule). See parley.serving.FullCollections.
+    # `parley serve`: the garbage collector's full collections at most this often, when no run
+    # is in progress (or after ten times this under constant load); 0: Python's own schedule.
+    # See parley.serving.FullCollections.
     full_collection_interval: float = 60.0
     max_steps: int = 8
     reply_tokens_estimate: int = 1024

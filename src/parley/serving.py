@@ -9,7 +9,8 @@ import gc
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -37,7 +38,7 @@ class ServeConfig(uvicorn.Config):
 
 
 class FullCollections:
-    """The garbage collector's full collections on a clock instead of on allocation counts.
+    """The garbage collector's full collections at quiet moments instead of on allocation counts.
 
     A full collection walks every object the process tracks, which while streams are open is
     mostly the streams' own (about 400 objects each: the run, its HTTP connections, the
@@ -46,16 +47,28 @@ class FullCollections:
     oldest generation since the last exceed a quarter of those already there, so a server that
     opens streams at a steady rate ran one every few seconds, each a gap in every stream.
 
-    Here the oldest generation is collected at most every ``interval`` seconds, and only if
-    anything reached it since (``gc.get_count()[2]``): one pause a minute at most instead of
-    several. The young generations are collected as before; what they do not free waits at most
-    ``interval`` seconds, so memory levels off as it did (raising all the thresholds instead,
-    fifth session, let it grow for the length of the soak). Replies leave no reference cycles
-    behind (tests/support/garbage.py), so little waits.
+    Here the oldest generation is collected only if anything reached it since the last time
+    (``gc.get_count()[2]``), at most every ``interval`` seconds, and then when no run is in
+    progress (``busy()`` is 0, looked at every ``check`` seconds): between replies it stops
+    nobody. Under load that never pauses, it is collected anyway once ``longest`` seconds have
+    passed (ten intervals unless told). The young generations are collected as before; what
+    they do not free waits for the next full collection, so memory levels off (raising all the
+    thresholds instead, fifth session, let it grow for the length of the soak). Replies leave
+    no reference cycles behind (tests/support/garbage.py), so little waits.
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        busy: Callable[[], int] = lambda: 0,
+        longest: float | None = None,
+        check: float = 1.0,
+    ) -> None:
         self.interval = interval
+        self.busy = busy
+        self.longest = longest if longest is not None else 10 * interval
+        self.check = min(check, interval) if interval > 0 else check
         self._saved = gc.get_threshold()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,17 +88,23 @@ class FullCollections:
             gc.set_threshold(*self._saved)
 
     async def _collect(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.interval)
-            if gc.get_count()[2] > 0:  # a middle collection promoted something since
-                gc.collect()
+            await asyncio.sleep(self.check)
+            waited = time.monotonic() - last
+            if waited < self.interval or gc.get_count()[2] == 0:
+                continue  # too soon, or nothing reached the oldest generation
+            if self.busy() and waited < self.longest:
+                continue  # streams would stop: wait for a quiet moment
+            gc.collect()
+            last = time.monotonic()
 
 
 def served_app() -> FastAPI:
     """The app as ``parley serve`` runs it: once started, everything it holds for its lifetime
     (modules, settings, registries, clients; ~235,000 objects) is moved out of the garbage
     collector's sight, so that full collections, which pause every stream, walk only what the
-    streams themselves hold, and those are run on a clock (:class:`FullCollections`).
+    streams themselves hold, and those are run at quiet moments (:class:`FullCollections`).
     """
     _fewer_malloc_arenas()
     app = create_app()
@@ -96,7 +115,10 @@ def served_app() -> FastAPI:
         async with started(app) as state:
             gc.collect()
             gc.freeze()
-            collections = FullCollections(app.state.services.settings.full_collection_interval)
+            services = app.state.services
+            collections = FullCollections(
+                services.settings.full_collection_interval, busy=services.runs.running
+            )
             collections.start()
             try:
                 yield state

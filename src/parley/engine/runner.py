@@ -74,6 +74,10 @@ class RunManager:
                 await turn.asked  # cancelled by the timeout: ``model_asked`` skips it then
         return turn
 
+    def running(self) -> int:
+        """How many runs this process is driving now."""
+        return len(self._tasks)
+
     async def _spawn(self, turn: PreparedTurn, *, resume: bool) -> None:
         run_id = turn.run_id
         self._disarm_expiry(run_id)
