@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from parley.chat.ids import new_id
 from parley.store.db import Prepared, create_engine, session_factory
@@ -31,13 +33,15 @@ def _run(conversation_id: str) -> dict[str, Any]:
         "model": "scripted/demo",
         "status": "running",
         "owner": None,
+        "state": {"patterns": ["é"]},
+        "created_at": datetime.now(UTC),
     }
 
 
 async def test_the_short_way_writes_and_reads_what_sqlalchemy_does(store: Store) -> None:
-    """An INSERT run on the driver's cursor gets the columns' Python defaults and type
-    processing (JSON ``state``, UTC ``created_at``) exactly as SQLAlchemy's own execution
-    does; a SELECT's row comes back as SQLAlchemy would return it."""
+    """An INSERT run on the driver's cursor goes through the columns' type processing (JSON
+    ``state``, UTC ``created_at``) exactly as SQLAlchemy's own execution does; a SELECT's row
+    comes back as SQLAlchemy would return it."""
     convo = await store.create_conversation("alice", metadata={"tag": "é"}, temperature=0.5)
     assert store._inline is not None
     short, ordinary = _run(convo.id), _run(convo.id)
@@ -51,9 +55,8 @@ async def test_the_short_way_writes_and_reads_what_sqlalchemy_does(store: Store)
         }
     )
     a, b = rows[short["id"]], rows[ordinary["id"]]
-    assert a["state"] == b["state"] == {}
-    assert a["created_at"].tzinfo is not None and b["created_at"].tzinfo is not None
-    assert abs(a["created_at"] - datetime.now(UTC)).total_seconds() < 60
+    assert a["state"] == b["state"] == {"patterns": ["é"]}
+    assert a["created_at"] == short["created_at"] and a["created_at"].tzinfo is not None
     differing = {k for k in a if a[k] != b[k]} - {"id", "message_id", "created_at"}
     assert differing == set()
 
@@ -93,12 +96,35 @@ async def test_the_short_way_skips_sqlalchemys_execution_but_not_its_listeners(
     assert seen == [INSERT_RUN.statement]
 
 
-async def test_a_missing_value_is_refused_not_written_as_null(store: Store) -> None:
+@pytest.mark.parametrize("missing", ["message_id", "created_at", "state"])
+async def test_a_missing_value_is_refused_not_written_as_null_or_a_default(
+    store: Store, missing: str
+) -> None:
+    """Every column the short way writes must be given: it neither writes NULL nor stands in
+    for SQLAlchemy's column defaults."""
     convo = await store.create_conversation("alice")
     incomplete = _run(convo.id)
-    del incomplete["message_id"]
+    del incomplete[missing]
     assert store._inline is not None
-    with pytest.raises(KeyError, match="message_id"):
+    with pytest.raises(KeyError, match=missing):
         store._inline.write(lambda conn: INSERT_RUN.execute(conn, incomplete))
     count = store._inline.read(lambda conn: len(conn.execute(select(RUNS)).all()))
     assert count == 0
+
+
+async def test_a_driver_error_is_raised_as_sqlalchemys(store: Store) -> None:
+    """A constraint the short way's statement breaks is SQLAlchemy's ``IntegrityError``, as on
+    every other path (callers and the tool runner tell storage errors by it), and the
+    transaction is rolled back."""
+    convo = await store.create_conversation("alice")
+    run = _run(convo.id)
+    assert store._inline is not None
+    store._inline.write(lambda conn: INSERT_RUN.execute(conn, run))
+    with pytest.raises(IntegrityError) as raised:
+        store._inline.write(lambda conn: INSERT_RUN.execute(conn, run))  # the same id again
+    assert isinstance(raised.value.orig, sqlite3.IntegrityError)
+    orphan = _run("conv_missing")
+    with pytest.raises(IntegrityError):
+        store._inline.write(lambda conn: INSERT_RUN.execute(conn, orphan))  # foreign key
+    count = store._inline.read(lambda conn: len(conn.execute(select(RUNS)).all()))
+    assert count == 1

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import ClauseElement, Connection, Engine, Executable, Insert, Table, event, text
+from sqlalchemy import ClauseElement, Connection, Engine, Executable, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -147,10 +146,6 @@ def _busy_raises() -> Iterator[None]:
         if _is_busy(exc.orig):
             raise Busy(str(exc.orig)) from exc
         raise
-    except sqlite3.OperationalError as exc:  # from a Prepared statement's own cursor
-        if _is_busy(exc):
-            raise Busy(str(exc)) from exc
-        raise
 
 
 Params = Mapping[str, Any]
@@ -166,9 +161,10 @@ class Prepared:
     connection whose driver is :mod:`sqlite3` (the loop's own, :class:`InlineSQLite`) the
     statement is compiled once by SQLAlchemy for that dialect and run on the driver's cursor:
     parameters and results still go through the columns' own type processors (JSON, UTC
-    times), an INSERT still gets its columns' Python defaults, the transaction is still the
-    ``Connection``'s, and the engine's ``before_cursor_execute`` and ``after_cursor_execute``
-    listeners still see the statement. On any other connection it is an ordinary
+    times), the transaction is still the ``Connection``'s, the engine's
+    ``before_cursor_execute`` and ``after_cursor_execute`` listeners still see the statement,
+    and a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``).
+    Its callers give every value (no column default is applied here). On any other connection it is an ordinary
     ``conn.execute``.
     """
 
@@ -227,10 +223,6 @@ class _OnSQLite:
             (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect), binds[name])
             for name in self.names
         ]
-        table = statement.table if isinstance(statement, Insert) else None
-        self.defaults: dict[str, Callable[[], Any]] = (
-            _python_defaults(table) if isinstance(table, Table) else {}
-        )
         columns = getattr(statement, "selected_columns", ())
         self.columns = [
             (c.name, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns
@@ -247,22 +239,26 @@ class _OnSQLite:
             listen(conn, None, self.sql, rows, None, many)
         driver = conn.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
-        cursor = driver.executemany(self.sql, rows) if many else driver.execute(self.sql, rows)
+        try:
+            cursor = driver.executemany(self.sql, rows) if many else driver.execute(self.sql, rows)
+        except sqlite3.Error as exc:  # as SQLAlchemy raises it on every other path
+            raise DBAPIError.instance(self.sql, rows, exc, sqlite3.Error, ismulti=many) from exc
         for listen in conn.dispatch.after_cursor_execute:
             listen(conn, cursor, self.sql, rows, None, many)
         return cursor
 
     def _values(self, params: Params) -> list[Any]:
+        """Each parameter's value, processed. Every column an INSERT writes must be given: a
+        column's Python default (``default=utcnow``) is SQLAlchemy's execution's to apply, and
+        this does not stand in for it."""
         values = []
         for name, process, bind in self.binds:
             if name in params:
                 value = params[name]
-            elif bind.required:  # a column named in ``keys``, as SQLAlchemy's executemany
-                raise KeyError(f"a value is required for bind parameter {name!r}")
-            elif name in self.defaults:
-                value = self.defaults[name]()
-            else:  # a value given in the statement: ``.values(status="streaming")``
+            elif bind.value is not None and not bind.required:  # ``.values(status=...)``
                 value = bind.effective_value
+            else:
+                raise KeyError(f"a value is required for bind parameter {name!r}")
             values.append(process(value) if process is not None else value)
         return values
 
@@ -271,25 +267,6 @@ class _OnSQLite:
             name: process(value) if process is not None else value
             for (name, process), value in zip(self.columns, values, strict=True)
         }
-
-
-def _python_defaults(table: Table) -> dict[str, Callable[[], Any]]:
-    """Each column's Python-side default (``default=utcnow``, ``default=dict``, ``default=0``)."""
-    defaults: dict[str, Callable[[], Any]] = {}
-    for column in table.columns:
-        default = column.default
-        if default is None or not (default.is_scalar or default.is_callable):
-            continue
-        arg: Any = default.arg  # type: ignore[attr-defined]
-        if default.is_callable:  # SQLAlchemy's wrapper of the function, taking a context
-            defaults[column.key] = functools.partial(arg, None)
-        else:
-            defaults[column.key] = functools.partial(_constant, arg)
-    return defaults
-
-
-def _constant(value: Any) -> Any:
-    return value
 
 
 def _is_busy(error: BaseException | None) -> bool:

@@ -86,7 +86,7 @@ NEW_MESSAGE_KEYS = (
 NEW_RUN_KEYS = ("id", "user_id", "conversation_id", "user_message_id", "message_id", "model")
 INSERT_MESSAGES = Prepared(insert(MESSAGES), keys=NEW_MESSAGE_KEYS)
 CREATE_CONVERSATION = insert(CONVERSATIONS).returning(*CONVERSATIONS.columns)
-INSERT_RUN = Prepared(insert(RUNS), keys=(*NEW_RUN_KEYS, "status", "owner"))
+INSERT_RUN = Prepared(insert(RUNS), keys=(*NEW_RUN_KEYS, "status", "owner", "state", "created_at"))
 SAVE_REPLY = (
     update(MESSAGES)
     .where(MESSAGES.c.id == bindparam("b_message"), MESSAGES.c.user_id == bindparam("b_user"))
@@ -636,6 +636,8 @@ class Store:
             "model": model,
             "status": "running",
             "owner": owner,
+            "state": {},
+            "created_at": utcnow(),
         }
 
         def begin(conn: Connection) -> Message:
