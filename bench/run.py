@@ -77,11 +77,14 @@ async def _streaming(server: procs.Server, upstream: procs.Server, sizes: Sizes)
     )
     result: dict[str, Any] = {}
     if server.kind == "parley":  # the relay keeps no conversation: its requests are the same
+        convo = await streams.conversation(server, sizes.history)
+        before = await streams.branch_length(server, convo)
         long, beside, long_paired = await streams.first_token_beside(
-            server, upstream, sizes.history_requests, history=sizes.history
+            server, upstream, sizes.history_requests, convo=convo
         )
         result["history_ttft"] = {
-            "messages_before": sizes.history,
+            "messages_before": before,
+            "messages_after": await streams.branch_length(server, convo),
             "requests": sizes.history_requests,
             "ttft_s": long,
             "upstream_ttft_s": beside,
@@ -260,7 +263,7 @@ def _history_row(p: dict[str, Any]) -> list[tuple[str, float, float]]:
     if h is None:
         return []
     added = (h["ttft_s"]["p50"] - h["upstream_ttft_s"]["p50"]) * 1e3
-    first, last = h["messages_before"], h["messages_before"] + 2 * h["requests"]
+    first, last = h["messages_before"], h["messages_after"]
     return [(f"TTFT added p50, {first}-{last} messages (ms)", added, math.nan)]
 
 

@@ -90,7 +90,7 @@ async def first_token_beside(
     requests: int,
     chunks: int = 20,
     pause: float = 0.02,
-    history: int = 0,
+    convo: str | None = None,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Time to the first text event (seconds), one stream at a time, of ``server`` and of the
     upstream alone, their requests taken in turn: what the server adds is the difference,
@@ -102,13 +102,12 @@ async def first_token_beside(
     (each server request less the upstream request just before it): what the server adds, less
     moved by the machine's speed drifting during the scenario than a difference of medians.
 
-    With ``history`` (parley only), every request continues one conversation that already
-    holds ``history`` messages: each reply reads the branch and sends it to the model, and the
-    branch grows by two messages a request."""
+    With ``convo`` (parley only, :func:`conversation`), every request continues that
+    conversation: each reply reads the branch and sends it to the model, and the branch grows
+    by two messages a request."""
     fresh = httpx.Limits(max_keepalive_connections=0)
     times: dict[str, list[float]] = {"server": [], "upstream": []}
     async with httpx.AsyncClient(timeout=30, limits=fresh) as http:
-        convo = await _conversation(http, server, history, chunks)
         for target in (server, upstream):  # warm up
             await stream(http, target, model(chunks), convo=convo if target is server else None)
         for _ in range(requests):
@@ -121,17 +120,22 @@ async def first_token_beside(
     return percentiles(times["server"]), percentiles(times["upstream"]), percentiles(paired)
 
 
-async def _conversation(
-    http: httpx.AsyncClient, server: Server, history: int, chunks: int
-) -> str | None:
-    """A conversation of ``history`` messages (user and assistant in turn), made by replies."""
-    if not history or server.kind != "parley":
-        return None
-    created = await http.post(f"{server.url}/api/conversations", json={}, headers=server.headers)
-    convo: str = created.json()["id"]
-    for _ in range(history // 2):
-        await stream(http, server, model(chunks), convo=convo)
+async def conversation(server: Server, history: int, chunks: int = 20) -> str:
+    """A parley conversation of ``history`` messages (user and assistant in turn), made by
+    replies."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = f"{server.url}/api/conversations"
+        convo: str = (await http.post(url, json={}, headers=server.headers)).json()["id"]
+        for _ in range(history // 2):
+            await stream(http, server, model(chunks), convo=convo)
     return convo
+
+
+async def branch_length(server: Server, convo: str) -> int:
+    """How many messages the conversation's active branch holds (up to 500)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = f"{server.url}/api/conversations/{convo}?limit=500"
+        return len((await http.get(url, headers=server.headers)).json()["messages"])
 
 
 async def throughput(server: Server, chunks: int, concurrency: int = 1) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         assert r[side]["idle_memory"]["overlapped"], "both groups of idle streams were open at once"
     history = r["parley"]["history_ttft"]  # replies continuing a conversation with history
     assert history["messages_before"] == tiny["history"] > 0
+    # every measured request (and the warm-up) continued that conversation
+    assert history["messages_after"] == tiny["history"] + 2 * (tiny["history_requests"] + 1)
     assert history["ttft_s"]["n"] == history["upstream_ttft_s"]["n"] == tiny["history_requests"]
     assert "history_ttft" not in r["relay"]
     assert r["statements_sqlite"]["tokens_500"]["statements"] > 0
