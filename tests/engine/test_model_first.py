@@ -3,7 +3,7 @@
 The door builds its response (tasks, the first write) after ``start`` returns. Built before, that
 work ran between the run's steps to the model and added to every first token; now it runs while
 the model thinks. These tests hold the three ways ``start`` can stop waiting: the request left
-(the OpenAI provider reports it from httpcore's trace), the request failed before it left (a
+(the OpenAI provider reports it from aiohttp's trace), the request failed before it left (a
 retry's back-off must not hold the client's response), or the provider cannot tell (at once).
 """
 
@@ -80,10 +80,16 @@ async def test_the_openai_provider_reports_the_request_before_any_answer(live: L
         starting = await _start(live, "fake")
         async with asyncio.timeout(5):
             turn = await starting
+        # it returned because the request was written (aiohttp's trace), long before the
+        # 30 s limit, with the run still waiting for the answer that never comes
+        assert turn.asked.done() and not turn.asked.cancelled()  # type: ignore[attr-defined]
+        run_id = turn.run_id  # type: ignore[attr-defined]
+        assert not live.services.runs._tasks[run_id].done()
+        async with asyncio.timeout(2):  # the fake, on this loop, reads what is on the wire
+            await fake.received.wait()
         assert [exchange.body["messages"][-1] for exchange in fake.exchanges] == [
             {"role": "user", "content": "hi"}
         ]
-        run_id = turn.run_id  # type: ignore[attr-defined]
         assert await live.services.runs.cancel("alice", run_id) == "cancelled"
         await provider.aclose()
 

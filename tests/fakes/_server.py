@@ -114,6 +114,7 @@ class FakeServer:
         self.unexpected = 0
         self.active = 0
         self.cut_off = asyncio.Event()
+        self.received = asyncio.Event()  # set at the first request
         self._queue: deque[Scenario] = deque()
         self._stopping = asyncio.Event()
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
@@ -183,6 +184,7 @@ class FakeServer:
             body=json.loads(body) if body else None,
         )
         self.exchanges.append(exchange)
+        self.received.set()
         scenario = self._queue.popleft() if self._queue else self.default
         if scenario is None:
             self.unexpected += 1

@@ -391,8 +391,8 @@ async def test_closing_the_stream_early_cuts_the_upstream_response_off(
 async def test_the_request_body_is_sent_with_its_length_and_not_held_while_the_reply_streams(
     fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
 ) -> None:
-    """The body carries the whole history: kept on httpx's request (which the response keeps)
-    it would cost every open stream its conversation's size until the reply ends."""
+    """The body carries the whole history: kept on the client's request (which its response
+    may keep) it would cost every open stream its conversation's size until the reply ends."""
     fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), api.Hang(), done=False))
     marker = "history-" + "x" * 50_000
     request = ProviderRequest(model="m", messages=[ChatMessage(role="user", content=marker)])
@@ -412,13 +412,13 @@ async def test_the_request_body_is_sent_with_its_length_and_not_held_while_the_r
 
 
 def _bytes_holding(marker: bytes) -> list[str]:
-    """The client-side objects (httpx's, httpcore's, parley's) holding bytes with ``marker``
+    """The client-side objects (aiohttp's, parley's) holding bytes with ``marker``
     (the fake server in this process keeps what it received)."""
     gc.collect()
     return [
         type(holder).__qualname__
         for holder in gc.get_objects()
-        if str(getattr(type(holder), "__module__", "")).startswith(("httpx", "httpcore", "parley"))
+        if str(getattr(type(holder), "__module__", "")).startswith(("aiohttp", "parley"))
         for value in gc.get_referents(holder)
         if isinstance(value, bytes) and marker in value
     ]
@@ -504,11 +504,11 @@ WEATHER_SCHEMA = {
 async def test_a_finished_reply_leaves_nothing_for_the_garbage_collector(
     fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
 ) -> None:
-    """httpx's response and its stream refer to each other: left so, every reply's response,
-    request and pool request waited for a full collection, which after hundreds of replies
-    paused every stream for over 100 ms."""
+    """A reply's client objects left in reference cycles wait for a full collection, which
+    after hundreds of replies paused every stream for over 100 ms (httpx's response and its
+    stream referred to each other)."""
     fake_openai.enqueue(*[api.text("a", "b") for _ in range(3)])
     with cyclic_garbage() as garbage:
         for _ in range(3):
             assert TextChunk(text="b") in await collect(openai_provider.stream(HELLO))
-    assert types_from(garbage, "httpx", "httpcore", "parley") == set()
+    assert types_from(garbage, "aiohttp", "parley") == set()

@@ -1,5 +1,11 @@
 """The OpenAI-compatible provider: OpenAI, vLLM, llama.cpp and Ollama, told apart by base URL.
 
+The streamed completion goes over aiohttp (the transport the OpenAI SDK itself offers for
+throughput, ``openai[aiohttp]``): on a cold request httpx and httpcore took 1.8 ms of CPU from
+the call to the first chunk where aiohttp takes 0.7, and 34 µs per streamed chunk where aiohttp
+takes 14 (bench/RESULTS.md, eighth session). The SSE framing is httpx-sse's decoder, fed
+aiohttp's bytes.
+
 It also holds what every HTTP provider shares (:class:`RetryPolicy`, :func:`stream_with_retries`,
 :func:`status_error`): a request is retried on 429, 5xx and lost connections, but only until the
 first event has been yielded; after that a failure ends the stream at once.
@@ -8,20 +14,21 @@ first event has been yielded; after that a failure ends the stream at once.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import email.utils
 import itertools
 import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import openai
 import structlog
-from httpx_sse import EventSource
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # the decoder of EventSource
 
 from parley import __version__, errors
 from parley.providers.base import (
@@ -152,7 +159,7 @@ def status_error(
 class OpenAIProvider(Provider):
     """Chat Completions over the official SDK, streamed, with usage included."""
 
-    reports_sent = True  # httpcore's trace tells when the request body has left
+    reports_sent = True  # aiohttp's trace tells when the request body is written
 
     def __init__(
         self,
@@ -171,21 +178,39 @@ class OpenAIProvider(Provider):
         url = (base_url or "https://api.openai.com/v1").rstrip("/")
         key = api_key or "not-needed"
         self._client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=0)
-        # The streamed completion goes over plain httpx: the SDK's request path built and
+        # The streamed completion goes over aiohttp, not the SDK: its request path built and
         # deep-copied its option models on every request and decoded each chunk through its
         # own layers (bench/RESULTS.md); the wire format is the same, errors map the same.
-        self._http = httpx.AsyncClient(
-            base_url=url,
-            headers={"Authorization": f"Bearer {key}", "User-Agent": f"parley/{__version__}"},
-            timeout=httpx.Timeout(timeout),
-            # Idle connections are dropped after 4 s: servers that close them after 5 s
-            # (uvicorn, so vLLM; llama.cpp's server) would otherwise race a reused connection.
-            limits=httpx.Limits(
-                max_connections=None, max_keepalive_connections=100, keepalive_expiry=4.0
-            ),
-        )
-        # parsed once: httpx would parse the base URL and the path again on every request
-        self._completions = httpx.URL(f"{url}/chat/completions")
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "User-Agent": f"parley/{__version__}",
+            "Content-Type": "application/json",
+        }
+        self._completions = f"{url}/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The connection pool, made in the loop that uses it (aiohttp binds it to one)."""
+        session = self._session
+        loop = asyncio.get_running_loop()
+        if session is None or session.closed or self._loop is not loop:
+            self._loop = loop
+            sent = aiohttp.TraceConfig()
+            sent.on_request_chunk_sent.append(_sent)
+            sent.on_request_exception.append(_sent)
+            session = self._session = aiohttp.ClientSession(
+                # No cap on connections; idle ones are dropped after 4 s: servers that close
+                # them after 5 s (uvicorn, so vLLM; llama.cpp's server) would otherwise race a
+                # reused connection.
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.timeout, sock_read=self.timeout
+                ),
+                headers=self._headers,
+                trace_configs=[sent],
+            )
+        return session
 
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
         return stream_with_retries(
@@ -199,72 +224,72 @@ class OpenAIProvider(Provider):
             raise self._error(exc, model=None, streaming=False) from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
         await self._client.close()
 
     async def _attempt(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
-        response: httpx.Response | None = None
+        # The body is given as bytes and not kept: the reply's objects do not hold the
+        # request's body (the whole history) for as long as it streams.
+        body = compact(request_body(request), allow_nan=False).encode()
+        state = _StreamState()
         try:
-            body = _SentOnce(request_body(request))
-            stream = self._http.stream(
-                "POST",
+            async with self._http().post(
                 self._completions,
-                content=body,
-                headers=body.headers,
-                extensions=_when_sent(request.on_sent),
-            )
-            del body
-            async with stream as response:
-                if response.status_code >= 400:
+                data=body,
+                trace_request_ctx={"on_sent": request.on_sent},
+            ) as response:
+                del body
+                if response.status >= 400:
                     raise await self._status_error(response, request.model)
-                state = _StreamState()
                 async with contextlib.aclosing(self._read(response, state)) as events:
                     async for event in events:
                         yield event
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc, streaming=False) from exc
-        finally:
-            if response is not None:
-                _forget_stream(response)
         if state.finish is None:
             raise errors.ProviderUnavailable(LOST_MID_STREAM)
         if state.usage is not None:
             yield state.usage
 
     async def _read(
-        self, response: httpx.Response, state: _StreamState
+        self, response: aiohttp.ClientResponse, state: _StreamState
     ) -> AsyncGenerator[ProviderEvent, None]:
+        frames = _Frames()
         try:
-            sses = EventSource(response).aiter_sse()
-            async for sse in sses:
-                if sse.data.startswith("[DONE]"):
-                    await _drain(sses)
-                    return
-                chunk = json.loads(sse.data)
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    detail = error_detail(chunk, "an error occurred during streaming")
-                    raise errors.ProviderError(f"{self.name} reported an error: {detail}")
-                for event in state.events(chunk):
-                    yield event
-        except httpx.HTTPError as exc:
+            async for received in response.content.iter_any():
+                for data in frames.feed(received):
+                    if data.startswith("[DONE]"):
+                        await _drain(response)
+                        return
+                    chunk = json.loads(data)
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        detail = error_detail(chunk, "an error occurred during streaming")
+                        raise errors.ProviderError(f"{self.name} reported an error: {detail}")
+                    for event in state.events(chunk):
+                        yield event
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc, streaming=True) from exc
         except (ValueError, TypeError, AttributeError) as exc:
             message = f"{self.name} sent a malformed stream: {exc!r:.200}"
             raise errors.ProviderError(message) from exc
 
-    async def _status_error(self, response: httpx.Response, model: str) -> errors.ParleyError:
-        await response.aread()
+    async def _status_error(
+        self, response: aiohttp.ClientResponse, model: str
+    ) -> errors.ParleyError:
+        raw = await response.read()
+        text = raw.decode(response.get_encoding(), errors="replace")
         try:
-            body: object = response.json()
+            body: object = json.loads(text)
         except ValueError:
-            body = response.text
-        detail = error_detail(body, response.reason_phrase or f"HTTP {response.status_code}")
+            body = text
+        detail = error_detail(body, response.reason or f"HTTP {response.status}")
         return status_error(
-            response.status_code, detail, response.headers, provider=self.name, model=model
+            response.status, detail, response.headers, provider=self.name, model=model
         )
 
-    def _transport_error(self, exc: httpx.HTTPError, *, streaming: bool) -> errors.ParleyError:
-        if isinstance(exc, httpx.TimeoutException):
+    def _transport_error(self, exc: BaseException, *, streaming: bool) -> errors.ParleyError:
+        if isinstance(exc, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors too
             when = "mid-stream" if streaming else "before answering"
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if streaming:
@@ -344,37 +369,36 @@ def _reasoning(delta: dict[str, Any]) -> str | None:
     return None
 
 
-def _when_sent(on_sent: Callable[[], None] | None) -> dict[str, Any]:
-    """httpcore's ``trace`` extension, calling ``on_sent`` once the request body has left (or
-    a step before it failed: a retry's back-off should not hold the client's response)."""
-    if on_sent is None:
-        return {}
+async def _sent(
+    _session: aiohttp.ClientSession,
+    context: Any,
+    _params: object,
+) -> None:
+    """aiohttp's trace, as the body is written (or a step before it failed: a retry's back-off
+    should not hold the client's response): the request's ``on_sent``."""
+    on_sent = (context.trace_request_ctx or {}).get("on_sent")
+    if on_sent is not None:
+        on_sent()
 
-    async def trace(event: str, _info: dict[str, Any]) -> None:
-        if event.endswith(("send_request_body.complete", ".failed")):
-            on_sent()
 
-    return {"trace": trace}
+class _Frames:
+    """The data of each server-sent event in the bytes as they arrive, framed as the SSE
+    specification says by httpx-sse's own decoder (lines end in CR, LF or CRLF, and may be split
+    anywhere across reads; an event is dispatched at its blank line, so one cut off by the end of
+    the body is dropped)."""
 
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._lines = SSELineDecoder()
+        self._events = SSEDecoder()
 
-class _SentOnce(httpx.AsyncByteStream):
-    """A JSON request body that lets go of its bytes once they are sent.
-
-    httpx keeps a body given as ``json=`` on its request, and the response keeps the request,
-    so the whole history's worth of bytes would stay in memory for as long as the reply streams
-    (2 KiB of every open stream in the benchmark, with nothing but the tools; a long
-    conversation's is hundreds). A retry builds its body again. ``Content-Length`` is given, so
-    httpx does not switch to chunked encoding for a streamed body.
-    """
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self._data: bytes | None = compact(payload, allow_nan=False).encode()
-        self.headers = {"Content-Type": "application/json", "Content-Length": str(len(self._data))}
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        data, self._data = self._data, None
-        if data is not None:
-            yield data
+    def feed(self, received: bytes) -> list[str]:
+        data: list[str] = []
+        for line in self._lines.decode(self._text.decode(received)):
+            event = self._events.decode(line)
+            if event is not None:
+                data.append(event.data)
+        return data
 
 
 def request_body(request: ProviderRequest) -> dict[str, Any]:
@@ -469,22 +493,11 @@ def image_url(part: ImagePart) -> str:
     raise errors.ValidationFailed("an image part needs either data or a url")
 
 
-def _forget_stream(response: httpx.Response) -> None:
-    """Unlink a closed response from its stream. They refer to each other (httpx's bound stream
-    keeps its response), so a reply's response, request, stream and pool request (about 60
-    objects) outlived it until a full garbage collection; after a few hundred replies that
-    collection freed tens of thousands of objects at once and held every stream for 100 to
-    170 ms (bench/RESULTS.md). Closed, the response needs its stream no more."""
-    if response.is_closed:
-        response.stream = httpx.ByteStream(b"")
-
-
-async def _drain(rest: AsyncIterator[object], limit: float = 1.0) -> None:
+async def _drain(response: aiohttp.ClientResponse, limit: float = 1.0) -> None:
     """Read what follows ``[DONE]`` (the end of the body, normally in the same packet): a
     response read to its end gives its connection back to the pool; one left unread closes it,
     and the next request pays a new connection (the benchmark's time to first token). A server
     that keeps the body open after ``[DONE]`` is given ``limit`` seconds."""
-    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
         async with asyncio.timeout(limit):
-            async for _ in rest:
-                pass
+            await response.read()
