@@ -116,10 +116,12 @@ async def upstream() -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def relay(upstream_url: str, workdir: Path) -> AsyncIterator[Server]:
+async def relay(upstream_url: str, workdir: Path, client: str = "httpx") -> AsyncIterator[Server]:
+    """The bare relay (bench/relay.py), asking the upstream with ``client``."""
     port = free_port()
     command = [sys.executable, "-m", "bench.relay", f"{upstream_url}/v1", str(port)]
-    log = (workdir / "relay.log").open("wb")
+    command += ["--client", client]
+    log = (workdir / f"relay-{client}.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -143,6 +143,9 @@ async def _servers(sizes: Sizes, workdir: Path, pg: bool, rd: bool) -> dict[str,
         async with procs.relay(upstream.url, workdir) as relay:
             r["relay"] = await _paced(relay, sizes)
             r["relay"].update(await _streaming(relay, upstream, sizes))
+        # the same relay on parley's HTTP client: a reference, not the targets' baseline
+        async with procs.relay(upstream.url, workdir, client="aiohttp") as relay:
+            r["relay_aiohttp"] = await _streaming(relay, upstream, sizes)
         async with procs.parley(upstream.url, workdir) as parley:
             r["parley"] = await _paced(parley, sizes)
             r["parley"].update(await _streaming(parley, upstream, sizes))
@@ -307,6 +310,26 @@ def _paced_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reference_lines(r: dict[str, Any]) -> list[str]:
+    """The relay on aiohttp, parley's own HTTP client for the model: what parley adds beyond
+    what its client saves. A reference beside the baseline, not the targets' baseline."""
+    a = r.get("relay_aiohttp")
+    if a is None:
+        return []
+    p = r["parley"]
+    added, paired = _added(a)["p50"], a["ttft_added_paired_s"]["p50"]
+    cpu, cpu_100 = a["one_stream"]["cpu_us_per_event"], a["concurrent"]["cpu_us_per_event"]
+    return [
+        f"relay on aiohttp (reference): TTFT added p50 {added * 1e3:.2f} ms"
+        f" (paired {paired * 1e3:.2f}), p99 {_added(a)['p99'] * 1e3:.2f} ms;"
+        f" 1 stream {cpu:.1f} us/event; 100 streams {cpu_100:.1f} us/event",
+        f"  parley/relay-on-aiohttp: TTFT added p50 {_ratio(_added(p)['p50'], added):.2f},"
+        f" paired {_ratio(p['ttft_added_paired_s']['p50'], paired):.2f};"
+        f" 1 stream CPU {_ratio(p['one_stream']['cpu_us_per_event'], cpu):.2f},"
+        f" 100 streams CPU {_ratio(p['concurrent']['cpu_us_per_event'], cpu_100):.2f}",
+    ]
+
+
 def table(r: dict[str, Any]) -> str:
     lines = [f"{'scenario':36} {'parley':>10} {'relay':>10} {'parley/relay':>13}"]
     for name, a, b in _rows(r):
@@ -331,6 +354,7 @@ def table(r: dict[str, Any]) -> str:
                 f"{key} (PostgreSQL+Redis): 100 streams {c['events_per_s']:.0f} events/s,"
                 f" {c['cpu_us_per_event']:.1f} us/event, {c['errors']} errors"
             )
+    lines.extend(_reference_lines(r))
     lines.extend(_paced_lines(r))
     for db in ("sqlite", "postgres"):
         if f"big_{db}" in r:

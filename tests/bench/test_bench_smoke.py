@@ -36,6 +36,10 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         assert r[side]["idle_memory"]["errors"] == 0
         assert r[side]["idle_memory"]["streams"] == tiny["idle_streams"]
         assert r[side]["idle_memory"]["overlapped"], "both groups of idle streams were open at once"
+    reference = r["relay_aiohttp"]  # the relay on parley's HTTP client, beside the baseline
+    assert reference["one_stream"]["events"] == tiny["chunks"]
+    assert reference["ttft_added_paired_s"]["n"] == tiny["ttft_requests"]
+    assert "relay on aiohttp (reference)" in done.stdout
     history = r["parley"]["history_ttft"]  # replies continuing a conversation with history
     assert history["messages_before"] == tiny["history"] > 0
     # every measured request (and the warm-up) continued that conversation

@@ -232,7 +232,11 @@ async def _vanishing_clients(parley: ParleyProcess, fake: FakeOpenAI, sqlite_url
         replies = await _all_complete(sqlite_url, VANISHING, timeout=60)
         await until(lambda: _in_flight(fake) == 0, timeout=10)
         await http.get("/healthz")  # lets the hub forget the last finished runs
-        end_rss, end_fds = rss_mb(parley.process.pid), open_fds(parley.process.pid)
+        # connections to the model stay pooled while idle, up to its keep-alive (4 s)
+        pid = parley.process.pid
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: open_fds(pid) <= warm_fds + 5, timeout=15, step=0.5)
+        end_rss, end_fds = rss_mb(pid), open_fds(pid)
 
     assert _statuses(replies) == {"complete": VANISHING}
     assert all(r.text == whole for r in replies)
