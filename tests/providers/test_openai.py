@@ -29,7 +29,13 @@ from parley.providers.base import (
     ToolSpec,
     UsageChunk,
 )
-from parley.providers.openai import LOST_MID_STREAM, OpenAIProvider, RetryPolicy, retry_after
+from parley.providers.openai import (
+    LOST_MID_STREAM,
+    OpenAIProvider,
+    RetryPolicy,
+    env_proxy,
+    retry_after,
+)
 
 HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
 
@@ -512,3 +518,44 @@ async def test_a_finished_reply_leaves_nothing_for_the_garbage_collector(
         for _ in range(3):
             assert TextChunk(text="b") in await collect(openai_provider.stream(HELLO))
     assert types_from(garbage, "aiohttp", "parley") == set()
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _proxy_environment(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_the_model_is_asked_through_the_proxy_the_environment_names(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As httpx (the SDK's client) did: a deployment behind a proxy keeps working."""
+    _proxy_environment(monkeypatch, HTTP_PROXY=fake_openai.url)  # the fake serves as the proxy
+    fake_openai.enqueue(api.text("a", "b"))
+    provider = OpenAIProvider(base_url="http://model.invalid/v1", api_key="sk-test", timeout=5)
+    try:
+        assert TextChunk(text="b") in await collect(provider.stream(HELLO))
+    finally:
+        await provider.aclose()
+    exchange = fake_openai.exchanges[0]
+    assert exchange.path == "/v1/chat/completions"
+    assert exchange.headers["host"] == "model.invalid"  # asked for through the proxy
+
+
+def test_the_proxy_is_found_as_curl_finds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://api.example.com/v1/chat/completions"
+    _proxy_environment(monkeypatch)
+    assert env_proxy(url) is None
+    _proxy_environment(monkeypatch, HTTPS_PROXY="http://proxy:3128")
+    assert env_proxy(url) == "http://proxy:3128"
+    assert env_proxy("http://api.example.com/v1") is None  # only HTTPS_PROXY is set
+    _proxy_environment(monkeypatch, ALL_PROXY="http://all:3128")
+    assert env_proxy(url) == "http://all:3128"
+    _proxy_environment(monkeypatch, HTTPS_PROXY="http://proxy:3128", NO_PROXY="example.com,x")
+    assert env_proxy(url) is None  # a subdomain of an exempted domain
+    assert env_proxy("https://api.other.org/v1") == "http://proxy:3128"

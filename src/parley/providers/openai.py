@@ -20,6 +20,8 @@ import email.utils
 import itertools
 import json
 import random
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,6 +104,16 @@ async def stream_with_retries(
         finally:
             await events.aclose()
         await asyncio.sleep(delay)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` name for ``url`` unless
+    ``NO_PROXY`` exempts its host: what httpx (the SDK's client) and curl take."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -209,6 +221,10 @@ class OpenAIProvider(Provider):
                 ),
                 headers=self._headers,
                 trace_configs=[sent],
+                # The proxy the environment names, found once (aiohttp's ``trust_env`` would
+                # look it up, and read ~/.netrc, on a worker thread for every request).
+                proxy=env_proxy(self._completions),
+                cookie_jar=aiohttp.DummyCookieJar(),  # a model API's cookies are no one's
             )
         return session
 
