@@ -110,7 +110,7 @@ def env_proxy(url: str) -> str | None:
     """The proxy ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` name for ``url`` unless
     ``NO_PROXY`` exempts its host: what httpx (the SDK's client) and curl take."""
     parts = urllib.parse.urlsplit(url)
-    if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+    if urllib.request.proxy_bypass(parts.hostname or ""):  # NO_PROXY (and macOS settings)
         return None
     proxies = urllib.request.getproxies_environment()
     return proxies.get(parts.scheme) or proxies.get("all")
