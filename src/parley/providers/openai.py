@@ -169,7 +169,10 @@ def status_error(
 
 
 class OpenAIProvider(Provider):
-    """Chat Completions over the official SDK, streamed, with usage included."""
+    """Chat Completions streamed over aiohttp, with usage included; the model list through the
+    official SDK. The session (its connection pool) is made on first use in the loop that uses
+    it: aiohttp binds a session to one loop, and a provider built outside any loop (the app's
+    factory) or used from another (a test's) gets its own there."""
 
     reports_sent = True  # aiohttp's trace tells when the request body is written
 
