@@ -33,6 +33,7 @@ from parley.providers.openai import (
     LOST_MID_STREAM,
     OpenAIProvider,
     RetryPolicy,
+    _Frames,
     env_proxy,
     retry_after,
 )
@@ -559,3 +560,27 @@ def test_the_proxy_is_found_as_curl_finds_it(monkeypatch: pytest.MonkeyPatch) ->
     _proxy_environment(monkeypatch, HTTPS_PROXY="http://proxy:3128", NO_PROXY="example.com,x")
     assert env_proxy(url) is None  # a subdomain of an exempted domain
     assert env_proxy("https://api.other.org/v1") == "http://proxy:3128"
+
+
+def test_events_are_framed_however_the_bytes_are_cut() -> None:
+    """A read may end anywhere: inside a CRLF, inside a multi-byte character, mid-field."""
+    stream = (
+        ": a comment\r\n"
+        'data: {"text": "héllo ✓"}\r\n\r\n'
+        "event: other\ndata: line one\ndata: line two\n\n"
+        "data: lone CR ends lines too\r\r"
+        "data: [DONE]\n\n"
+        "data: cut off by the end of the body"
+    ).encode()
+    expected = [
+        '{"text": "héllo ✓"}',
+        "line one\nline two",
+        "lone CR ends lines too",
+        "[DONE]",
+    ]
+    for size in (1, 2, 3, 5, 7, len(stream)):
+        frames = _Frames()
+        got = [
+            data for i in range(0, len(stream), size) for data in frames.feed(stream[i : i + size])
+        ]
+        assert got == expected, size
