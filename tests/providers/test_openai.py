@@ -584,3 +584,44 @@ def test_events_are_framed_however_the_bytes_are_cut() -> None:
             data for i in range(0, len(stream), size) for data in frames.feed(stream[i : i + size])
         ]
         assert got == expected, size
+
+
+@pytest.mark.parametrize("status", [301, 307, 308])
+async def test_a_redirect_is_reported_not_followed(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider, status: int
+) -> None:
+    """Following it would re-send the whole history, and the key, somewhere else (or turn the
+    POST into a GET and call the answer a missing model)."""
+    elsewhere = f"{fake_openai.base_url}/moved/chat/completions"
+    fake_openai.enqueue(api.error(status, "moved", headers={"location": elsewhere}))
+
+    _, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert type(exc) is errors.ProviderError
+    assert f"HTTP {status}" in exc.message
+    assert [exchange.path for exchange in fake_openai.exchanges] == ["/v1/chat/completions"]
+
+
+def test_a_proxy_named_without_a_scheme_is_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    _proxy_environment(monkeypatch, HTTPS_PROXY="proxy.internal:3128")
+    assert env_proxy("https://api.example.com/v1") == "http://proxy.internal:3128"
+
+
+async def test_a_proxy_that_never_answers_connect_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name lookup and the proxy's answer are bounded by the timeout too, not only the
+    TCP handshake: a stalled proxy must not hold a run for ever."""
+    with socket.socket() as silent:  # accepts (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        _proxy_environment(monkeypatch, HTTPS_PROXY=f"127.0.0.1:{silent.getsockname()[1]}")
+        provider = OpenAIProvider(base_url="https://model.invalid/v1", api_key="x", timeout=0.5)
+        provider.retry_policy = RetryPolicy(max_retries=0)
+        try:
+            with anyio.fail_after(5):
+                _, exc = await collect_until_error(provider.stream(HELLO))
+        finally:
+            await provider.aclose()
+
+    assert type(exc) is errors.ProviderTimeout

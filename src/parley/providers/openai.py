@@ -19,7 +19,9 @@ import contextlib
 import email.utils
 import itertools
 import json
+import os
 import random
+import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
+import certifi
 import openai
 import structlog
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # the decoder of EventSource
@@ -113,7 +116,19 @@ def env_proxy(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):  # NO_PROXY (and macOS settings)
         return None
     proxies = urllib.request.getproxies_environment()
-    return proxies.get(parts.scheme) or proxies.get("all")
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"  # ``proxy:3128``, as httpx and curl read it
+    return proxy or None
+
+
+def tls_context() -> ssl.SSLContext:
+    """The certificates httpx trusts: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` if set, else certifi's
+    bundle (not only the system's, which a slim image or macOS's Python may lack)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if not cafile and not capath:
+        cafile = certifi.where()
+    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -202,6 +217,8 @@ class OpenAIProvider(Provider):
             "Content-Type": "application/json",
         }
         self._completions = f"{url}/chat/completions"
+        # Certificates as httpx (the SDK) trusts them; built here, not on the first request.
+        self._tls = tls_context() if url.startswith("https:") else None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -218,9 +235,16 @@ class OpenAIProvider(Provider):
                 # No cap on connections; idle ones are dropped after 4 s: servers that close
                 # them after 5 s (uvicorn, so vLLM; llama.cpp's server) would otherwise race a
                 # reused connection.
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0),
+                connector=aiohttp.TCPConnector(
+                    limit=0, keepalive_timeout=4.0, ssl=self._tls if self._tls else True
+                ),
+                # ``connect`` also bounds the name lookup and a proxy's answer to CONNECT,
+                # which ``sock_connect`` (the TCP and TLS handshakes) does not
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self.timeout, sock_read=self.timeout
+                    total=None,
+                    connect=self.timeout,
+                    sock_connect=self.timeout,
+                    sock_read=self.timeout,
                 ),
                 headers=self._headers,
                 trace_configs=[sent],
@@ -257,9 +281,10 @@ class OpenAIProvider(Provider):
                 self._completions,
                 data=body,
                 trace_request_ctx={"on_sent": request.on_sent},
+                allow_redirects=False,  # a POST of the history is not re-sent elsewhere
             ) as response:
                 del body
-                if response.status >= 400:
+                if response.status >= 300:
                     raise await self._status_error(response, request.model)
                 async with contextlib.aclosing(self._read(response, state)) as events:
                     async for event in events:
