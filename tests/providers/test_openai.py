@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
 import socket
@@ -625,3 +626,17 @@ async def test_a_proxy_that_never_answers_connect_times_out(
             await provider.aclose()
 
     assert type(exc) is errors.ProviderTimeout
+
+
+async def test_credentials_in_the_base_url_are_sent_as_basic_auth(fake_openai: FakeOpenAI) -> None:
+    """As httpx did (a model behind a proxy with basic auth); they are not sent in the URL."""
+    host = fake_openai.base_url.removeprefix("http://")
+    fake_openai.enqueue(api.text("a", "b"))
+    provider = OpenAIProvider(base_url=f"http://me:p%40ss@{host}", api_key="sk-test", timeout=5)
+    try:
+        assert TextChunk(text="b") in await collect(provider.stream(HELLO))
+    finally:
+        await provider.aclose()
+    exchange = fake_openai.exchanges[0]
+    assert exchange.headers["authorization"] == "Basic " + base64.b64encode(b"me:p@ss").decode()
+    assert exchange.path == "/v1/chat/completions"

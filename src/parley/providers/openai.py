@@ -14,6 +14,7 @@ first event has been yielded; after that a failure ends the stream at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import contextlib
 import email.utils
@@ -33,6 +34,7 @@ import aiohttp
 import certifi
 import openai
 import structlog
+import yarl
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # the decoder of EventSource
 
 from parley import __version__, errors
@@ -216,7 +218,12 @@ class OpenAIProvider(Provider):
             "User-Agent": f"parley/{__version__}",
             "Content-Type": "application/json",
         }
-        self._completions = f"{url}/chat/completions"
+        target = yarl.URL(f"{url}/chat/completions")
+        if target.user is not None:  # ``user:password@`` in the URL: Basic auth, as httpx sent
+            pair = f"{target.user}:{target.password or ''}".encode()
+            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+            target = target.with_user(None)
+        self._completions = str(target)
         # Certificates as httpx (the SDK) trusts them; built here, not on the first request.
         self._tls = tls_context() if url.startswith("https:") else None
         self._session: aiohttp.ClientSession | None = None
