@@ -56,14 +56,22 @@ def build(upstream: str, client: str = "httpx") -> Starlette:
 async def _events(client: httpx.AsyncClient, payload: dict[str, object]) -> AsyncIterator[bytes]:
     async with client.stream("POST", "/chat/completions", json=payload) as response:
         async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            for choice in json.loads(line[6:]).get("choices", []):
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    event = json.dumps({"type": "content", "content": content})
-                    yield f"event: content\ndata: {event}\n\n".encode()
+            for event in _relayed(line):
+                yield event
     yield b"data: [DONE]\n\n"
+
+
+def _relayed(line: str) -> list[bytes]:
+    """One upstream SSE line's text deltas, each re-encoded as an ``event: content`` event."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return []
+    events = []
+    for choice in json.loads(line[6:]).get("choices", []):
+        content = choice.get("delta", {}).get("content")
+        if content:
+            event = json.dumps({"type": "content", "content": content})
+            events.append(f"event: content\ndata: {event}\n\n".encode())
+    return events
 
 
 def _session() -> aiohttp.ClientSession:
@@ -78,14 +86,8 @@ async def _events_aiohttp(
 ) -> AsyncIterator[bytes]:
     async with session.post(url, json=payload) as response:
         async for raw in response.content:  # lines
-            line = raw.decode().rstrip("\r\n")
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            for choice in json.loads(line[6:]).get("choices", []):
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    event = json.dumps({"type": "content", "content": content})
-                    yield f"event: content\ndata: {event}\n\n".encode()
+            for event in _relayed(raw.decode().rstrip("\r\n")):
+                yield event
     yield b"data: [DONE]\n\n"
 
 

@@ -164,8 +164,8 @@ class Prepared:
     times), the transaction is still the ``Connection``'s, the engine's
     ``before_cursor_execute`` and ``after_cursor_execute`` listeners still see the statement,
     and a driver error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``).
-    Its callers give every value (no column default is applied here). On any other connection it is an ordinary
-    ``conn.execute``.
+    Its callers give every value (no column default is applied here). On any other connection
+    it is an ordinary ``conn.execute``.
     """
 
     def __init__(self, statement: Executable, *, keys: Sequence[str] | None = None) -> None:
