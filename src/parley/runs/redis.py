@@ -198,7 +198,7 @@ class RedisRunHub:
                 await self._dispatch(item["data"])
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8
 
     async def _dispatch(self, raw: bytes) -> None:
         try:
