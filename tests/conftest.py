@@ -23,6 +23,7 @@ from parley.api.deps import Services
 from parley.app import create_app
 from parley.auth import issue_token
 from parley.config import Settings
+from parley.providers.capabilities import ModelCatalog
 from parley.providers.registry import ProviderRegistry
 from parley.providers.scripted import ScriptedProvider
 from parley.store import migrate
@@ -167,11 +168,20 @@ class Live:
 
 
 async def serve(
-    settings: Settings, scripted: ScriptedProvider, tools: ToolRegistry
+    settings: Settings,
+    scripted: ScriptedProvider,
+    tools: ToolRegistry | None,
+    *,
+    embedded: bool = False,
 ) -> AsyncIterator[Live]:
-    registry = ProviderRegistry(default="scripted")
+    """``embedded``: the providers and tools `parley serve` builds from ``settings``, as a new
+    user gets them (``scripted`` and ``tools`` then only stand in the returned ``Live``)."""
+    registry = ProviderRegistry(default="scripted", catalog=ModelCatalog(settings.models))
     registry.register("scripted", scripted, default_model="demo")
-    app = create_app(settings, providers=registry, tools=tools)
+    if embedded:
+        app = create_app(settings)
+    else:
+        app = create_app(settings, providers=registry, tools=tools)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -181,6 +191,7 @@ async def serve(
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
+        tools = tools or app.state.services.tools
         yield Live(url=f"http://127.0.0.1:{port}", app=app, scripted=scripted, tools=tools)
     finally:
         server.should_exit = True
@@ -260,3 +271,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not REDIS_UP:
             item.add_marker(skip_redis)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """At the very end, each kind of test that did not run and why, so a skip is never silent."""
+    skipped: dict[str, set[str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
+        suite = report.nodeid.split("::")[0].rsplit("/", 1)[0]
+        skipped.setdefault(reason.removeprefix("Skipped: "), set()).add(suite)
+    if not skipped:
+        return
+    terminalreporter.write_sep("=", "what did not run, and why")
+    for reason, suites in sorted(skipped.items()):
+        terminalreporter.write_line(f"{reason}  ({', '.join(sorted(suites))})")

@@ -38,6 +38,18 @@ class ProviderConfig(BaseModel):
     script: str | None = None  # scripted: path of a JSON script
 
 
+class ModelConfig(BaseModel):
+    """What a model can do, in ``[models."provider/model"]`` (a name or an fnmatch pattern).
+
+    Unset fields keep what parley knows of the model (``parley.providers.capabilities``).
+    """
+
+    tools: bool | None = None
+    vision: bool | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    output_reserve: int | None = Field(default=None, ge=0)
+
+
 class McpServerConfig(BaseModel):
     """One MCP server in ``[[mcp_servers]]``."""
 
@@ -166,6 +178,7 @@ class Settings(BaseSettings):
     )
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -202,6 +202,10 @@ class Reply:
         self.line(f"[red]error: {escape(str(error.get('message', 'the reply failed')))}[/red]")
         self.finished = True
 
+    def on_notice(self, data: dict[str, Any]) -> None:
+        self.stop_spinning()
+        self.line(f"[yellow]{escape(str(data.get('message', '')))}[/yellow]")
+
     def on_done(self, data: dict[str, Any]) -> None:
         used = (data.get("tokensUsed") or {}).get("total", 0)
         note = " · stopped" if data.get("finish_reason") == "cancelled" else ""

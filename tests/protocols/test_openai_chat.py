@@ -246,3 +246,13 @@ def test_a_history_ending_in_tool_results_continues_after_them() -> None:
 def test_bad_histories_are_validation_errors(messages: list[dict[str, Any]]) -> None:
     with pytest.raises(ValidationFailed):
         client_history(messages)
+
+
+async def test_a_run_stopped_at_its_step_limit_finishes_with_length() -> None:
+    events = [
+        ev.TextDelta(content="partial"),
+        ev.StepLimitReached(max_steps=8),
+        ev.RunFinished(message_id="m", finish_reason="max_steps"),
+    ]
+    out = data(await frames(encoder(), events))
+    assert out[-2:] == [chunk({}, "length"), "[DONE]"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from tests.support.frames import data, frames, wire
@@ -388,3 +389,22 @@ def test_the_headers_name_the_protocol() -> None:
     assert headers["X-Accel-Buffering"] == "no"
     assert headers["X-Run-Id"] == "run_1"
     assert headers["X-Chat-Session-Id"] == "conv_1"
+
+
+@pytest.mark.parametrize("hint", [None, "5.0.92", "6"])
+async def test_a_run_stopped_at_its_step_limit_says_so_in_a_data_part(hint: str | None) -> None:
+    events = [
+        started(),
+        *tool_call(),
+        ev.ToolResult(tool_call_id="call_1", tool_name="get_weather", result={"tempC": 21}),
+        ev.StepLimitReached(max_steps=1),
+        ev.RunFinished(message_id="msg_1", finish_reason="max_steps"),
+    ]
+    out = data(await frames(encoder(hint), events))
+    notices = [c for c in out if c != "[DONE]" and c["type"] == "data-notice"]
+    assert notices == [{"type": "data-notice", "data": {"code": "max_steps", "message": ANY}}]
+    assert notices[0]["data"]["message"].startswith("Stopped after 1 steps")
+    finish = next(c for c in out if c != "[DONE]" and c["type"] == "finish")
+    assert finish.get("finishReason", "other") == "other"
+    if hint is None:
+        assert_safe(out)

@@ -51,12 +51,18 @@ async def test_a_profile_sets_the_prompt_and_the_tools_the_model_sees(
     assert sorted(t.name for t in generalist.tools) == TODO_TOOLS  # no hidden agent__ tools
 
 
-async def test_max_steps_bounds_the_tool_loop(live: Live, scripted: ScriptedProvider) -> None:
+async def test_max_steps_bounds_the_tool_loop_and_says_why_it_stopped(
+    live: Live, scripted: ScriptedProvider
+) -> None:
     scripted.enqueue([call("list_tasks", {}, "l1")], [call("list_tasks", {}, "l2")])
     cid = await conversation(live, profile="reader")
     _, events = await send(live, cid, "loop forever")
     assert len(named(events, "tool_result")) == 2
-    assert named(events, "done")[0]["finish_reason"] == "length"
+    assert kinds(events)[-3:] == ["notice", "done", "[DONE]"]
+    notice = named(events, "notice")[0]
+    assert notice["code"] == "max_steps"
+    assert notice["message"].startswith("Stopped after 2 steps")
+    assert named(events, "done")[0]["finish_reason"] == "max_steps"
     scripted.assert_done()
 
 

@@ -132,10 +132,26 @@ class Usage(_Event):
         return self.prompt_tokens + self.completion_tokens
 
 
+class StepLimitReached(_Event):
+    """The model was still calling tools when the run's step limit stopped it."""
+
+    type: Literal["step_limit_reached"] = "step_limit_reached"
+    max_steps: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Stopped after {self.max_steps} steps: the model kept calling tools and gave no"
+            " final answer."
+        )
+
+
 class RunFinished(_Event):
     type: Literal["run_finished"] = "run_finished"
     message_id: str
-    finish_reason: Literal["stop", "length", "tool_calls", "cancelled", "awaiting_input"]
+    finish_reason: Literal[
+        "stop", "length", "tool_calls", "cancelled", "awaiting_input", "max_steps"
+    ]
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -175,6 +191,7 @@ EngineEvent = Annotated[
     | ToolFailed
     | StepFinished
     | Usage
+    | StepLimitReached
     | RunFinished
     | RunSuspended
     | RunFailed,

@@ -150,7 +150,7 @@ class Engine:
         convo = await self.store.get_conversation(user_id, conversation_id)
         profile = self.profile(request.profile or convo.profile)
         model = self._model(request, convo.model, convo.provider, profile)
-        if request.parts and not model.provider.supports_images and _has_images(request.parts):
+        if request.parts and not model.capabilities.vision and _has_images(request.parts):
             raise ValidationFailed(f"the model {model.ref} cannot take image attachments")
         parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)
         history = await self.store.branch(user_id, conversation_id, leaf_id=parent_id)
@@ -190,16 +190,23 @@ class Engine:
             max_tokens=request.max_tokens,
             system=convo.system or (profile.system_prompt if profile else None),
             history=history,
-            tools=self.tools.toolset(
-                profile,
-                request.servers,
-                request.approve_all,
-                user_id,
-                external=request.external_tools or (),
-            ),
+            tools=self._tools(model, profile, request, user_id),
             max_steps=profile.max_steps if profile else self.settings.max_steps,
             side_effects=side_effects,
         )
+
+    def _tools(
+        self,
+        model: ResolvedModel,
+        profile: ProfileConfig | None,
+        request: TurnRequest,
+        user_id: str,
+    ) -> ToolSet:
+        """The run's tools: none for a model that cannot call tools (it would answer in calls)."""
+        if not model.capabilities.tools:
+            return ToolSet()
+        external = request.external_tools or ()
+        return self.tools.toolset(profile, request.servers, request.approve_all, user_id, external)
 
     def _model(
         self,
@@ -305,7 +312,8 @@ class Engine:
                     yield ev.RunSuspended(message_id=turn.message_id, waiting_for=waiting)
                     return
             else:
-                finish = "length"
+                finish = "max_steps"
+                yield ev.StepLimitReached(max_steps=turn.max_steps)
             await self._finish(turn, builder, "complete")
             yield self._finished(turn, finish)
         except asyncio.CancelledError:

@@ -52,6 +52,8 @@ def native_payload(event: ev.EngineEvent) -> tuple[str, dict[str, Any]] | None:
                 "message_id": event.message_id,
                 "waiting_for": event.waiting_for,
             }
+        case ev.StepLimitReached():
+            return "notice", {"code": "max_steps", "message": event.message}
         case ev.RunFailed():
             return "error", {"error": {"code": event.code, "message": event.message}}
         case ev.RunFinished():

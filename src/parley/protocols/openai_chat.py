@@ -23,7 +23,12 @@ from parley.protocols.base import Encoder, Frames
 from parley.protocols.reply import Reply
 from parley.wire import compact
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "max_steps": "length",
+    "tool_calls": "tool_calls",
+}
 
 ERROR_TYPES = {
     401: ("invalid_request_error", "invalid_api_key"),

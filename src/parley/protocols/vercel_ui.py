@@ -38,6 +38,7 @@ FINISH_REASONS = {
     "tool_calls": "tool-calls",
     "cancelled": "other",
     "awaiting_input": "tool-calls",
+    "max_steps": "other",
 }
 
 
@@ -192,6 +193,8 @@ class VercelUIStream(Encoder):
                 self._usage[0] += event.prompt_tokens
                 self._usage[1] += event.completion_tokens
                 return []
+            case ev.StepLimitReached():
+                return [chunk("data-notice", data={"code": "max_steps", "message": event.message})]
             case ev.RunFinished():
                 return self._finish(FINISH_REASONS.get(event.finish_reason, "other"))
             case ev.RunSuspended():

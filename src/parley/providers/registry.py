@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from parley.config import ProviderConfig, Settings
 from parley.errors import ConfigError, InvalidModel
 from parley.providers.base import Provider
+from parley.providers.capabilities import Capabilities, ModelCatalog
 
 Factory = Callable[[str, ProviderConfig, Settings], Provider]
 FACTORIES: dict[str, Factory] = {}
@@ -24,6 +26,7 @@ class ResolvedModel:
     provider_name: str
     provider: Provider
     model: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     @property
     def ref(self) -> str:
@@ -31,7 +34,8 @@ class ResolvedModel:
 
 
 class ProviderRegistry:
-    def __init__(self, default: str | None = None) -> None:
+    def __init__(self, default: str | None = None, catalog: ModelCatalog | None = None) -> None:
+        self.catalog = catalog or ModelCatalog()
         self._providers: dict[str, Provider] = {}
         self._defaults: dict[str, str] = {}
         self._models: dict[str, list[str]] = {}
@@ -70,7 +74,9 @@ class ProviderRegistry:
         if name is None:
             raise InvalidModel("no provider is configured")
         instance = self.get(name)
-        return ResolvedModel(name, instance, model or self._defaults[name])
+        model = model or self._defaults[name]
+        caps = self.catalog.capabilities(f"{name}/{model}", images=instance.supports_images)
+        return ResolvedModel(name, instance, model, caps)
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
@@ -90,7 +96,7 @@ def build_registry(settings: Settings) -> ProviderRegistry:
     default = settings.provider or _default_provider(configs)
     if default not in configs:
         configs[default] = ProviderConfig(type=_kind_of(default))
-    registry = ProviderRegistry(default=default)
+    registry = ProviderRegistry(default=default, catalog=ModelCatalog(settings.models))
     for name, config in configs.items():
         factory = FACTORIES.get(config.type)
         if factory is None:
@@ -130,6 +136,8 @@ def _default_model(name: str, config: ProviderConfig, settings: Settings) -> str
         return config.default_model
     if config.models:
         return config.models[0]
+    if config.type == "local" and settings.local_model:
+        return Path(settings.local_model).stem.lower()  # a GGUF of one's own: its capabilities
     return {
         "openai": "gpt-4o-mini",
         "anthropic": "claude-sonnet-4-5",

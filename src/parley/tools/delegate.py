@@ -22,7 +22,7 @@ from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.chat.messages import PartsBuilder
 from parley.config import ProfileConfig, Settings
-from parley.engine.tools import ToolRunner
+from parley.engine.tools import ToolRunner, ToolSet
 from parley.engine.turn import BUILTIN_PROFILES, Engine, PreparedTurn
 from parley.errors import ConfigError
 from parley.store.tables import Message, ToolCall
@@ -156,18 +156,20 @@ class Subagent:
 
     def _turn(self, runner: ToolRunner, task: str) -> PreparedTurn:
         engine, profile = self.tool.engine, self.tool.profile
+        model = engine.providers.resolve(profile.model)
+        tools = runner.toolset(profile, None, False, self.parent.user_id)
         return PreparedTurn(
             run_id=new_id("run"),
             user_id=self.parent.user_id,
             conversation_id=self.parent.conversation_id,
             user_message_id=None,
             message_id=new_id("msg"),
-            model=engine.providers.resolve(profile.model),
+            model=model,
             temperature=None,
             max_tokens=None,
             system=profile.system_prompt,
             history=[Message(role="user", parts=[{"type": "text", "text": task}])],
-            tools=runner.toolset(profile, None, False, self.parent.user_id),
+            tools=tools if model.capabilities.tools else ToolSet(),
             max_steps=profile.max_steps,
         )
 

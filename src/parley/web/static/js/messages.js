@@ -173,7 +173,7 @@ export class MessageView {
     if (!this.isUser && m.model) meta.append(h("span", { class: "model" }, m.model));
     items.push(meta);
     this.foot.replaceChildren(...items);
-    const error = m.status === "error" ? m.error?.message || "The reply failed." : "";
+    const error = m.status === "error" ? m.error?.message || "The reply failed." : m.notice || "";
     this.errorBox.hidden = !error;
     this.errorBox.replaceChildren(...(error ? [icon("alert"), h("span", {}, error)] : []));
   }

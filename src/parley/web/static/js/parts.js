@@ -89,6 +89,10 @@ const HANDLERS = {
     message.error = data.error;
     return { footer: true };
   },
+  notice(message, data) {
+    message.notice = data.message;
+    return { footer: true };
+  },
   done(message, data) {
     message.status = data.finish_reason === "cancelled" ? "cancelled" : "complete";
     const used = data.tokensUsed || {};
