@@ -11,6 +11,7 @@ another user's task id or ``user_id`` itself (``tests/tools/test_todo.py``).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from tests.conftest import Live
 from tests.support.sse import kinds
-from tests.tools.conftest import call, conversation, named, send
+from tests.tools.conftest import approve, call, conversation, named, rest_of, send
 
 from parley.providers.scripted import ScriptedProvider
 from parley.tools.setup import ToolManager
@@ -142,7 +143,10 @@ async def test_a_prompt_injection_in_tool_output_cannot_reach_another_users_task
         [{"text": "done as the page said"}],
     )
     cid = await conversation(live)
-    _, events = await send(live, cid, "summarise this page")
+    run_id, first = await send(live, cid, "summarise this page", stop_after="awaiting_input")
+    await approve(live, run_id, "d1")  # delete_task asks; even a careless yes cannot reach bob
+    async with asyncio.timeout(5):
+        events = first + await rest_of(live, run_id, first)
     told = scripted.requests[1].messages[-1].content
     assert "IGNORE PREVIOUS INSTRUCTIONS" in told and f"task_id={bobs.id}" in told
     errors = {e["tool_call_id"]: e["error"] for e in named(events, "tool_error")}

@@ -75,5 +75,12 @@ async def rest_of(
     return events
 
 
+async def approve(live: Live, run_id: str, ident: str, *, user: str = "alice") -> None:
+    """Approve the waiting call ``ident`` of ``run_id``."""
+    async with live.client(user) as http:
+        response = await http.post(f"/api/runs/{run_id}/approvals/{ident}", json={"approved": True})
+    assert response.status_code == 200, response.text
+
+
 def named(events: list[Event], kind: str) -> list[dict[str, Any]]:
     return [e.data for e in events if e.event == kind]

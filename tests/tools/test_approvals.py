@@ -112,6 +112,7 @@ async def test_denied_the_tool_does_not_run_and_the_model_is_told_why(
     rest = await rest_of(live, run_id, first)
     assert kinds(rest) == ["tool_approval_resolved", "tool_error", "content", "done", "[DONE]"]
     assert "not today" in named(rest, "tool_error")[0]["error"]
+    assert named(rest, "tool_approval_resolved")[0]["by"] == "alice"
     assert sent == []
     told = scripted.requests[1].messages[-1]
     assert told.role == "tool" and "denied" in told.content and "not today" in told.content
@@ -148,10 +149,11 @@ async def test_an_unanswered_approval_times_out_as_a_denial(
     async with asyncio.timeout(5):
         rest = await rest_of(live, run_id, first)
     assert kinds(rest) == ["tool_approval_resolved", "tool_error", "content", "done", "[DONE]"]
-    assert named(rest, "tool_approval_resolved")[0]["reason"] == "timed out"
+    resolved = named(rest, "tool_approval_resolved")[0]
+    assert (resolved["reason"], resolved["by"]) == ("timed out", "timeout")
     assert sent == []
     [row] = await _audit(live, cid)
-    assert (row["status"], row["approved_by"]) == ("denied", None)
+    assert (row["status"], row["approved_by"]) == ("denied", "timeout")
     assert (await _answer(live, run_id, approved=True)).status_code == 409
 
 

@@ -92,3 +92,7 @@ async def test_parley_calls_the_http_server_whose_clashing_tools_are_namespaced(
     assert [t["title"] for t in await _client_for(todo_url, "alice")] == ["via http"]
     read_only = {t.name: t.read_only for t in live.services.tools.all() if t.server == "tasks"}
     assert read_only["tasks__list_tasks"] and not read_only["tasks__delete_task"]
+    destructive = {
+        t.name for t in live.services.tools.all() if t.server == "tasks" and t.destructive
+    }
+    assert destructive == {"tasks__delete_task"}

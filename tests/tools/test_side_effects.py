@@ -3,11 +3,12 @@ from before it answers with ``side_effects``, so the person knows it will not be
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import Live
 from tests.support.sse import collect
-from tests.tools.conftest import call, conversation, named, send
+from tests.tools.conftest import approve, call, conversation, named, rest_of, send
 
 from parley.providers.scripted import ScriptedProvider
 
@@ -86,7 +87,10 @@ async def test_failed_and_read_only_calls_are_not_side_effects(
         [{"text": "Nothing to delete."}],
     )
     cid = await conversation(live)
-    await send(live, cid, "delete 404")
+    run_id, first = await send(live, cid, "delete 404", stop_after="awaiting_input")
+    await approve(live, run_id, "d1")  # delete_task is destructive: it asks first
+    async with asyncio.timeout(5):
+        await rest_of(live, run_id, first)
     async with live.client() as http:
         reply = (await http.get(f"/api/conversations/{cid}")).json()["messages"][-1]
         scripted.enqueue([{"text": "Again."}])

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from tests.conftest import SECRET, Live
 from tests.support.sse import kinds
-from tests.tools.conftest import call, conversation, named, rest_of, send
+from tests.tools.conftest import approve, call, conversation, named, rest_of, send
 
 from parley.providers.scripted import ScriptedProvider
 from parley.tools.setup import ToolManager
@@ -97,7 +97,11 @@ async def test_a_model_cannot_touch_another_users_task_and_the_attempt_is_audite
         [{"text": "done"}],
     )
     cid = await conversation(live)
-    _, events = await send(live, cid, "mess with task 1")
+    run_id, first = await send(live, cid, "mess with task 1", stop_after="awaiting_input")
+    assert named(first, "tool_approval_required")[0]["tool_call_id"] == "d1"
+    await approve(live, run_id, "d1")  # even a person's yes cannot reach bob's task
+    async with asyncio.timeout(5):
+        events = first + await rest_of(live, run_id, first)
     errors = {e["tool_call_id"]: e["error"] for e in named(events, "tool_error")}
     assert errors == {"u1": f"task {bobs.id} not found", "d1": f"task {bobs.id} not found"}
     assert kinds(events)[-2:] == ["done", "[DONE]"]
@@ -111,6 +115,75 @@ async def test_a_model_cannot_touch_another_users_task_and_the_attempt_is_audite
     assert by_call["d1"]["error"] == f"task {bobs.id} not found"
     assert by_call["d1"]["arguments"] == {"task_id": bobs.id}
     assert by_call["a1"]["status"] == "succeeded"
+
+
+async def test_under_the_default_policy_delete_task_waits_for_approval_and_deletes_once_approved(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    task = await live.services.store.add_task("alice", "buy milk", None)
+    scripted.enqueue([call("delete_task", {"task_id": task.id}, "d1")], [{"text": "Deleted."}])
+    cid = await conversation(live)
+    run_id, first = await send(live, cid, "delete the milk task", stop_after="awaiting_input")
+    assert kinds(first)[-2:] == ["tool_approval_required", "awaiting_input"]
+    assert named(first, "tool_approval_required")[0]["tool_name"] == "delete_task"
+    assert [t.id for t in await live.services.store.list_tasks("alice")] == [task.id]
+    await approve(live, run_id, "d1")
+    async with asyncio.timeout(5):
+        rest = await rest_of(live, run_id, first)
+    assert kinds(rest) == ["tool_approval_resolved", "tool_result", "content", "done", "[DONE]"]
+    assert named(rest, "tool_result")[0]["result"] == {"id": task.id, "deleted": True}
+    assert await live.services.store.list_tasks("alice") == []
+    scripted.assert_done()
+
+
+async def test_only_delete_task_is_destructive_and_add_and_list_run_without_asking(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    flags = {
+        t.name: (t.read_only, t.destructive)
+        for t in live.services.tools.all()
+        if t.server == "todo"
+    }
+    assert flags == {
+        "add_task": (False, False),
+        "list_tasks": (True, False),
+        "update_task": (False, False),
+        "complete_task": (False, False),
+        "delete_task": (False, True),
+    }
+    scripted.enqueue(
+        [call("add_task", {"title": "buy milk"}, "a1"), call("list_tasks", {}, "l1")],
+        [{"text": "Added."}],
+    )
+    cid = await conversation(live)
+    _, events = await send(live, cid, "add milk and list")
+    assert "tool_approval_required" not in kinds(events)
+    assert {e["tool_call_id"] for e in named(events, "tool_result")} == {"a1", "l1"}
+    assert kinds(events)[-2:] == ["done", "[DONE]"]
+
+
+async def _deletes_without_asking(live: Live, scripted: ScriptedProvider) -> None:
+    task = await live.services.store.add_task("alice", "buy milk", None)
+    scripted.enqueue([call("delete_task", {"task_id": task.id}, "d1")], [{"text": "Deleted."}])
+    cid = await conversation(live)
+    _, events = await send(live, cid, "delete the milk task")
+    assert "tool_approval_required" not in kinds(events)
+    assert named(events, "tool_result")[0]["result"] == {"id": task.id, "deleted": True}
+    assert await live.services.store.list_tasks("alice") == []
+
+
+@pytest.mark.parametrize("settings_overrides", [{"approvals": "none"}], indirect=True)
+async def test_with_approvals_none_delete_task_runs_without_asking(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    await _deletes_without_asking(live, scripted)
+
+
+async def test_a_remembered_rule_lets_delete_task_run_without_asking(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    await live.services.store.add_rule("alice", "tool", "delete_task")
+    await _deletes_without_asking(live, scripted)
 
 
 async def test_bad_arguments_are_a_tool_error_the_model_sees(

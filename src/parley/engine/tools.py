@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("parley.tools")
 _DONE = object()
+TIMEOUT = "timeout"  # who answered an approval nobody answered in time
 
 
 @dataclass
@@ -154,7 +155,7 @@ class ToolRunner:
         pending.payload = {**payload, "resumed": True}
         await self._mark_resumed(turn.user_id, pending)
         status = "approved" if approved else "denied"
-        by = None if pending.status == "expired" else turn.user_id
+        by = TIMEOUT if pending.status == "expired" else turn.user_id
         await self.store.update_tool_call(
             turn.user_id, payload["audit_id"], status=status, approved_by=by, error=reason
         )
@@ -163,7 +164,7 @@ class ToolRunner:
             tool_name=payload["tool_name"],
             approved=approved,
             reason=reason,
-            by=turn.user_id,
+            by=by,
         )
         tool = turn.tools.tools.get(payload["tool_name"]) or self.registry.get(payload["tool_name"])
         if not approved or tool is None:
@@ -203,7 +204,8 @@ class ToolRunner:
             return False
         if toolset.approve_all or self.settings.approvals == "all":
             return True
-        return self.settings.approvals == "policy" and tool.requires_approval
+        asks = tool.requires_approval or tool.destructive
+        return self.settings.approvals == "policy" and asks
 
     async def _rules(self, user_id: str) -> set[tuple[str, str]]:
         return {(r.scope, r.name) for r in await self.store.list_rules(user_id)}

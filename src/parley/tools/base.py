@@ -58,8 +58,9 @@ class ToolOutput:
 class Tool(ABC):
     """One callable tool, described by a JSON schema.
 
-    ``hidden`` tools (a profile's subagents) are offered only where asked for by exact name,
-    never through a wildcard pattern.
+    ``destructive`` tools (MCP's ``destructiveHint: true``) need approval under the default
+    policy, as do tools configured with ``requires_approval``. ``hidden`` tools (a profile's
+    subagents) are offered only where asked for by exact name, never through a wildcard pattern.
     """
 
     name: str
@@ -69,6 +70,7 @@ class Tool(ABC):
     server: str | None = None
     requires_approval: bool = False
     hidden: bool = False
+    destructive: bool = False
 
     @abstractmethod
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
@@ -108,6 +110,7 @@ class FunctionTool(Tool):
         read_only: bool = False,
         server: str | None = None,
         requires_approval: bool = False,
+        destructive: bool = False,
     ) -> None:
         super().__init__(
             name=name,
@@ -116,6 +119,7 @@ class FunctionTool(Tool):
             read_only=read_only,
             server=server,
             requires_approval=requires_approval,
+            destructive=destructive,
         )
         self._func = func
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import mcp_types as types
 import structlog
@@ -62,19 +62,34 @@ def tool_name(name: str) -> str:
     return _NAME.sub("_", name)[:64]
 
 
+class Hints(NamedTuple):
+    read_only: bool
+    destructive: bool
+
+
+def tool_hints(annotations: types.ToolAnnotations | None) -> Hints:
+    """What parley takes from a tool's MCP annotations. Only an explicit ``destructiveHint:
+    true`` makes a tool destructive (the spec's default would make every unannotated tool
+    ask), and a read-only tool never is."""
+    read_only = bool(annotations and annotations.read_only_hint)
+    destructive = bool(annotations and annotations.destructive_hint) and not read_only
+    return Hints(read_only=read_only, destructive=destructive)
+
+
 class McpTool(Tool):
     """A tool of an MCP server. ``name`` is parley's (maybe ``server__tool``); the server
     knows it as ``remote_name``."""
 
     def __init__(self, server: McpServer, spec: types.Tool, *, name: str) -> None:
-        annotations = spec.annotations
+        hints = tool_hints(spec.annotations)
         super().__init__(
             name=name,
             description=spec.description or spec.title or "",
             input_schema=spec.input_schema or {"type": "object"},
-            read_only=bool(annotations and annotations.read_only_hint),
+            read_only=hints.read_only,
             server=server.name,
             requires_approval=server.needs_approval(spec.name, name),
+            destructive=hints.destructive,
         )
         self.remote_name = spec.name
         self._server = server

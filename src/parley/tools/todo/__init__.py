@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from parley.store.repositories import Store
 from parley.tools.base import Tool, ToolContext, ToolOutput
+from parley.tools.mcp import tool_hints
 from parley.tools.todo.server import SERVER_NAME, current_user, todo_tool_specs
 
 __all__ = ["SERVER_NAME", "TodoTool", "todo_tools"]
@@ -21,13 +22,14 @@ class TodoTool(Tool):
     """One todo tool. The user comes from the run, so a model cannot act for someone else."""
 
     def __init__(self, spec: McpServerTool) -> None:
-        annotations = spec.annotations
+        hints = tool_hints(spec.annotations)
         super().__init__(
             name=spec.name,
             description=spec.description,
             input_schema=spec.parameters,
-            read_only=bool(annotations and annotations.read_only_hint),
+            read_only=hints.read_only,
             server=SERVER_NAME,
+            destructive=hints.destructive,
         )
         self._spec = spec
 
