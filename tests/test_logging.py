@@ -129,6 +129,36 @@ async def test_every_request_gets_one_access_line_with_its_route_template(
     assert all(line["request_id"] for line in access)
 
 
+@pytest.mark.parametrize("settings_overrides", [JSON_LOGS])
+async def test_the_web_pages_assets_get_no_info_access_line_while_api_requests_do(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    async with live.client() as http:
+        assert (await http.get("/static/css/app.css")).status_code == 200
+        assert (await http.get("/api/conversations")).status_code == 200
+    await _settle(live)
+    access = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "request"]
+
+    templates = [line["route_template"] for line in access]
+    assert "/api/conversations" in templates
+    assert "/static/{path}" not in templates
+
+
+@pytest.mark.parametrize("settings_overrides", [{"log_json": True, "log_level": "DEBUG"}])
+async def test_at_debug_the_web_pages_assets_get_their_access_line(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    async with live.client() as http:
+        assert (await http.get("/static/css/app.css")).status_code == 200
+    await _settle(live)
+    access = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "request"]
+
+    [asset] = [line for line in access if line["route_template"] == "/static/{path}"]
+    assert asset["level"] == "debug" and asset["status"] == 200
+
+
 @pytest.mark.parametrize("settings_overrides", [{"log_json": True, "log_content": True}])
 async def test_log_content_keeps_message_text_but_never_the_token(
     live: Live,

@@ -1,24 +1,29 @@
-"""``parley serve --workers N`` shares one listening socket; its connections must not wait on Nagle."""
+"""``parley serve``: it binds its socket itself (a port in use is one line, the URL is shown once
+it answers), its connections do not wait on Nagle, and full collections wait for quiet moments."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from tests.support.lines import parley
 from tests.support.processes import fake_openai_env, start_parley
 
-from parley.serving import FullCollections, ServeConfig, served_app
+from parley.errors import PortInUse
+from parley.serving import FullCollections, listen, served_app
 
 
-def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
-    config = ServeConfig("parley.app:create_app", factory=True, host="127.0.0.1", port=0)
-    listener = config.bind_socket()
-    listener.listen()  # uvicorn listens when it serves
+def test_the_listening_socket_gives_its_connections_tcp_nodelay() -> None:
+    listener = listen("127.0.0.1", 0)
     try:
         with socket.create_connection(listener.getsockname()) as _client:
             accepted, _ = listener.accept()
@@ -26,6 +31,56 @@ def test_the_socket_workers_share_gives_its_connections_tcp_nodelay() -> None:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         listener.close()
+
+
+def test_a_port_another_process_listens_on_is_a_port_in_use_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        with pytest.raises(PortInUse) as caught:
+            listen("127.0.0.1", port)
+    assert caught.value.message == f"port {port} on 127.0.0.1 is in use"
+    assert (caught.value.host, caught.value.port) == ("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("given_as", ["--port", "PARLEY_PORT"])
+def test_parley_serve_on_a_port_in_use_says_so_in_one_line_and_exits_1(
+    tmp_path: Path, given_as: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        args = ["--port", str(port)] if given_as == "--port" else []
+        env = {"PARLEY_PORT": str(port)} if given_as == "PARLEY_PORT" else {}
+        done = subprocess.run(
+            [sys.executable, "-m", "parley", "serve", *args],
+            env={**_serve_env(tmp_path), **env},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"parley: port {port} on 127.0.0.1 is in use; "
+        f"choose another with --port {port + 1} or PARLEY_PORT={port + 1}\n"
+    )
+    assert done.stdout == ""
+
+
+def test_parley_serve_shows_its_url_once_the_port_answers(tmp_path: Path) -> None:
+    """``--port 0``: only the bound socket knows the port, and the URL shown must answer at once."""
+    with parley("serve", "--port", "0", env=_serve_env(tmp_path), cwd=tmp_path) as output:
+        url = output.wait_for(r"parley \S+ on (http://127\.0\.0\.1:\d+/)").group(1)
+        response = httpx.get(f"{url}healthz", timeout=10)
+    assert response.status_code == 200
+    assert "Traceback" not in output.text
+
+
+def _serve_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PARLEY_DATA_DIR": str(tmp_path / "data"),
+        "PARLEY_PROVIDER": "scripted",
+    }
 
 
 async def test_the_served_app_moves_what_it_holds_for_life_out_of_the_collectors_sight(

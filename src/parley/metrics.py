@@ -2,8 +2,9 @@
 
 :class:`Metrics` is a ``RunManager`` listener (``metrics(turn, event)``) for runs, tokens, tools and
 approvals; :class:`RequestMeter` counts requests by route template, times them, tracks open
-streams and writes one access log line each. ``GET /metrics`` renders the registry; it is open
-unless ``PARLEY_METRICS_TOKEN`` is set, then it needs that bearer token.
+streams and writes one access log line each (at DEBUG for the web page's assets, at INFO for the
+rest). ``GET /metrics`` renders the registry; it is open unless ``PARLEY_METRICS_TOKEN`` is set,
+then it needs that bearer token.
 """
 
 from __future__ import annotations
@@ -165,6 +166,8 @@ class Metrics:
 
 # what a route's ``matches`` reads of the scope, kept as the request came in
 _MATCHED_ON = ("type", "path", "root_path", "method", "app_root_path")
+# the web page's assets (app.py mounts them at /static): their access lines are DEBUG, not INFO
+QUIET_TEMPLATES = frozenset({"/static/{path}"})
 
 
 def route_template(scope: Scope, original: Scope) -> str:
@@ -233,7 +236,8 @@ def _record(
     user_id = (scope.get("state") or {}).get("user_id")
     if user_id:
         extra["user_id"] = user_id
-    log.info(
+    write = log.debug if template in QUIET_TEMPLATES else log.info
+    write(
         "request",
         method=method,
         route_template=template,

@@ -1,10 +1,15 @@
-"""Serving the app with uvicorn, in one process or several sharing one listening socket."""
+"""Serving the app with uvicorn, in one process or several sharing one listening socket.
+
+parley binds the socket itself, before the app starts: a port in use is a one-line
+:class:`~parley.errors.PortInUse`, and the address is announced once it accepts connections.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import errno
 import gc
 import os
 import socket
@@ -19,22 +24,53 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from parley.app import create_app
+from parley.errors import ConfigError, PortInUse
+
+BACKLOG = 2048  # uvicorn's
 
 
-class ServeConfig(uvicorn.Config):
-    """uvicorn's config, with TCP_NODELAY on the socket that worker processes share.
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one), with TCP_NODELAY.
 
-    One process binds with ``host``/``port`` and asyncio sets TCP_NODELAY on each connection.
-    Workers accept from a socket uvicorn binds itself, without it: the first body write of every
-    streamed response on a kept-alive connection then waited ~40 ms for the client's delayed ACK
-    (Nagle). Linux gives accepted sockets the listening socket's TCP_NODELAY.
+    Linux gives accepted sockets the listening socket's TCP_NODELAY: without it, the first body
+    write of every streamed response on a kept-alive connection waited ~40 ms for the client's
+    delayed ACK (Nagle) in worker processes. Raises :class:`PortInUse` when another process
+    listens there, :class:`ConfigError` for any other refusal (an unknown host, a privileged port).
     """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.set_inheritable(True)  # worker processes serve it too
+    return sock
 
-    def bind_socket(self) -> socket.socket:
-        sock = super().bind_socket()
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+
+def url_of(host: str, sock: socket.socket, path: str = "/") -> str:
+    """The URL clients use for ``sock``, with the port it really has (``--port 0`` picks one)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{sock.getsockname()[1]}{path}"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling ``on_started`` once the app has started and the sockets it was
+    given accept connections (uvicorn announces only the sockets it binds itself)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_started()
 
 
 class FullCollections:
@@ -146,9 +182,21 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
     libc.mallopt(m_arena_max, arenas)
 
 
-def run(*, host: str, port: int, workers: int = 1) -> None:
-    """Serve :func:`served_app` until stopped."""
-    config = ServeConfig(
+def run(
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    on_started: Callable[[str], None] = lambda url: None,
+) -> None:
+    """Serve :func:`served_app` until stopped; ``on_started(url)`` once it accepts connections
+    (with workers, once the socket they share listens: connections wait there until one starts).
+
+    Raises :class:`PortInUse` or :class:`ConfigError` before anything starts.
+    """
+    sock = listen(host, port)
+    url = url_of(host, sock)
+    config = uvicorn.Config(
         "parley.serving:served_app",
         factory=True,
         host=host,
@@ -162,6 +210,7 @@ def run(*, host: str, port: int, workers: int = 1) -> None:
         timeout_keep_alive=75,
     )
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        on_started(url)
+        Multiprocess(config, sockets=[sock]).run()
     else:
-        uvicorn.Server(config).run()
+        AnnouncingServer(config, lambda: on_started(url)).run(sockets=[sock])

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,30 +20,42 @@ from parley.auth import TokenVerifier
 from parley.config import Settings, ensure_jwt_secret
 from parley.errors import Unauthenticated
 from parley.logging import configure
+from parley.serving import AnnouncingServer, listen, url_of
 from parley.store import migrate
 from parley.store.db import create_engine, session_factory
 from parley.store.repositories import Store
 from parley.tools.todo.server import build_server, current_user
 
 TRANSPORTS = ("stdio", "http")
+MCP_PATH = "/mcp"
 
 
 def serve_todo(
-    settings: Settings, *, transport: str = "stdio", port: int = 8765, user: str | None = None
+    settings: Settings,
+    *,
+    transport: str = "stdio",
+    port: int = 8765,
+    user: str | None = None,
+    on_started: Callable[[str], None] = lambda url: None,
 ) -> None:
-    """Serve until interrupted. Logs go to stderr: over stdio, stdout carries the protocol."""
+    """Serve until interrupted. Logs go to stderr: over stdio, stdout carries the protocol.
+
+    Over HTTP the port is bound first (:class:`~parley.errors.PortInUse` if it is taken), and
+    ``on_started`` gets the MCP endpoint's URL once it accepts connections.
+    """
     if transport not in TRANSPORTS:
         raise SystemExit(f"parley mcp todo: --transport must be one of {', '.join(TRANSPORTS)}")
     if transport == "stdio" and not user:
         raise SystemExit("parley mcp todo: --user is required with --transport stdio")
     configure(json_logs=settings.log_json, level="WARNING")
+    listener = listen(settings.host, port) if transport == "http" else None
     if settings.auto_migrate:
         migrate.upgrade(settings.effective_database_url)
-    if transport == "stdio":
+    if listener is None:
         assert user is not None
         asyncio.run(_serve_stdio(settings, user))
     else:
-        asyncio.run(_serve_http(settings, port))
+        asyncio.run(_serve_http(settings, listener, on_started))
 
 
 @asynccontextmanager
@@ -61,11 +74,14 @@ async def _serve_stdio(settings: Settings, user: str) -> None:
         await build_server(store).run_stdio_async()
 
 
-async def _serve_http(settings: Settings, port: int) -> None:
+async def _serve_http(
+    settings: Settings, listener: socket.socket, on_started: Callable[[str], None]
+) -> None:
+    url = url_of(settings.host, listener, MCP_PATH)
     async with open_store(settings) as store:
-        app = http_app(settings, store)
-        config = uvicorn.Config(app, host=settings.host, port=port, log_level="warning")
-        await uvicorn.Server(config).serve()
+        config = uvicorn.Config(http_app(settings, store), log_level="warning")
+        server = AnnouncingServer(config, lambda: on_started(url))
+        await server.serve(sockets=[listener])
 
 
 def verifier_for(settings: Settings) -> TokenVerifier:
@@ -81,7 +97,7 @@ def verifier_for(settings: Settings) -> TokenVerifier:
     )
 
 
-def http_app(settings: Settings, store: Store, *, path: str = "/mcp") -> ASGIApp:
+def http_app(settings: Settings, store: Store, *, path: str = MCP_PATH) -> ASGIApp:
     """The todo MCP server as an ASGI app (streamable HTTP at ``path``) behind bearer auth."""
     server = build_server(store)
     inner = server.streamable_http_app(streamable_http_path=path, host=settings.host)
