@@ -59,8 +59,8 @@ pytest: install node-clients
 
 # The real AI SDK clients of the compatibility tests, when npm is here (else those tests say so).
 node-clients:
-	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(NODE_CLIENTS); \
-	else echo "parley: npm not found; the Node client tests will be skipped"; fi
+	@if ! command -v npm >/dev/null 2>&1; then echo "parley: npm not found; the Node client tests will be skipped"; \
+	elif ! $(MAKE) --no-print-directory $(NODE_CLIENTS); then echo "parley: npm ci failed; the Node client tests will be skipped"; fi
 
 $(NODE_CLIENTS): tests/compat/node/package-lock.json
 	npm ci --prefix tests/compat/node --no-audit --no-fund --loglevel=error
