@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import Live, serve
+from tests.conftest import SECRET, Live, serve
 from tests.support.sse import kinds
 from tests.tools.conftest import conversation, named, send
 
@@ -26,7 +26,7 @@ pytestmark = [
 
 @pytest.fixture
 async def embedded(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Live]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=sqlite_url, jwt_secret=SECRET)
     async for live in serve(settings, ScriptedProvider(turns=[]), None, embedded=True):
         yield live
 
