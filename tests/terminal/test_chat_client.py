@@ -211,3 +211,27 @@ async def test_ctrl_c_stops_a_reply_and_the_commands_list_and_switch(
     await terminal.expect("nothing is running")
     await terminal.line("/quit")
     assert await terminal.ended() == 0
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_steps": 2}], indirect=True)
+async def test_a_reply_stopped_at_the_step_limit_says_so(
+    terminal: Terminal, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    async def ping(args: dict[str, Any], context: ToolContext) -> str:
+        return "pong"
+
+    tool_registry.register(FunctionTool("ping", ping))
+    loop = [{"tool_call": {"name": "ping", "arguments": {}, "id": f"call_{n}"}} for n in (1, 2)]
+    scripted.enqueue([loop[0]], [loop[1]])
+    await terminal.prompt()
+    await terminal.line("ping forever")
+    await terminal.expect("Stopped after 2 steps: the model kept calling tools")
+    await terminal.expect("tokens")
+    await terminal.prompt()
+    await terminal.line("/quit")
+    assert await terminal.ended() == 0
