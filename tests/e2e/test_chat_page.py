@@ -398,3 +398,27 @@ async def test_the_composer_keys_shift_enter_is_a_new_line(
     await wait_status(page, "complete")
     await expect(page.locator(".msg-user .bubble")).to_have_text("line one\nline two")
     assert scripted.requests[0].messages[-1].content == "line one\nline two"
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_steps": 2}], indirect=True)
+async def test_a_reply_stopped_at_the_step_limit_says_why(
+    page: Page, live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    async def ping(args: dict[str, Any], context: ToolContext) -> str:
+        return "pong"
+
+    tool_registry.register(FunctionTool("ping", ping))
+    scripted.enqueue(
+        [{"tool_call": {"name": "ping", "arguments": {}, "id": "call_1"}}],
+        [{"tool_call": {"name": "ping", "arguments": {}, "id": "call_2"}}],
+    )
+    await send(page, "ping until you drop")
+    await wait_status(page, "complete")
+    notice = last_reply(page).locator(".msg-error")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("Stopped after 2 steps")

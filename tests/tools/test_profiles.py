@@ -64,6 +64,12 @@ async def test_max_steps_bounds_the_tool_loop_and_says_why_it_stopped(
     assert notice["message"].startswith("Stopped after 2 steps")
     assert named(events, "done")[0]["finish_reason"] == "max_steps"
     scripted.assert_done()
+    async with live.client() as http:
+        reply = (await http.get(f"/api/conversations/{cid}")).json()["messages"][-1]
+    assert reply["parts"][-1] == {
+        "type": "data-notice",
+        "data": {"code": "max_steps", "message": notice["message"]},
+    }
 
 
 async def test_an_unknown_profile_is_refused(live: Live) -> None:

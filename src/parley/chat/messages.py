@@ -111,6 +111,13 @@ class PartsBuilder:
         part.update(state="output-denied" if event.denied else "output-error")
         part["errorText"] = event.error
 
+    def _on_step_limit_reached(self, event: ev.StepLimitReached) -> None:
+        self._join()
+        self._open = None
+        self._parts.append(
+            {"type": "data-notice", "data": {"code": "max_steps", "message": event.message}}
+        )
+
     @property
     def text(self) -> str:
         return text_of(self.parts)

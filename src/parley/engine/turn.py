@@ -313,7 +313,9 @@ class Engine:
                     return
             else:
                 finish = "max_steps"
-                yield ev.StepLimitReached(max_steps=turn.max_steps)
+                limited = ev.StepLimitReached(max_steps=turn.max_steps)
+                builder.apply(limited)
+                yield limited
             await self._finish(turn, builder, "complete")
             yield self._finished(turn, finish)
         except asyncio.CancelledError:

@@ -173,7 +173,7 @@ export class MessageView {
     if (!this.isUser && m.model) meta.append(h("span", { class: "model" }, m.model));
     items.push(meta);
     this.foot.replaceChildren(...items);
-    const error = m.status === "error" ? m.error?.message || "The reply failed." : m.notice || "";
+    const error = m.status === "error" ? m.error?.message || "The reply failed." : noticeOf(m);
     this.errorBox.hidden = !error;
     this.errorBox.replaceChildren(...(error ? [icon("alert"), h("span", {}, error)] : []));
   }
@@ -420,4 +420,10 @@ export class Thread {
   get domCount() {
     return this.container.childElementCount;
   }
+}
+
+/** Why a reply stopped early (a stored `data-notice` part, or one that just streamed in). */
+function noticeOf(message) {
+  const part = (message.parts || []).findLast((p) => p.type === "data-notice");
+  return message.notice || part?.data?.message || "";
 }
