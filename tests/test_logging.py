@@ -262,3 +262,19 @@ def test_tokens_and_keys_inside_free_text_are_masked() -> None:
     assert scrub("Authorization: bearer abc.DEF-1") == f"Authorization: Bearer {MASK}"
     assert scrub("key sk-abcdefghijklmnopqrstuv used") == f"key {MASK} used"
     assert scrub("a token-free sentence") == "a token-free sentence"
+
+
+@pytest.mark.parametrize("json_logs", [False, True])
+def test_no_line_carries_a_raw_control_character_from_a_value(
+    json_logs: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(json_logs=json_logs)
+    hostile = "a\x00\x1b[31m\u202e\ud800\x7f"  # no whitespace: not quoted by the console
+    structlog.get_logger("test").warning("seen\nforged", user_id=hostile, nested=[hostile])
+    [line] = capsys.readouterr().err.splitlines()
+    assert not any(ch in line for ch in "\x00\x1b\u202e\ud800\x7f")
+    if json_logs:
+        assert json.loads(line)["user_id"] == hostile
+    else:
+        assert "seen\\nforged" in line
+        assert "user_id=a\\x00\\x1b[31m\\u202e\\ud800\\x7f" in line

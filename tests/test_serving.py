@@ -167,7 +167,7 @@ async def test_parley_serve_keeps_an_idle_connection_longer_than_clients_do(
     parley = await start_parley(env, tmp_path)
     reader, writer = await asyncio.open_connection("127.0.0.1", parley.port)
     try:
-        request = b"GET /healthz HTTP/1.1\r\nHost: parley\r\n\r\n"
+        request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         for attempt in range(2):
             if attempt:
                 await asyncio.sleep(6)  # idle past uvicorn's default keep-alive (5 s)
@@ -180,3 +180,30 @@ async def test_parley_serve_keeps_an_idle_connection_longer_than_clients_do(
     finally:
         writer.close()
         parley.stop()
+
+
+def test_parley_serve_refuses_auth_none_beyond_loopback_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "parley", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env={**_serve_env(tmp_path), "PARLEY_AUTH": "none"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "parley: PARLEY_AUTH=none lets anyone who reaches 0.0.0.0 act as user 'local'; serve it"
+        " on 127.0.0.1, or set PARLEY_AUTH_NONE_PUBLIC=true if that is meant\n"
+    )
+    assert done.stdout == ""
+
+
+def test_parley_serve_with_auth_none_says_so_and_serves_without_a_token(tmp_path: Path) -> None:
+    env = {**_serve_env(tmp_path), "PARLEY_AUTH": "none"}
+    with parley("serve", "--port", "0", env=env, cwd=tmp_path) as output:
+        url = output.wait_for(r"parley \S+ on (http://127\.0\.0\.1:\d+/)").group(1)
+        output.wait_for(r"auth: none \(PARLEY_AUTH=none\): every request is user 'local'")
+        response = httpx.post(f"{url}sessions", json={}, timeout=10)
+    assert response.status_code == 201
+    assert "Sign in:" not in output.text

@@ -20,17 +20,17 @@ from parley.api.openapi import ERROR_RESPONSES
 from parley.api.routes import (
     chat,
     conversations,
-    dev,
     health,
     openai_compat,
     runs,
     sessions,
+    signin,
     todo_chat,
     vercel,
     ws,
 )
-from parley.auth import TokenVerifier
-from parley.config import Settings, ensure_jwt_secret
+from parley.auth import verifier_for
+from parley.config import Settings, check_single_user
 from parley.engine.runner import RunManager, new_instance_id
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
@@ -55,19 +55,12 @@ async def build_services(
     tools: ToolRegistry | None = None,
 ) -> Services:
     """Everything a running parley needs, from the settings (tests may pass fakes)."""
+    check_single_user(settings, settings.host)
     if settings.auto_migrate:
         await anyio.to_thread.run_sync(migrate.upgrade, settings.effective_database_url)
     engine = create_engine(settings.effective_database_url)
     store = Store(session_factory(engine))
-    secret = (
-        ensure_jwt_secret(settings) if settings.jwks_url is None or settings.jwt_secret else None
-    )
-    verifier = TokenVerifier(
-        secret=secret,
-        jwks_url=settings.jwks_url,
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-    )
+    verifier = verifier_for(settings)
     providers = providers or build_registry(settings)
     tools = tools if tools is not None else await build_tools(settings, store)
     runner = ToolRunner(settings, store, tools)
@@ -174,14 +167,12 @@ def create_app(
         app.router.routes.extend(door.lean_routes)
     app.include_router(chat.router)
     app.include_router(metrics_router)
-    for module in (health, conversations, runs):
+    for module in (health, signin, conversations, runs):
         app.include_router(module.router)
     for door in (vercel, openai_compat, sessions, todo_chat, ws):
         app.include_router(door.router)
     if settings.enable_chat_v2:
         app.include_router(vercel.playground)
-    if dev.enabled(settings):
-        app.include_router(dev.router)
     _mount_web(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -194,8 +185,9 @@ def create_app(
     app.add_middleware(
         Edge,
         max_body_bytes=settings.max_body_bytes,
+        allowed_hosts=settings.effective_allowed_hosts,
         headers=settings.security_headers,
-        csp=settings.content_security_policy or None,
+        csp=settings.effective_csp,
     )
     return app
 

@@ -1,4 +1,5 @@
-"""Bearer JWTs, verified with PyJWT: HS256 with the local secret, or asymmetric keys from a JWKS.
+"""Who is calling: bearer JWTs verified with PyJWT (HS256 with the local secret, or asymmetric
+keys from a JWKS), or, with ``PARLEY_AUTH=none``, one local user for every request.
 
 Algorithms are pinned per key kind, so there is no ``none`` and no HS/RS confusion: a token signed
 with HS256 is never checked against a public key, and an RS256 token never against the secret.
@@ -8,14 +9,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 import jwt
 
+from parley.config import Settings, ensure_jwt_secret, signs_tokens
 from parley.errors import Unauthenticated
 
 HMAC_ALGORITHMS = ["HS256"]
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+MISSING_TOKEN = "missing bearer token (Authorization: Bearer <JWT>)"
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,34 @@ class Principal:
     """Who is calling: the token's ``sub``."""
 
     user_id: str
+
+
+class Verifier(Protocol):
+    """The caller of a request, from its bearer token (``None`` or empty: it sent none)."""
+
+    async def verify(self, token: str | None) -> Principal: ...
+
+
+class SingleUser:
+    """``PARLEY_AUTH=none``: every caller is the one local user, whatever token it sends."""
+
+    def __init__(self, user_id: str) -> None:
+        self.principal = Principal(user_id=user_id)
+
+    async def verify(self, token: str | None) -> Principal:
+        return self.principal
+
+
+def verifier_for(settings: Settings) -> Verifier:
+    """The single local user with ``PARLEY_AUTH=none``, else the JWT verifier."""
+    if settings.auth == "none":
+        return SingleUser(settings.auth_none_user)
+    return TokenVerifier(
+        secret=ensure_jwt_secret(settings) if signs_tokens(settings) else None,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
 
 
 class TokenVerifier:
@@ -50,7 +82,9 @@ class TokenVerifier:
         self._issuer = issuer
         self._verified: dict[str, tuple[Principal, float]] = {}
 
-    async def verify(self, token: str) -> Principal:
+    async def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthenticated(MISSING_TOKEN)
         remembered = self._verified.get(token)
         now = time.time()
         if remembered is not None:
@@ -79,6 +113,8 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:
             raise Unauthenticated("the token has no usable 'sub' claim")
+        if not subject.isprintable():  # control characters, lone surrogates, bidi overrides
+            raise Unauthenticated("the token's 'sub' claim has characters a user id cannot have")
         expires = claims["exp"]  # required by _decode
         return Principal(user_id=subject), float(expires)  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
-"""The ``parley`` command: serve, token, migrate, config, models, chat, mcp. Thin: it calls the package."""
+"""The ``parley`` command: serve, token, signin-link, migrate, config, models, chat, mcp. Thin: it
+calls the package."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from parley import __version__
-from parley.config import Settings, ensure_jwt_secret, mask_url, uses_local_secret
+from parley.config import (
+    ProviderConfig,
+    Settings,
+    check_single_user,
+    ensure_jwt_secret,
+    mask_url,
+    signs_tokens,
+    uses_local_secret,
+)
 from parley.errors import ConfigError, PortInUse
 
 if TYPE_CHECKING:
@@ -52,8 +62,18 @@ def serve(
         int, typer.Option(help="Worker processes (needs PostgreSQL+Redis for >1).")
     ] = 1,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations on start.")] = True,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="Who the sign-in link signs in (default PARLEY_SIGNIN_USER, else your user name)."
+        ),
+    ] = None,
 ) -> None:
-    """Run parley: the API, the streams and the web page."""
+    """Run parley: the API, the streams and the web page.
+
+    With parley's own secret (no PARLEY_JWT_SECRET or PARLEY_JWKS_URL), it prints a one-time
+    sign-in link for the page once it listens.
+    """
     import os
 
     from parley import serving
@@ -62,14 +82,24 @@ def serve(
     settings = _settings()
     if not migrate:
         os.environ["PARLEY_AUTO_MIGRATE"] = "false"
+    if host is not None:
+        os.environ["PARLEY_HOST"] = host  # the served app reads it: the Host names it answers to
+    bound = settings.host if host is None else host
+    try:
+        check_single_user(settings, bound)
+    except ConfigError as exc:
+        _fail(f"parley: {exc.message}")
     configure(json_logs=settings.log_json, level=settings.log_level)
     ensure_jwt_secret(settings)
+    code = None
+    if uses_local_secret(settings) and settings.auth == "jwt":
+        code = _startup_code(settings, user, migrate=migrate and settings.auto_migrate)
     try:
         serving.run(
-            host=settings.host if host is None else host,
+            host=bound,
             port=settings.port if port is None else port,
             workers=workers,
-            on_started=lambda url: _announce(settings, url),
+            on_started=lambda url: _announce(settings, url, code),
         )
     except PortInUse as exc:
         other = exc.port + 1
@@ -78,19 +108,67 @@ def serve(
         _fail(f"parley: {exc.message}")
 
 
-def _announce(settings: Settings, url: str) -> None:
-    """Where parley listens, once it does: a log line in JSON mode, else the banner."""
+def _startup_code(settings: Settings, user: str | None, *, migrate: bool) -> str | None:
+    """The code of the sign-in link ``serve`` prints, written before the server starts (after
+    migrating, when ``serve`` would); None, saying why, when the database cannot take it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from parley import signin
+    from parley.store import migrate as migrations
+
+    name = _signin_user(settings, user)
+    if migrate:
+        migrations.upgrade(settings.effective_database_url)
+    try:
+        return signin.issue_apart(settings, name)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        console.print(
+            f"[yellow]no sign-in link: {reason}; `parley migrate`, then `parley signin-link`"
+            " prints one[/yellow]"
+        )
+        return None
+
+
+def _signin_user(settings: Settings, user: str | None) -> str:
+    """``--user``, else PARLEY_SIGNIN_USER, else the OS user name."""
+    name = user or settings.signin_user or _os_user()
+    if not name.strip() or len(name) > 255 or not name.isprintable():
+        _fail(f"parley: {name!r} cannot be a user id (1 to 255 printable characters)")
+    return name
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a container's, say)
+        return "me"
+
+
+def _announce(settings: Settings, url: str, code: str | None = None) -> None:
+    """Where parley listens, once it does: a log line in JSON mode, else the banner; then the
+    sign-in link, if there is one."""
+    from parley.signin import link
+
     if settings.log_json:
         import structlog
 
-        structlog.get_logger("parley").info("listening", url=url, version=__version__)
+        log = structlog.get_logger("parley")
+        log.info("listening", url=url, version=__version__, auth=settings.auth)
+        if code is not None:
+            log.info("sign_in", url=link(url, code))
     else:
         _banner(settings, url)
+        if code is not None:
+            typer.echo(f"Sign in: {link(url, code)}", err=True)
 
 
 def _banner(settings: Settings, url: str) -> None:
     from parley.providers import local_available
     from parley.providers.registry import _default_provider
+    from parley.signin import CODE_TTL
 
     provider = settings.provider or _default_provider({})
     lines = [f"[bold]parley {__version__}[/bold] on {url}"]
@@ -99,7 +177,12 @@ def _banner(settings: Settings, url: str) -> None:
         f"provider: [bold]{provider}[/bold]"
         + (f" model {settings.model}" if settings.model else "")
     )
-    if provider == "scripted":
+    script = settings.providers.get("scripted", ProviderConfig()).script
+    if provider == "scripted" and script:
+        lines.append(
+            f"[yellow]The scripted provider replays {script}: it is not a language model.[/yellow]"
+        )
+    elif provider == "scripted":
         lines.append(
             "[yellow]This is the scripted DEMO provider: it echoes, it is not a language model.[/yellow]"
         )
@@ -111,17 +194,30 @@ def _banner(settings: Settings, url: str) -> None:
             )
     elif provider == "local":
         lines.append(
-            "local model: SmolLM2-135M-Instruct (tiny, runs on the CPU, no key, no network)"
+            "local model: SmolLM2-135M-Instruct (tiny, runs on the CPU, no key, no network;"
+            " it cannot call tools, so it is offered none)"
         )
     lines.append(
         "switch: PARLEY_PROVIDER=openai OPENAI_API_KEY=… (or OPENAI_BASE_URL=http://localhost:11434/v1 "
         "for Ollama, vLLM, llama.cpp); PARLEY_PROVIDER=anthropic ANTHROPIC_API_KEY=…"
     )
-    if uses_local_secret(settings):
+    if settings.auth == "none":
+        lines.append(_single_user_line(settings))
+    elif uses_local_secret(settings):
         lines.append(
-            "auth: local secret in the data dir; get a token with `parley token --user alice`"
+            "auth: local secret in the data dir; open the sign-in link below (once, within"
+            f" {CODE_TTL / 60:g} minutes; `parley signin-link` prints another),"
+            " or `parley token --user alice`"
         )
     console.print(Panel("\n".join(lines), title="parley", expand=False))
+
+
+def _single_user_line(settings: Settings) -> str:
+    who = escape(repr(settings.auth_none_user))
+    line = f"auth: none (PARLEY_AUTH=none): every request is user {who}"
+    if settings.auth_none_public:
+        return f"[red]{line}, beyond loopback too (PARLEY_AUTH_NONE_PUBLIC=true)[/red]"
+    return f"[yellow]{line}, no token needed; loopback only[/yellow]"
 
 
 @app.command()
@@ -139,6 +235,35 @@ def token(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     typer.echo(issue_token(ensure_jwt_secret(settings), user, ttl_seconds=seconds))
+
+
+@app.command("signin-link")
+def signin_link(
+    user: Annotated[
+        str | None,
+        typer.Option(help="Who it signs in (default PARLEY_SIGNIN_USER, else your user name)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="The server's address (default from PARLEY_HOST/PORT).")
+    ] = None,
+) -> None:
+    """Print a one-time sign-in link for the page of a running parley (it expires in minutes)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from parley import signin
+
+    settings = _settings()
+    if not signs_tokens(settings):
+        _fail("parley: this parley signs no tokens (PARLEY_JWKS_URL): use your identity provider")
+    name = _signin_user(settings, user)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = url or f"http://{host}:{settings.port}/"
+    try:
+        code = signin.issue_apart(settings, name)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        _fail(f"parley: cannot keep the sign-in code: {reason} (has `parley migrate` run?)")
+    typer.echo(signin.link(base, code))
 
 
 @app.command()

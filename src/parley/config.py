@@ -8,20 +8,29 @@ resulting :class:`Settings` object is passed down.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from parley.errors import ConfigError
+
 DEFAULT_DATA_DIR = Path(".parley")
+# an entry of PARLEY_IMAGE_HOSTS: a host (or *.domain), an optional scheme and port, no path
+_IMAGE_HOST = re.compile(r"(https?://)?(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:(\d+|\*))?")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 class ProviderConfig(BaseModel):
@@ -86,7 +95,16 @@ class LimitsConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Everything parley can be told. Build it directly in tests: ``Settings(data_dir=tmp)``."""
+    """Everything parley can be told. Build it directly in tests: ``Settings(data_dir=tmp)``.
+
+    ``allowed_hosts`` (``PARLEY_ALLOWED_HOSTS``, a JSON list or comma-separated) are the names a
+    request's ``Host`` header may carry, with any port; any other is a 400 on every route, so a
+    web page cannot reach parley through DNS rebinding. ``localhost``, ``127.0.0.1`` and
+    ``[::1]`` are always allowed; ``*.example.com`` allows the subdomains, ``*`` any name. Unset,
+    a server bound to a loopback address allows only those, and one bound to any other address
+    (``0.0.0.0``, a name) allows any name. Behind a proxy that passes the public name
+    (``proxy_set_header Host $host``), list that name.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="PARLEY_",
@@ -108,6 +126,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
+    # the user the sign-in link `parley serve` prints signs in (default: the OS user name)
+    signin_user: str | None = None
+    # "none": no token, every request is `auth_none_user` (on loopback unless auth_none_public)
+    auth: Literal["jwt", "none"] = "jwt"
+    auth_none_user: str = Field(default="local", min_length=1, max_length=255)
+    auth_none_public: bool = False
     auto_migrate: bool = True
 
     openai_api_key: SecretStr | None = Field(
@@ -159,10 +184,18 @@ class Settings(BaseSettings):
     )
     content_security_policy: str | None = Field(
         default=(
-            "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline';"
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline';"
             " object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
         ),
         description="The Content-Security-Policy of every response but /docs (empty: none).",
+    )
+    image_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Hosts the page may load images from (the CSP's img-src), as images.example.com,"
+            " *.example.com or http://host:port; a reply's image from any other host is shown"
+            " as a link, so that loading it cannot leak anything without a click."
+        ),
     )
     enable_chat_v2: bool = Field(
         default=False,
@@ -190,6 +223,63 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """A PostgreSQL URL parley cannot hand to asyncpg is refused here, at start-up."""
+        from sqlalchemy.exc import ArgumentError
+
+        from parley.store.db import for_asyncpg
+
+        if value:
+            try:
+                for_asyncpg(value)
+            except ArgumentError as exc:
+                raise ValueError(str(exc)) from None
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("auth_none_user", mode="after")
+    @classmethod
+    def _user_id(cls, value: str) -> str:
+        if not value.strip() or not value.isprintable():
+            raise ValueError(f"{value!r} cannot be a user id (1 to 255 printable characters)")
+        return value
+
+    @field_validator("allowed_hosts", "image_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return json.loads(value) if value.startswith("[") else value.split(",")
+        return value
+
+    @field_validator("allowed_hosts", mode="after")
+    @classmethod
+    def _host_patterns(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [name.strip().lower() for name in value if name.strip()]
+        for name in names:
+            wildcard = name == "*" or name.startswith("*.")
+            if "*" in name[1:] or (name.startswith("*") and not wildcard) or "/" in name:
+                raise ValueError(f"{name!r}: use a host name, '*.example.com' or '*'")
+        return names
+
+    @field_validator("image_hosts", mode="after")
+    @classmethod
+    def _image_sources(cls, value: list[str]) -> list[str]:
+        """Each host as a CSP source: ``https://`` unless ``http://`` is written."""
+        sources = []
+        for entry in (host.strip().lower().rstrip("/") for host in value if host.strip()):
+            if not _IMAGE_HOST.fullmatch(entry):
+                raise ValueError(
+                    f"{entry!r}: use images.example.com, *.example.com or https://host:port"
+                )
+            sources.append(entry if "://" in entry else f"https://{entry}")
+        return sources
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -211,6 +301,29 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
 
     @property
+    def effective_allowed_hosts(self) -> list[str]:
+        """The names accepted in the ``Host`` header (see the class docstring)."""
+        if self.allowed_hosts is not None:
+            return [*LOOPBACK_NAMES, *self.allowed_hosts]
+        return list(LOOPBACK_NAMES) if is_loopback(self.host) else ["*"]
+
+    @property
+    def effective_csp(self) -> str | None:
+        """The Content-Security-Policy sent: the configured one, its ``img-src`` extended with
+        the image hosts; None when it is empty."""
+        if not self.content_security_policy or not self.image_hosts:
+            return self.content_security_policy or None
+        hosts = " ".join(self.image_hosts)
+        directives = [d.strip() for d in self.content_security_policy.split(";") if d.strip()]
+        for index, directive in enumerate(directives):
+            if directive.split()[0].lower() == "img-src":
+                directives[index] = f"{directive} {hosts}"
+                break
+        else:
+            directives.append(f"img-src 'self' data: blob: {hosts}")
+        return "; ".join(directives)
+
+    @property
     def jwt_secret_path(self) -> Path:
         return self.data_dir / "jwt_secret"
 
@@ -218,28 +331,50 @@ class Settings(BaseSettings):
         """The effective settings as JSON-able data, with every secret masked."""
         data = self.model_dump(mode="json")
         data["database_url"] = mask_url(self.effective_database_url)
-        if self.redis_url:
-            data["redis_url"] = mask_url(self.redis_url)
+        for name in ("redis_url", "jwks_url", "openai_base_url", "anthropic_base_url"):
+            if data[name]:
+                data[name] = mask_url(data[name])
         for name in ("jwt_secret", "openai_api_key", "anthropic_api_key", "metrics_token"):
             if getattr(self, name) is not None:
                 data[name] = "********"
         for provider in data["providers"].values():
             if provider.get("api_key"):
                 provider["api_key"] = "********"
+            if provider.get("base_url"):
+                provider["base_url"] = mask_url(provider["base_url"])
         for server in data["mcp_servers"]:
             server["headers"] = {k: "********" for k in server.get("headers", {})}
             server["env"] = {k: "********" for k in server.get("env", {})}
+            if server.get("url"):
+                server["url"] = mask_url(server["url"])
         return data
 
 
+# ``user:password@`` or a lone ``token@`` before the host; a password may hold / and ? (as
+# SQLAlchemy reads it), a user name may not.
+_USERINFO = re.compile(r"([^:/?#@]*)(:[^@]*)?@")
+# Query parameters whose values are credentials: api_key=, key=, access_token=, sig=, …
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
+_PARAM = re.compile(r"(?:^|(?<=[&;]))([^=&;#]*)=([^&;#]*)")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password in a ``scheme://user:password@host`` URL."""
+    """``url`` with its credentials hidden: the password of ``scheme://user:password@host``
+    (a lone ``token@host`` entirely) and the values of query parameters named like a key."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}" if ":" in creds else url
+    userinfo = _USERINFO.match(rest)
+    if userinfo:
+        user, password = userinfo.groups()
+        rest = (f"{user}:****@" if password else "****@") + rest[userinfo.end() :]
+    head, question, query = rest.partition("?")
+    return f"{scheme}://{head}{question}{_PARAM.sub(_mask_param, query)}"
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    name, value = match.groups()
+    return f"{name}=****" if value and _SECRET_PARAM.search(name) else match.group(0)
 
 
 def ensure_jwt_secret(settings: Settings) -> str:
@@ -249,7 +384,7 @@ def ensure_jwt_secret(settings: Settings) -> str:
     path = settings.jwt_secret_path
     if path.exists():
         return path.read_text().strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -260,3 +395,31 @@ def ensure_jwt_secret(settings: Settings) -> str:
 def uses_local_secret(settings: Settings) -> bool:
     """True when tokens are signed with the secret parley generated for itself (dev mode)."""
     return settings.jwt_secret is None and settings.jwks_url is None
+
+
+def signs_tokens(settings: Settings) -> bool:
+    """True when parley has an HS256 secret (configured or its own), not only a JWKS."""
+    return settings.jwks_url is None or bool(settings.jwt_secret)
+
+
+def check_single_user(settings: Settings, host: str) -> None:
+    """``PARLEY_AUTH=none`` is for loopback: on ``host`` beyond it, a :class:`ConfigError`
+    unless ``PARLEY_AUTH_NONE_PUBLIC=true`` says that is meant."""
+    if settings.auth == "none" and not settings.auth_none_public and not is_loopback(host):
+        raise ConfigError(
+            f"PARLEY_AUTH=none lets anyone who reaches {host} act as user"
+            f" {settings.auth_none_user!r}; serve it on 127.0.0.1, or set"
+            " PARLEY_AUTH_NONE_PUBLIC=true if that is meant"
+        )
+
+
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.1``, ``::1``, bracketed or not)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -15,7 +15,8 @@
     │   └── ProviderTimeout          ERR_TIMEOUT             504
     ├── RunTimeout                   ERR_TIMEOUT             504
     └── ConfigError                  ERR_CONFIG              500 (raised at start-up, not per request)
-        └── PortInUse                ERR_CONFIG              500 (another process listens there)
+        ├── PortInUse                ERR_CONFIG              500 (another process listens there)
+        └── ApiKeyMissing            ERR_API_KEY_MISSING     500 (a turn's provider has no key)
 
 Foreign exceptions are translated at the seam where they arise (``raise … from exc``).
 """
@@ -118,3 +119,10 @@ class PortInUse(ConfigError):
         super().__init__(f"port {port} on {host} is in use", host=host, port=port)
         self.host = host
         self.port = port
+
+
+class ApiKeyMissing(ConfigError):
+    """The provider a turn would ask needs an API key it was not given: found before the turn
+    starts, so that no stream begins only to carry the model API's 401."""
+
+    code = "ERR_API_KEY_MISSING"

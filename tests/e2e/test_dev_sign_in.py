@@ -1,13 +1,17 @@
-"""Dev mode: with parley's own local secret on loopback, the page offers one-click sign-in."""
+"""Dev mode: the page opened with the sign-in link ``parley serve`` printed ends signed in, once."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from tests.conftest import Live
 from tests.e2e.support import Browser, expect, new_context, send, shoot, wait_status
 
+from parley import signin
+from parley.auth import issue_token
+from parley.config import ensure_jwt_secret
 from parley.providers.scripted import ScriptedProvider
 
 
@@ -17,36 +21,45 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-async def test_the_dev_button_signs_in_as_the_named_user(
+async def test_the_sign_in_link_signs_the_page_in_and_works_once(
     browser: Browser, live: Live, scripted: ScriptedProvider
 ) -> None:
     scripted.enqueue([{"text": "hi bob"}])
+    code = await signin.issue(live.services.store, "bob")
     context = await new_context(browser, live, user=None)
     page = await context.new_page()
-    await page.goto("/")
-    await expect(page.locator("#signin-dev")).to_be_visible()
-    await shoot(page, "00-sign-in")
-    await page.locator("#signin-dev-user").fill("bob")
-    await page.locator("#signin-dev-button").click()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"/?signin={code}")
     await expect(page.locator("#me")).to_have_text("bob")
+    assert "signin" not in page.url
     await send(page, "hello")
     await wait_status(page, "complete")
+    await page.reload()
+    await expect(page.locator("#me")).to_have_text("bob")
     await context.close()
     convos = await live.services.store.list_conversations("bob", limit=5)
     assert [c.title for c in convos[0]] == ["hello"]
 
+    again = await new_context(browser, live, user=None)
+    page = await again.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"/?signin={code}")
+    await expect(page.locator("#signin-error")).to_contain_text("was used, has expired or is wrong")
+    await expect(page.locator("#app")).to_be_hidden()
+    assert "signin" not in page.url
+    await shoot(page, "00-sign-in")
+    await again.close()
+    assert errors == []
 
-async def test_a_dev_token_works_and_proxied_requests_get_none(live: Live) -> None:
-    async with live.client(user=None) as http:
-        assert (await http.get("/api/dev")).json() == {"dev_tokens": True}
-        proxied = await http.get(
-            "/api/dev/token", params={"user": "dave"}, headers={"X-Forwarded-For": "203.0.113.9"}
-        )
-        assert proxied.status_code == 404
-        assert (await http.get("/api/dev/token", params={"user": "no spaces"})).status_code == 422
-        issued = (await http.get("/api/dev/token", params={"user": "dave"})).json()
-        assert issued["user"] == "dave"
-        mine = await http.get(
-            "/api/conversations", headers={"Authorization": f"Bearer {issued['token']}"}
-        )
-    assert mine.status_code == 200
+
+@pytest.mark.e2e
+async def test_a_used_link_leaves_a_signed_in_page_signed_in(browser: Browser, live: Live) -> None:
+    context = await new_context(browser, live, user=None)
+    alice = issue_token(ensure_jwt_secret(live.services.settings), "alice")
+    await context.add_init_script(f"localStorage.setItem('parley.token', {json.dumps(alice)});")
+    page = await context.new_page()
+    await page.goto("/?signin=not-a-code")
+    await expect(page.locator("#me")).to_have_text("alice")
+    await expect(page.locator(".toast-error")).to_contain_text("sign-in link")
+    await context.close()

@@ -1,4 +1,4 @@
-"""Signing in: a pasted token works, a bad one is refused; dev tokens exist only in dev mode."""
+"""Signing in: a pasted token works, a bad one is refused."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ async def test_a_pasted_token_signs_in_and_a_bad_one_is_refused(
     page = await context.new_page()
     await page.goto("/")
     await expect(page.locator("#signin")).to_be_visible()
-    await expect(page.locator("#signin-dev")).to_be_hidden()
     await page.locator("#signin-token").fill("not-a-token")
     await page.locator("#signin-submit").click()
     await expect(page.locator("#signin-error")).to_contain_text("refused")
@@ -29,9 +28,3 @@ async def test_a_pasted_token_signs_in_and_a_bad_one_is_refused(
     await page.locator("#signout").click()
     await expect(page.locator("#signin")).to_be_visible()
     await context.close()
-
-
-async def test_dev_tokens_do_not_exist_when_a_secret_is_configured(live: Live) -> None:
-    async with live.client(user=None) as http:
-        assert (await http.get("/api/dev/token", params={"user": "eve"})).status_code == 404
-        assert (await http.get("/api/dev")).status_code == 404

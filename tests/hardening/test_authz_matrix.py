@@ -2,7 +2,8 @@
 
 For every operation under ``/api``, ``/v1``, ``/sessions`` and ``/mcp``:
 
-* no token, and a bad token: 401 (``/v1`` in OpenAI's error shape, the rest in the contract shape);
+* no token, and a bad token: 401 (``/v1`` in OpenAI's error shape, ``/api/{user_id}/`` in the
+  todo app's ``{"error": "<message>"}``, the rest in the contract shape);
 * bob's token with alice's real ids in every path parameter: the status below, and alice's rows
   are byte-for-byte unchanged afterwards.
 
@@ -49,12 +50,14 @@ from parley.tools.base import FunctionTool, ToolContext
 from parley.tools.registry import ToolRegistry
 
 PREFIXES = ("/api/", "/v1/", "/sessions", "/mcp/")
+TODO_APP = "/api/{user_id}/"
 SPECIAL: dict[tuple[str, str], int] = {
     ("GET", "/api/chat/{chat_id}/stream"): 204,
     ("GET", "/mcp/chat-v2/{chat_id}/stream"): 204,
     ("GET", "/v1/models/{model_id}"): 200,
 }
 TABLES = (Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task)
+QUERY_IDS = {"chatId": "chat_id"}  # required query parameters, by the id of alice's they name
 
 
 @dataclass
@@ -110,7 +113,7 @@ async def alice(live: Live) -> Alice:
         first = select(Message.id).where(Message.conversation_id == cid, Message.role == "user")
         message_id = (await db.execute(first.limit(1))).scalar_one()
     rule = await store.add_rule("alice", "tool", "echo")
-    await store.add_task("alice", "alice's task", None)
+    task = await store.add_task("alice", "alice's task", None)
     await store.add_pending(
         PendingInput(
             id="elic_alice",
@@ -131,6 +134,7 @@ async def alice(live: Live) -> Alice:
         "tool_call_id": "tc_alice",
         "elicitation_id": "elic_alice",
         "rule_id": str(rule.id),
+        "task_id": str(task.id),
         "user_id": "alice",
         "model_id": "scripted/demo",
     }
@@ -169,6 +173,8 @@ FILLERS: dict[str, Any] = {
     "action": "decline",
     "model": "scripted/demo",
     "messages": [{"role": "user", "content": "hi"}],
+    "code": "not-a-sign-in-code",
+    "title": "bob's title",
 }
 
 
@@ -198,6 +204,13 @@ def _url(path: str, op: dict[str, Any], ids: dict[str, str]) -> str:
     return path.format(**{n: ids[n] for n in names})
 
 
+def _query(path: str, op: dict[str, Any], ids: dict[str, str]) -> dict[str, str]:
+    names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query" and p["required"]]
+    unknown = [n for n in names if QUERY_IDS.get(n) not in ids]
+    assert not unknown, f"{path}: cannot map query parameter(s) {unknown} to alice's ids; add them"
+    return {n: ids[QUERY_IDS[n]] for n in names}
+
+
 def _expected(method: str, path: str) -> int:
     if (method, path) in SPECIAL:
         return SPECIAL[(method, path)]
@@ -224,6 +237,9 @@ def _assert_401(response: httpx.Response, method: str, path: str) -> None:
     body = response.json()
     if path.startswith("/v1/"):
         assert isinstance(body["error"]["message"], str), body
+    elif path.startswith(TODO_APP):  # the todo app prints ``data.error``
+        assert isinstance(body["error"], str), body
+        assert response.headers["x-error-code"] == "ERR_UNAUTHENTICATED", label
     else:
         assert body["success"] is False, body
         assert body["error"]["code"] == "ERR_UNAUTHENTICATED", body
@@ -264,10 +280,10 @@ async def test_bobs_reads_without_path_parameters_never_mention_alices_ids(
 ) -> None:
     secrets = {v for k, v in alice.ids.items() if k not in {"user_id", "model_id"}}
     async with live.client("bob") as http:
-        for method, path, _ in await _operations(live):
+        for method, path, op in await _operations(live):
             if method != "GET" or "{" in path:
                 continue
-            response = await http.get(path)
+            response = await http.get(path, params=_query(path, op, alice.ids))
             assert response.status_code == 200, f"{path}: {response.text[:200]}"
             leaked = [s for s in secrets if s in response.text]
             assert not leaked, f"GET {path} shows bob alice's ids {leaked}"

@@ -5,6 +5,7 @@ conversation that was there before loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import Live
+from tests.conftest import Live, token
+from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.usefixtures("live_any_db")
 
@@ -374,3 +376,416 @@ async def test_a_well_formed_cursor_at_the_ends_of_time_pages_normally(
         response = await http.get("/api/conversations", params={"cursor": cursor.rstrip("=")})
     assert response.status_code == 200, response.text
     assert [c["id"] for c in response.json()["items"]] == ([existing.id] if found else [])
+
+
+# attachments -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileDoor:
+    """A door that takes a file by URL: where the file goes in its body, and its error shape."""
+
+    name: str
+    method: str
+    path: str
+    field: str  # how the door's 400 names the file's URL
+    openai: bool = False
+
+    def url(self, existing: Existing) -> str:
+        return self.path.format(cid=existing.id, mid=existing.messages[0][0])
+
+    def body(self, url: str, text: str = "see the file") -> dict[str, Any]:
+        if self.openai:
+            content = [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": url}},
+            ]
+            return {"model": "scripted/demo", "messages": [{"role": "user", "content": content}]}
+        if self.name in ("vercel", "playground"):
+            parts = [
+                {"type": "text", "text": text},
+                {"type": "file", "mediaType": "text/plain", "filename": "f.txt", "url": url},
+            ]
+            message = {"id": "u1", "role": "user", "parts": parts}
+            return {"id": "chat-files", "messages": [message], "trigger": "submit-message"}
+        attachment = {"type": "file", "name": "f.txt", "media_type": "text/plain", "url": url}
+        return {"content": text, "attachments": [attachment], "stream": False}
+
+
+FILE_DOORS = [
+    FileDoor("send", "POST", "/api/conversations/{cid}/messages", "attachments[0].url"),
+    FileDoor("edit", "PUT", "/api/conversations/{cid}/messages/{mid}", "attachments[0].url"),
+    FileDoor("vercel", "POST", "/api/chat", "messages[0].parts[1].url"),
+    FileDoor("playground", "POST", "/mcp/chat-v2", "messages[0].parts[1].url"),
+    FileDoor(
+        "openai",
+        "POST",
+        "/v1/chat/completions",
+        "messages[0].content[1].image_url.url",
+        openai=True,
+    ),
+]
+MALFORMED_FILE_URLS = [
+    "data:text/plain;base64,aGVsbG8",  # base64 without its padding
+    "data:text/plain;base64,aGVs bG8=",  # a space inside base64
+    "data:text/plain;base64,!!!!",  # not base64's alphabet
+    "data:text/plain;base64,aGVsbG8=\n",
+    "data:text/plain,hello%ZZ",  # a broken percent escape
+    "data:text/plain",  # no comma, so no data
+    "javascript:alert(1)",
+    "file:///etc/passwd",
+]
+WITH_PLAYGROUND = pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": True}])
+
+
+@WITH_PLAYGROUND
+@pytest.mark.parametrize("door", FILE_DOORS, ids=lambda d: d.name)
+async def test_a_malformed_file_url_is_a_400_naming_the_field_on_every_door(
+    live_any_db: Live, existing: Existing, door: FileDoor
+) -> None:
+    async with live_any_db.client() as http:
+        for url in MALFORMED_FILE_URLS:
+            response = await http.request(door.method, door.url(existing), json=door.body(url))
+            if door.openai:
+                _assert_openai_error(response, 400)
+                assert response.json()["error"]["param"] == door.field, url
+                message = response.json()["error"]["message"]
+            else:
+                _assert_refused(response, 400)
+                message = response.json()["error"]["message"]
+            assert door.field in message, (url, message)
+    assert len(live_any_db.scripted.requests) == 1, "only the existing exchange's call"
+    await _assert_intact(live_any_db, existing)
+
+
+@WITH_PLAYGROUND
+@pytest.mark.parametrize("door", FILE_DOORS, ids=lambda d: d.name)
+async def test_a_percent_encoded_data_url_reaches_the_model_as_its_text_on_every_door(
+    live_any_db: Live, existing: Existing, door: FileDoor
+) -> None:
+    """``data:text/plain,abcd`` is RFC 2397 text, not base64 (which would decode it to three
+    bytes of garbage): the model reads ``abcd``, and the conversation goes on."""
+    live_any_db.scripted.enqueue([{"text": "Read it."}], [{"text": "Still here."}])
+    async with live_any_db.client() as http:
+        url = "data:text/plain,abcd%20%F0%9F%98%80"
+        response = await http.request(door.method, door.url(existing), json=door.body(url))
+        assert response.status_code == 200, response.text[:300]
+        assert "ERR_" not in response.text, response.text[:300]
+    seen = live_any_db.scripted.requests[-1].messages[-1].content
+    assert isinstance(seen, str) and "abcd \N{GRINNING FACE}" in seen, seen
+    if door.name == "send":
+        async with live_any_db.client() as http:
+            stored = (await http.get(f"/api/conversations/{existing.id}")).json()["messages"]
+            [part] = [p for p in stored[-2]["parts"] if p["type"] == "file"]
+            assert (
+                part["url"]
+                == "data:text/plain;base64,"
+                + base64.b64encode("abcd \N{GRINNING FACE}".encode()).decode()
+            )
+            again = await http.post(
+                _send_url(existing), json={"content": "and now?", "stream": False}
+            )
+        assert again.status_code == 200, again.text[:300]
+        assert again.json()["message"]["status"] == "complete"
+
+
+# What the edge refuses now, as stored before it did (or written by hand).
+BAD_STORED_PARTS: list[Any] = [
+    {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,@@@@"},
+    {"type": "file", "mediaType": "text/plain", "url": "data:text/plain;base64,aGVsbG8"},
+    {"type": "file", "mediaType": "image/png", "url": "javascript:alert(1)"},
+    {"type": "text"},
+    {"type": "file", "mediaType": 5, "url": ["x"]},
+]
+BAD_ASSISTANT_PARTS: list[Any] = [{"type": "text"}, {"type": "dynamic-tool", "toolName": "t"}]
+
+
+async def test_a_conversation_with_bad_stored_parts_still_answers_and_reports_them_once(
+    live_any_db: Live, existing: Existing, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stored part history cannot read becomes a marker (a file) or nothing, with one log
+    line naming its message, never a failed turn; a percent-encoded data: URL stored before
+    the edge normalised them (the one that broke conversations) is read as its text."""
+    store = live_any_db.services.store
+    legacy = {"type": "file", "mediaType": "text/plain", "url": "data:text/plain,hello%20there"}
+    user_parts = [{"type": "text", "text": "look:"}, legacy, *BAD_STORED_PARTS]
+    bad = await store.add_message(
+        "alice", existing.id, role="user", parts=user_parts, parent_id=existing.messages[-1][0]
+    )
+    reply_parts = [{"type": "text", "text": "ok"}, *BAD_ASSISTANT_PARTS]
+    reply = await store.add_message(
+        "alice", existing.id, role="assistant", parts=reply_parts, parent_id=bad.id
+    )
+    live_any_db.scripted.enqueue([{"text": "Fine."}], [{"text": "Fine again."}])
+    capsys.readouterr()
+    async with live_any_db.client() as http:
+        for content in ("next", "and again"):
+            response = await http.post(
+                _send_url(existing), json={"content": content, "stream": False}
+            )
+            assert response.status_code == 200, response.text[:300]
+            assert response.json()["message"]["status"] == "complete", response.text[:300]
+    history = live_any_db.scripted.requests[-1].messages
+    [shown] = [m for m in history if m.role == "user" and "look:" in str(m.content)]
+    assert isinstance(shown.content, str)
+    assert "hello there" in shown.content
+    assert shown.content.count("could not be read") == 4  # the four bad files
+    assert "ok" in [m.content for m in history if m.role == "assistant"]
+    err = capsys.readouterr().err
+    reports = [line for line in err.splitlines() if "history_part_skipped" in line]
+    assert len(reports) == len(BAD_STORED_PARTS) + len(BAD_ASSISTANT_PARTS), reports  # once each
+    assert sum(bad.id in line for line in reports) == len(BAD_STORED_PARTS), reports
+    assert sum(reply.id in line for line in reports) == len(BAD_ASSISTANT_PARTS), reports
+
+
+# lone surrogates ---------------------------------------------------------------------------
+
+LONE_SURROGATES = ["\ud800", "x\udfffy", "\ud800\ud800", "\udc00\ud800"]
+
+
+@dataclass(frozen=True)
+class BodyDoor:
+    """A route that reads a JSON body, a body using every string field it knows, and its shape."""
+
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    openai: bool = False
+    todo: bool = False  # the todo app's shape: {"error": "<message>"}
+
+
+def _send_body() -> dict[str, Any]:
+    attachment = {"type": "file", "name": "n.txt", "media_type": "text/plain", "data": "aGk="}
+    return {
+        "content": "hi",
+        "attachments": [attachment, {"media_type": "text/plain", "url": "data:,hi"}],
+        "parent_id": "{leaf}",
+        "model": "scripted/demo",
+        "profile": "generalist",
+    }
+
+
+def _ui_body() -> dict[str, Any]:
+    parts = [
+        {"type": "text", "text": "hi"},
+        {"type": "file", "mediaType": "text/plain", "filename": "n.txt", "url": "data:,hi"},
+    ]
+    return {
+        "id": "chat-s",
+        "messages": [{"id": "u1", "role": "user", "parts": parts}],
+        "trigger": "submit-message",
+        "provider": "scripted",
+        "model": "demo",
+        "selectedServers": ["todo"],
+        "sessionId": "s1",
+    }
+
+
+def _openai_body() -> dict[str, Any]:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    return {
+        "model": "scripted/demo",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "go", "name": "al"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "and"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            },
+        ],
+        "tools": [{"type": "function", "function": {"name": "g", "description": "d"}}],
+        "tool_choice": "auto",
+        "user": "someone",
+    }
+
+
+BODY_DOORS = [
+    BodyDoor("send", "POST", "/api/conversations/{cid}/messages", _send_body()),
+    BodyDoor("edit", "PUT", "/api/conversations/{cid}/messages/{mid}", _send_body()),
+    BodyDoor("vercel", "POST", "/api/chat", _ui_body()),
+    BodyDoor("playground", "POST", "/mcp/chat-v2", _ui_body()),
+    BodyDoor("openai", "POST", "/v1/chat/completions", _openai_body(), openai=True),
+    BodyDoor(
+        "create",
+        "POST",
+        "/api/conversations",
+        {"title": "t", "system": "s", "model": "scripted/demo", "metadata": {"k": ["v"]}},
+    ),
+    BodyDoor(
+        "sessions", "POST", "/sessions/{cid}/chat", {"message": "hi", "model": "scripted/demo"}
+    ),
+    BodyDoor(
+        "todo", "POST", "/api/alice/chat", {"message": "hi", "conversation_id": "{cid}"}, todo=True
+    ),
+]
+
+
+def _with_each_string_spoiled(value: Any, spoil: str) -> list[tuple[str, Any]]:
+    """``value`` once for each string in it (keys included), that string made ``spoil``."""
+    if isinstance(value, str):
+        return [("", spoil)]
+    out: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        out.append((f".{spoil!a}", {**value, spoil: "v"}))
+        for key, item in value.items():
+            out += [
+                (f".{key}{where}", {**value, key: bad})
+                for where, bad in _with_each_string_spoiled(item, spoil)
+            ]
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            spoiled = _with_each_string_spoiled(item, spoil)
+            out += [(f"[{i}]{where}", [*value[:i], bad, *value[i + 1 :]]) for where, bad in spoiled]
+    return out
+
+
+@WITH_PLAYGROUND
+@pytest.mark.parametrize("door", BODY_DOORS, ids=lambda d: d.name)
+async def test_a_lone_surrogate_in_any_string_of_a_body_is_a_4xx_in_the_doors_shape(
+    live_any_db: Live, existing: Existing, door: BodyDoor
+) -> None:
+    """Each body is the one the next test shows accepted, with one string (or key) spoiled."""
+    ids = _ids(existing)
+    path = door.path.format(**ids)
+    cases = [
+        (where, _filled(body, ids))
+        for spoil in LONE_SURROGATES
+        for where, body in _with_each_string_spoiled(door.body, spoil)
+    ]
+    async with live_any_db.client() as http:
+        for where, body in cases:
+            raw = json.dumps(body).encode()  # ensure_ascii: each surrogate is a \\uXXXX escape
+            response = await http.request(
+                door.method, path, content=raw, headers={"content-type": "application/json"}
+            )
+            assert 400 <= response.status_code < 500, (
+                where,
+                response.status_code,
+                response.text[:300],
+            )
+            if door.openai:
+                _assert_openai_error(response, response.status_code)
+            elif door.todo:
+                assert response.json() == {"error": ANY_TEXT}, response.text[:300]
+                assert response.headers["x-error-code"].startswith("ERR_")
+            else:
+                _assert_refused(response, response.status_code, response.json()["error"]["code"])
+    assert len(live_any_db.scripted.requests) == 1, "only the existing exchange's call"
+    await _assert_intact(live_any_db, existing)
+
+
+@WITH_PLAYGROUND
+@pytest.mark.parametrize("door", BODY_DOORS, ids=lambda d: d.name)
+async def test_each_body_is_accepted_as_it_is(
+    live_any_db: Live, existing: Existing, door: BodyDoor
+) -> None:
+    """So that in the test above, the spoiled string is all that is wrong with a body."""
+    live_any_db.scripted.enqueue([{"text": "Fine."}])
+    ids = _ids(existing)
+    async with live_any_db.client() as http:
+        response = await http.request(
+            door.method, door.path.format(**ids), json=_filled(door.body, ids)
+        )
+    assert response.status_code in (200, 201), response.text[:300]
+    assert "ERR_" not in response.text, response.text[:300]
+
+
+def _ids(existing: Existing) -> dict[str, str]:
+    return {"cid": existing.id, "mid": existing.messages[0][0], "leaf": existing.messages[-1][0]}
+
+
+def _filled(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` with each string ``"{name}"`` replaced by that id."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
+        return ids.get(value[1:-1], value)
+    if isinstance(value, dict):
+        return {k: _filled(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(item, ids) for item in value]
+    return value
+
+
+async def test_a_lone_surrogate_on_the_progress_socket_is_an_error_message_and_it_stays_open(
+    live_any_db: Live, existing: Existing
+) -> None:
+    url = live_any_db.url.replace("http://", "ws://") + f"/ws/alice/chat?token={token('alice')}"
+    body = {"type": "message", "content": "hi", "conversation_id": existing.id}
+    async with connect(url) as ws:
+        assert json.loads(await ws.recv())["event_type"] == "connection_established"
+        for spoil in LONE_SURROGATES:
+            for where, spoiled in _with_each_string_spoiled(body, spoil):
+                await ws.send(json.dumps(spoiled))
+                async with asyncio.timeout(5):
+                    answer = json.loads(await ws.recv())
+                assert answer["event_type"] == "error", (where, answer)
+                assert answer["error"]["code"] == "ERR_VALIDATION", (where, answer)
+    assert len(live_any_db.scripted.requests) == 1, "only the existing exchange's call"
+    await _assert_intact(live_any_db, existing)
+
+
+async def test_a_lone_surrogate_inside_tool_call_arguments_is_a_400_in_openais_shape(
+    live_any_db: Live,
+) -> None:
+    """The arguments are JSON inside a JSON string: their escape is ``\\\\ud800`` in the body."""
+    body = _openai_body()
+    body["messages"][2]["tool_calls"][0]["function"]["arguments"] = json.dumps({"q": "\ud800"})
+    async with live_any_db.client() as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    _assert_openai_error(response, 400)
+    assert live_any_db.scripted.requests == []
+
+
+async def test_surrogate_pairs_and_an_escaped_backslash_before_ud800_are_ordinary_text(
+    live_any_db: Live, existing: Existing
+) -> None:
+    title = "\N{GRINNING FACE} C: '\\ud800'"
+    async with live_any_db.client() as http:
+        response = await http.post(
+            "/api/conversations",
+            content=json.dumps({"title": title}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 201, response.text
+        assert b"\\ud83d\\ude00" in response.request.content
+        got = (await http.get(f"/api/conversations/{response.json()['id']}")).json()
+    assert got["title"] == title
+    await _assert_intact(live_any_db, existing)
+
+
+# tokens and logs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sub",
+    ["\ud800", "a\x00b", "alice\nlevel=info event=forged", "\x1b[31mred", "a\u202eb", "a\x7f"],
+)
+async def test_a_token_whose_sub_has_control_characters_or_lone_surrogates_is_a_401(
+    live_any_db: Live, sub: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token(sub)}"}
+    async with live_any_db.client(user=None) as http:
+        native = await http.get("/api/conversations", headers=headers)
+        openai = await http.get("/v1/models", headers=headers)
+    _assert_refused(native, 401, "ERR_UNAUTHENTICATED")
+    _assert_openai_error(openai, 401)
+
+
+async def test_the_console_log_escapes_control_characters_a_client_sent(
+    live_any_db: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ANSI escape, a bidi override and DEL in the path (the access line's ``route``) are
+    written as escapes: nothing a client sends restyles or reorders a line of the console."""
+    capsys.readouterr()
+    async with live_any_db.client() as http:
+        response = await http.get("/api/conversations/x%1B%5B31mred%E2%80%AEend%7F")
+        assert response.status_code == 404
+        await http.get("/healthz")  # its access line comes after the one above
+    err = capsys.readouterr().err
+    assert r"route=/api/conversations/x\x1b[31mred\u202eend\x7f" in err, err
+    assert not {"\x1b", "\u202e", "\x7f"} & set(err), err

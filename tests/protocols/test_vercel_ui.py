@@ -383,7 +383,7 @@ def test_the_version_hint_unlocks_fields_by_version(hint: str | None, features: 
 
 
 def test_the_headers_name_the_protocol() -> None:
-    headers = VercelUIStream(message_id="m", run_id="run_1", conversation_id="conv_1").headers
+    headers = VercelUIStream(message_id="m", run_id="run_1", session_id="conv_1").headers
     assert headers["X-Vercel-AI-UI-Message-Stream"] == "v1"
     assert headers["Cache-Control"] == "no-cache"
     assert headers["X-Accel-Buffering"] == "no"

@@ -10,6 +10,7 @@ from parley.protocols.base import Encoder
 from parley.protocols.native_sse import NativeSSE
 from parley.protocols.openai_chat import OpenAIChunks
 from parley.protocols.seeds import SessionChatSSE, TodoChatSSE
+from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import VercelUIStream
 
 TEXT = "héllo, 世界 👋"
@@ -23,6 +24,7 @@ TEXT = "héllo, 世界 👋"
         SessionChatSSE(session_id="s_1", run_id="run_1"),
         TodoChatSSE(conversation_id="conv_1", run_id="run_1"),
         VercelUIStream(message_id="msg_1"),
+        VercelDataStream(message_id="msg_1"),
     ],
     ids=lambda e: type(e).__name__,
 )

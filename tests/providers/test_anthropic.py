@@ -7,6 +7,7 @@ import contextlib
 import anyio
 import pytest
 from tests.fakes import anthropic_server as api
+from tests.fakes._server import Scenario
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.providers.conftest import collect, collect_until_error
 
@@ -444,6 +445,20 @@ async def test_models_lists_the_model_ids(
     with pytest.raises(errors.ProviderUnavailable):
         await anthropic_provider.models()
     assert fake_anthropic.exchanges[0].path == "/v1/models"
+
+
+@pytest.mark.parametrize("status", [200, 404])
+async def test_a_web_page_instead_of_the_model_list_is_one_clear_line(
+    fake_anthropic: FakeAnthropic, anthropic_provider: AnthropicProvider, status: int
+) -> None:
+    page = b"<!doctype html><title>Sign in</title>"
+    fake_anthropic.enqueue(Scenario(status, steps=[page], media_type="text/html"))
+
+    with pytest.raises(errors.ProviderError) as failed:
+        await anthropic_provider.models()
+    assert failed.value.message == (
+        f"anthropic answered HTML, not the Anthropic API (status {status}) — check the base URL"
+    )
 
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

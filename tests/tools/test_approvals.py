@@ -208,6 +208,29 @@ async def test_remember_server_covers_every_tool_of_that_server(
     assert [(r.scope, r.name) for r in rules] == [("server", "mail")]
 
 
+async def test_remember_server_for_a_tool_of_no_server_is_a_400_and_the_question_stays_open(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    async def shout(args: dict[str, Any], context: ToolContext) -> str:
+        return "HELLO"
+
+    tool_registry.register(FunctionTool("shout", shout, requires_approval=True))
+    scripted.enqueue([call("shout", {}, "s1")], [{"text": "Shouted."}])
+    cid = await conversation(live)
+    run_id, first = await send(live, cid, "shout", stop_after="awaiting_input")
+    refused = await _answer(live, run_id, "s1", approved=True, remember="server")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "ERR_VALIDATION"
+    assert "remember it as 'tool'" in refused.json()["error"]["message"]
+    assert (await live.services.store.get_run("alice", run_id)).status == "awaiting"
+    assert await live.services.store.list_rules("alice") == []
+    assert (await _answer(live, run_id, "s1", approved=True, remember="tool")).status_code == 200
+    rest = await rest_of(live, run_id, first)
+    assert kinds(rest)[-3:] == ["content", "done", "[DONE]"]
+    rules = await live.services.store.list_rules("alice")
+    assert [(r.scope, r.name) for r in rules] == [("tool", "shout")]
+
+
 @pytest.fixture
 def gate() -> asyncio.Event:
     return asyncio.Event()

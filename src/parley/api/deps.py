@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from parley.auth import TokenVerifier
+from parley.auth import Verifier
 from parley.config import Settings
 from parley.engine.runner import RunManager
 from parley.engine.turn import Engine
-from parley.errors import Forbidden, Unauthenticated
+from parley.errors import Forbidden
 from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
 from parley.store.repositories import Store
@@ -24,7 +24,7 @@ class Services:
 
     settings: Settings
     store: Store
-    verifier: TokenVerifier
+    verifier: Verifier
     providers: ProviderRegistry
     tools: ToolRegistry
     engine: Engine
@@ -39,15 +39,16 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-def bearer_token(request: Request) -> str:
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("missing bearer token (Authorization: Bearer <JWT>)")
-    return token.strip()
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 async def current_user(request: Request) -> str:
+    """The caller (the one local user with ``PARLEY_AUTH=none``), made known to the store."""
     services: Services = request.app.state.services
     principal = await services.verifier.verify(bearer_token(request))
     await services.store.ensure_user(principal.user_id)
@@ -63,3 +64,13 @@ def same_user(path_user: str, user: str) -> None:
     """Routes under ``/api/{user_id}/`` belong to the token's ``sub`` only."""
     if path_user != user:
         raise Forbidden("this route belongs to another user")
+
+
+async def own_user(user_id: str, user: CurrentUser) -> str:
+    """The ``{user_id}`` of a route under ``/api/{user_id}/``, when it is the caller's (a 403
+    otherwise, before the body is read)."""
+    same_user(user_id, user)
+    return user
+
+
+OwnUser = Annotated[str, Depends(own_user)]

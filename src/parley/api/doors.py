@@ -80,16 +80,17 @@ async def continuation(events: Events, starts_after: Callable[[ev.EngineEvent], 
     """The events after the first one matching ``starts_after`` (the suspension or question an
     answer continues from). A log that does not begin with ``RunStarted`` was reopened after a
     restart and holds only the continuation: all of it is yielded."""
-    started = False
+    started, first = False, True
     try:
         async for seq, event in events:
             if started:
                 yield seq, event
-            elif seq == 1 and not isinstance(event, ev.RunStarted):
+            elif first and not isinstance(event, ev.RunStarted):
                 started = True
                 yield seq, event
             else:
                 started = starts_after(event)
+            first = False
     finally:
         await _close(events)
 

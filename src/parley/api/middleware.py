@@ -2,9 +2,12 @@
 
 It gives each request an id (echoed, and bound to its log lines), counts and times it
 (:class:`parley.metrics.RequestMeter`), adds the security headers, and checks the request itself
-before any route runs: a body over the limit is a 413, a null byte in the URL or a JSON body a
-400 (PostgreSQL cannot store U+0000 in text, and a value that works on SQLite but fails on
-PostgreSQL is worse than a clear 400). An error no handler took becomes a 500 naming the request id.
+before any route runs: a ``Host`` the server does not answer to is a 400, HTTP and WebSocket alike
+(DNS rebinding: ``Settings.effective_allowed_hosts``), a body over the limit is a 413, a null byte
+in the URL or a JSON body a 400 (PostgreSQL cannot store U+0000 in text, and a value that works on
+SQLite but fails on PostgreSQL is worse than a clear 400), and so is a lone surrogate escaped in a
+JSON body (``"\\ud800"``: no database stores it, no encoder writes it). An error no handler took
+becomes a 500 naming the request id.
 
 One layer, not four: each layer wrapped ``send`` and ``receive`` again, so every write of every
 stream went through each wrapper and each kept its closures for as long as the stream was open.
@@ -21,13 +24,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.api.errors import http_error, unexpected_error_response
 from parley.metrics import RequestMeter
+from parley.wire import LONE_SURROGATE, escapes_lone_surrogate
 
 log = structlog.get_logger("parley.api")
 
@@ -36,6 +41,10 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 _HAND_BACK = "parley.hand_back"  # scope key: where a streamed response leaves itself to be played
 _DOCS = ("/docs", "/redoc")
+_HOST_ALLOWED = "parley.host_allowed"  # scope key, set on a copy of the scope by HostCheck
+HOST_REFUSED = (
+    "this server does not answer to the name in the Host header; list it in PARLEY_ALLOWED_HOSTS"
+)
 
 
 class Refused(Exception):
@@ -47,18 +56,59 @@ class Refused(Exception):
         self.message = message
 
 
+class HostCheck:
+    """Whether a request's ``Host`` is one of ``allowed`` (``*``, ``*.example.com``, any port),
+    as Starlette's :class:`TrustedHostMiddleware` decides; its plain-text refusal is dropped, for
+    parley's error shape."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.any = "*" in allowed
+        self._trusted = TrustedHostMiddleware(
+            _mark_allowed, allowed_hosts=allowed, www_redirect=False
+        )
+
+    async def allows(self, scope: Scope) -> bool:
+        if self.any:
+            return True
+        probe = dict(scope)
+        await self._trusted(probe, _disconnected, _dropped)
+        if probe.get(_HOST_ALLOWED):
+            return True
+        log.info("host_refused")
+        return False
+
+
+async def _mark_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_HOST_ALLOWED] = True
+
+
+async def _disconnected() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def _dropped(message: Message) -> None:
+    pass
+
+
 class Edge:
-    """Request id, metrics, security headers, and the checks of the request's URL and body.
+    """Request id, metrics, security headers, and the checks of the request's Host, URL and body.
 
     The interactive API docs (``/docs``, ``/redoc``) load their scripts from a CDN, so they get
     the security headers without the content security policy.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, headers: dict[str, str], csp: str | None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        allowed_hosts: Sequence[str],
+        headers: dict[str, str],
+        csp: str | None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.hosts = HostCheck(allowed_hosts)
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         self.with_csp = list(self.headers)
         if csp:
@@ -75,8 +125,10 @@ class Edge:
         try:
             if kind == "http":
                 await self._http(scope, receive, send, request_id)
-            else:
+            elif await self.hosts.allows(scope):
                 await self.app(scope, receive, send)
+            else:
+                await _deny_websocket(scope, send)
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "route")
 
@@ -102,6 +154,8 @@ class Edge:
 
         try:
             try:
+                if not await self.hosts.allows(scope):
+                    raise Refused(400, HOST_REFUSED)
                 _check_url(scope)
                 if scope.get("method", "GET") not in _WITHOUT_BODY:
                     receive = await self._read_body(scope, receive)
@@ -145,6 +199,8 @@ class Edge:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if _NUL_ESCAPE.search(body):
             raise Refused(400, "null bytes (U+0000) are not accepted in text")
+        if escapes_lone_surrogate(body):
+            raise Refused(400, LONE_SURROGATE)
         return _replay({"type": "http.request", "body": body, "more_body": False}, receive)
 
 
@@ -194,8 +250,13 @@ def _replay(first: Message, receive: Receive) -> Receive:
 
 async def _refuse(scope: Scope, refused: Refused, send: Send) -> None:
     response = http_error(str(scope.get("path", "")), refused.status, refused.message)
+    await response(scope, _disconnected, send)
 
-    async def nothing() -> Message:
-        return {"type": "http.disconnect"}
 
-    await response(scope, nothing, send)
+async def _deny_websocket(scope: Scope, send: Send) -> None:
+    """Refuse the handshake with a 400 in parley's error shape where the server can send an
+    HTTP response to a WebSocket (uvicorn can), else close it (uvicorn's 403)."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await _refuse(scope, Refused(400, HOST_REFUSED), send)
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from parley.chat.files import file_part
+from parley.chat.messages import Part
 from parley.store.tables import Conversation, Message, PendingInput, ToolCall
 
 _STRICT = ConfigDict(extra="forbid", str_max_length=200_000)
@@ -49,29 +49,16 @@ class Attachment(BaseModel):
     url: str | None = Field(default=None, max_length=10_000_000)
     data: str | None = Field(default=None, max_length=10_000_000)
 
-    @field_validator("data")
-    @classmethod
-    def _base64(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError("data must be base64") from exc
-        return value
-
-    def size(self) -> int:
-        if self.data is not None:
-            return len(self.data) * 3 // 4
-        if self.url and self.url.startswith("data:"):
-            return len(self.url.split(",", 1)[-1]) * 3 // 4
-        return 0
-
-    def to_part(self) -> dict[str, Any]:
-        url = self.url or f"data:{self.media_type};base64,{self.data or ''}"
-        part: dict[str, Any] = {"type": "file", "mediaType": self.media_type, "url": url}
-        if self.name:
-            part["filename"] = self.name
-        return part
+    def to_part(self, field: str) -> Part:
+        """The stored file part (:func:`parley.chat.files.file_part`); ``field`` names this
+        attachment in the 400 when its URL or data cannot be read."""
+        return file_part(
+            url=self.url,
+            data=self.data,
+            media_type=self.media_type,
+            filename=self.name,
+            field=field,
+        )
 
 
 class SendMessage(BaseModel):
@@ -201,3 +188,16 @@ def pending_out(pending: PendingInput) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+class SigninLinkCode(BaseModel):
+    model_config = _STRICT
+    code: str = Field(min_length=1, max_length=128)
+
+
+class SignedIn(BaseModel):
+    """A bearer token for the user a sign-in link was printed for."""
+
+    token: str
+    user: str
+    expires_in: int

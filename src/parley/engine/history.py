@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import structlog
+
+from parley.chat.files import read_data_url
 from parley.chat.messages import Part
 from parley.providers.base import ChatMessage, ImagePart, TextPart, ToolCallRequest
 from parley.store.tables import Message
 
 DENIED = "The user denied this tool call."
+
+log = structlog.get_logger("parley.engine")
 
 
 def to_chat(
@@ -22,46 +29,74 @@ def to_chat(
         chat.append(ChatMessage(role="system", content=system))
     for message in messages:
         if message.role == "user":
-            chat.append(user_message(message.parts))
+            chat.append(user_message(message.parts, message.id))
         elif message.role == "assistant":
-            chat.extend(assistant_messages(message.parts, max_result_chars))
+            chat.extend(assistant_messages(message.parts, max_result_chars, message.id))
         elif message.role == "system":
             chat.append(ChatMessage(role="system", content=message.text))
     return chat
 
 
-def user_message(parts: Iterable[Part]) -> ChatMessage:
+def user_message(parts: Iterable[Part], message_id: str | None = None) -> ChatMessage:
+    """A user message's text and files; a stored part that cannot be read becomes a short
+    marker (a file) or nothing, and is reported, so that one bad part never fails every turn."""
     content: list[TextPart | ImagePart] = []
-    for part in parts:
-        if part.get("type") == "text":
-            content.append(TextPart(text=part["text"]))
-        elif part.get("type") == "file":
-            content.append(_file_part(part))
+    for index, part in enumerate(parts):
+        try:
+            content.extend(_user_part(part))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _report(message_id or "", index, str(exc)[:200] or type(exc).__name__)
+            content.extend(_unreadable(part))
     if all(isinstance(p, TextPart) for p in content):
         return ChatMessage(role="user", content="".join(p.text for p in content))  # type: ignore[union-attr]
     return ChatMessage(role="user", content=content)
 
 
+def _user_part(part: Part) -> list[TextPart | ImagePart]:
+    if part.get("type") == "text":
+        return [TextPart(text=part["text"])]
+    if part.get("type") == "file":
+        return [_file_part(part)]
+    return []
+
+
 def _file_part(part: Part) -> TextPart | ImagePart:
     media_type = part.get("mediaType", "application/octet-stream")
     url: str = part.get("url", "")
+    inline = read_data_url(url) if url[:5].lower() == "data:" else None
     if media_type.startswith("image/"):
-        if url.startswith("data:"):
-            return ImagePart(media_type=media_type, data=url.split(",", 1)[-1])
+        if inline is not None:
+            return ImagePart(media_type=media_type, data=base64.b64encode(inline.data).decode())
+        if url[:8].lower() != "https://" and url[:7].lower() != "http://":
+            raise ValueError("an image that is neither a data: URL nor an http(s) link")
         return ImagePart(media_type=media_type, url=url)
     text = part.get("text")
-    if text is None and url.startswith("data:"):
-        import base64
-
-        text = base64.b64decode(url.split(",", 1)[-1]).decode("utf-8", "replace")
+    if text is None and inline is not None:
+        text = inline.data.decode("utf-8", "replace")
     name = part.get("filename") or "attachment"
     return TextPart(text=f"\n\n[file {name}]\n{text or ''}\n[end of file {name}]\n")
 
 
-def assistant_messages(parts: Sequence[Part], max_result_chars: int) -> list[ChatMessage]:
-    """One assistant message per step, each followed by the results of its tool calls."""
+def _unreadable(part: Part) -> list[TextPart | ImagePart]:
+    if not isinstance(part, dict) or part.get("type") != "file":
+        return []
+    name = part.get("filename") if isinstance(part.get("filename"), str) else "attachment"
+    return [TextPart(text=f"\n\n[file {name}: could not be read]\n")]
+
+
+@functools.lru_cache(maxsize=4096)
+def _report(message_id: str, index: int, reason: str) -> None:
+    """Log a stored part history cannot read, once: the same history is read every turn."""
+    log.warning("history_part_skipped", message_id=message_id, part=index, reason=reason)
+
+
+def assistant_messages(
+    parts: Sequence[Part], max_result_chars: int, message_id: str | None = None
+) -> list[ChatMessage]:
+    """One assistant message per step, each followed by the results of its tool calls; a
+    stored part that cannot be read is reported and left out."""
     out: list[ChatMessage] = []
-    for step in _steps(parts):
+    for step in _steps(_readable(parts, message_id or "")):
         text = "".join(p["text"] for p in step if p.get("type") == "text")
         tools = [p for p in step if p.get("type") == "dynamic-tool"]
         if not text and not tools:
@@ -83,6 +118,29 @@ def assistant_messages(parts: Sequence[Part], max_result_chars: int) -> list[Cha
                 )
             )
     return out
+
+
+def _readable(parts: Sequence[Part], message_id: str) -> list[Part]:
+    kept: list[Part] = []
+    for index, part in enumerate(parts):
+        if _usable(part):
+            kept.append(part)
+        else:
+            _report(message_id, index, "a part without the fields of its type")
+    return kept
+
+
+def _usable(part: object) -> bool:
+    if not isinstance(part, dict):
+        return False
+    kind = part.get("type")
+    if kind in ("text", "reasoning"):
+        return isinstance(part.get("text"), str)
+    if kind == "dynamic-tool":
+        names = (part.get("toolCallId"), part.get("toolName"))
+        error = part.get("errorText")
+        return all(isinstance(n, str) for n in names) and (error is None or isinstance(error, str))
+    return True
 
 
 def _steps(parts: Sequence[Part]) -> list[list[Part]]:

@@ -113,6 +113,8 @@ class RunManager:
                 await self.hub.disown(run_id)
         if not await self.hub.is_finished(run_id):
             self._schedule_expiry(turn.user_id, run_id, self.settings.approval_timeout)
+            # suspended: a restart that loses the hub's log goes on numbering after this
+            await self.store.note_last_event(turn.user_id, run_id, await self.hub.last_id(run_id))
             # answers that came while the run was suspending found it still running
             await self.resume_if_ready(turn.user_id, run_id)
 
@@ -172,20 +174,26 @@ class RunManager:
                 yield item
             return
         if run.status in ("running", "awaiting"):
-            await self.hub.open(run_id)
+            await self.hub.open(run_id, after=run.last_event_id)
             async for item in self.hub.subscribe(run_id, after):
                 yield item
             return
-        replay = await self._replay_from_store(user_id, run)
-        if after >= len(replay):
-            # The client saw more of the live run than a replay has events (the live ids are
-            # gone with the hub's copy): it gets the end, and the stored message is the whole.
-            replay = [(after + 1, replay[-1][1])]
-        for item in replay:
-            if item[0] > after:
-                yield item
+        for item in await self._replay_from_store(user_id, run, after):
+            yield item
 
-    async def _replay_from_store(self, user_id: str, run: Run) -> list[tuple[int, ev.EngineEvent]]:
+    async def _replay_from_store(
+        self, user_id: str, run: Run, after: int
+    ) -> list[tuple[int, ev.EngineEvent]]:
+        """The events after ``after`` of a finished run whose log is gone: its start, the stored
+        reply as one text event, and its end. The live ids went with the log, so the end's id
+        is above the client's and the run's stored one: a client's ids never go back, and one
+        at or past the end gets the end alone (the stored message is the whole reply)."""
+        *body, end = await self._stored_events(user_id, run)
+        last = max(len(body) + 1, run.last_event_id + 1, after + 1)
+        numbered = [*enumerate(body, start=1), (last, end)]
+        return [item for item in numbered if item[0] > after]
+
+    async def _stored_events(self, user_id: str, run: Run) -> list[ev.EngineEvent]:
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
         events: list[ev.EngineEvent] = [
             ev.RunStarted(
@@ -210,7 +218,7 @@ class RunManager:
                     completion_tokens=message.completion_tokens,
                 )
             )
-        return list(enumerate(events, start=1))
+        return events
 
     # cancelling --------------------------------------------------------------------------
 
@@ -252,7 +260,7 @@ class RunManager:
             usage=TokenUsage(),
             run_status="cancelled",
         )
-        await self.hub.open(run.id)
+        await self.hub.open(run.id, after=run.last_event_id)
         await self._publish_outside(
             run.id, ev.RunFinished(message_id=run.message_id, finish_reason="cancelled")
         )
@@ -283,22 +291,24 @@ class RunManager:
     ) -> None:
         await self.store.get_run(user_id, run_id)
         pending = await self.store.get_pending(user_id, run_id, "approval", tool_call_id)
+        rule = self._rule(pending.payload["tool_name"], remember) if remember and approved else None
         answer = {"approved": approved, "reason": reason, "by": user_id}
         status = "approved" if approved else "denied"
         if not await self.store.answer_pending(user_id, pending.id, status, answer):
             raise Conflict("this tool call was already answered")
-        if remember and approved:
-            await self._remember(user_id, pending.payload["tool_name"], remember)
+        if rule is not None:
+            await self.store.add_rule(user_id, *rule)
         await self.resume_if_ready(user_id, run_id)
 
-    async def _remember(self, user_id: str, tool_name: str, scope: str) -> None:
+    def _rule(self, tool_name: str, scope: str) -> tuple[str, str]:
+        """The ``(scope, name)`` of the rule an answer asks to remember, checked before the
+        answer is recorded: a refused rule leaves the approval open, not the run waiting."""
         if scope == "tool":
-            await self.store.add_rule(user_id, "tool", tool_name)
-            return
+            return "tool", tool_name
         tool = self.engine.tools.registry.get(tool_name)
         if tool is None or tool.server is None:
             raise ValidationFailed("this tool belongs to no server; remember it as 'tool'")
-        await self.store.add_rule(user_id, "server", tool.server)
+        return "server", tool.server
 
     async def resume_if_ready(self, user_id: str, run_id: str) -> bool:
         """Continue a suspended run once none of its approvals is still open."""
@@ -307,13 +317,13 @@ class RunManager:
             return False
         if not await self._claim(user_id, run_id, to="running"):
             return False
-        turn = await self._rebuild(user_id, run_id)
-        await self.hub.open(run_id)
+        run = await self.store.get_run(user_id, run_id)
+        turn = await self._rebuild(user_id, run)
+        await self.hub.open(run_id, after=run.last_event_id)
         await self._spawn(turn, resume=True)
         return True
 
-    async def _rebuild(self, user_id: str, run_id: str) -> PreparedTurn:
-        run = await self.store.get_run(user_id, run_id)
+    async def _rebuild(self, user_id: str, run: Run) -> PreparedTurn:
         state = run.state
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
         history = await self.store.branch(user_id, run.conversation_id, leaf_id=message.parent_id)
@@ -417,12 +427,8 @@ class RunManager:
             if await self.store.interrupt_run(run):
                 count += 1
                 log.warning("run_orphaned", run_id=run.id, owner=run.owner)
-                failure = ev.RunFailed(
-                    message_id=run.message_id,
-                    code="ERR_INTERNAL",
-                    message="the process running this reply stopped; the partial reply is kept",
-                )
-                await self._publish_outside(run.id, failure)
+                if await self.hub.exists(run.id):  # else the log died with it: the store answers
+                    await self._publish_outside(run.id, _orphaned(run))
         return count
 
     async def sweep_forever(self, interval: float) -> None:
@@ -466,6 +472,14 @@ def _check_form(schema: dict[str, Any], content: dict[str, Any] | None) -> None:
         raise ValidationFailed(
             f"content does not match the form: {exc.message}", status=422
         ) from exc
+
+
+def _orphaned(run: Run) -> ev.RunFailed:
+    return ev.RunFailed(
+        message_id=run.message_id,
+        code="ERR_INTERNAL",
+        message="the process running this reply stopped; the partial reply is kept",
+    )
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

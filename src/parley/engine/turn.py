@@ -14,7 +14,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,8 +26,9 @@ from parley.chat.messages import Part, PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
 from parley.engine.history import assistant_messages, to_chat, user_message
+from parley.engine.message_limits import MessageLimits
 from parley.engine.tools import ToolRunner, ToolSet
-from parley.errors import ParleyError, ValidationFailed
+from parley.errors import ApiKeyMissing, ParleyError, ValidationFailed
 from parley.limits import Limiter, Reservation, price_of
 from parley.providers.base import (
     ChatMessage,
@@ -133,8 +134,19 @@ class Engine:
         self.providers = providers
         self.tools = tools
         self.limiter = limiter
+        self.message_limits = MessageLimits.of(settings)
 
     # prepare ----------------------------------------------------------------------------
+
+    def check(self, request: TurnRequest, *, earlier: Iterable[list[Part]] = ()) -> None:
+        """Hold the request's new user message, and ``earlier`` user messages a client sends
+        with it (the OpenAI door's history), to the limits every door shares; nothing is read
+        or written. :meth:`prepare` calls it first: a door that writes before it starts a turn
+        (a new conversation, a client's history) calls it before that write."""
+        for parts in earlier:
+            self.message_limits.check(parts)
+        if request.mode in ("send", "edit"):
+            self.message_limits.check(_user_parts(request))
 
     def profile(self, name: str | None) -> ProfileConfig | None:
         if name is None:
@@ -147,9 +159,12 @@ class Engine:
     async def prepare(
         self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None = None
     ) -> PreparedTurn:
+        self.check(request)
         convo = await self.store.get_conversation(user_id, conversation_id)
         profile = self.profile(request.profile or convo.profile)
         model = self._model(request, convo.model, convo.provider, profile)
+        if model.provider.missing_key:
+            raise ApiKeyMissing(model.provider.missing_key)
         if request.parts and not model.capabilities.vision and _has_images(request.parts):
             raise ValidationFailed(f"the model {model.ref} cannot take image attachments")
         parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)

@@ -17,11 +17,12 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
+from parley.chat.files import file_part
 from parley.chat.messages import Part
 from parley.errors import ValidationFailed
 from parley.protocols.base import Encoder, Frames
 from parley.protocols.reply import Reply
-from parley.wire import compact
+from parley.wire import LONE_SURROGATE, compact, holds_lone_surrogate
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -277,13 +278,15 @@ def _user_parts(content: Any, index: int) -> list[Part]:
         text = _text(content)
         return [{"type": "text", "text": text}] if text else _empty(index)
     parts: list[Part] = []
-    for item in content:
+    for position, item in enumerate(content):
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "text":
             parts.append({"type": "text", "text": str(item.get("text", ""))})
         elif kind == "image_url":
-            url = str((item.get("image_url") or {}).get("url", ""))
-            parts.append({"type": "file", "mediaType": _media_type(url), "url": url})
+            image = item.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            where = f"messages[{index}].content[{position}].image_url"
+            parts.append(file_part(url=url, media_type=_media_type(url), field=where))
         else:
             raise ValidationFailed(
                 f"messages[{index}].content: part type {kind!r} is not supported"
@@ -295,9 +298,13 @@ def _empty(index: int) -> list[Part]:
     raise ValidationFailed(f"messages[{index}] is empty")
 
 
-def _media_type(url: str) -> str:
-    if url.startswith("data:"):
-        return url[5:].split(";", 1)[0].split(",", 1)[0] or "image/png"
+def _media_type(url: object) -> str:
+    """The media type a data: URL names (RFC 2397's text/plain if none), else a guess from a
+    link's path, for an ``image_url`` that does not say."""
+    if not isinstance(url, str):
+        return "image/jpeg"
+    if url[:5].lower() == "data:":
+        return url[5:].split(",", 1)[0].split(";", 1)[0].strip() or "text/plain"
     guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
     return guessed or "image/jpeg"
 
@@ -313,6 +320,8 @@ def _assistant_parts(message: dict[str, Any], index: int) -> list[Part]:
             args = json.loads(function.get("arguments") or "{}")
         except json.JSONDecodeError as exc:
             raise ValidationFailed(f"messages[{index}]: tool call arguments are not JSON") from exc
+        if holds_lone_surrogate(args):
+            raise ValidationFailed(f"messages[{index}]: tool call arguments: {LONE_SURROGATE}")
         parts.append(
             {
                 "type": "dynamic-tool",

@@ -91,6 +91,20 @@ def approval_data(
     }
 
 
+def elicitation_data(event: ev.ElicitationRequested, run_id: str | None) -> dict[str, Any]:
+    """The ``data`` of a ``data-elicitation`` part: a server's question, ``pending``."""
+    return {
+        "elicitationId": event.elicitation_id,
+        "runId": run_id,
+        "toolCallId": event.tool_call_id,
+        "server": event.server,
+        "message": event.message,
+        "requestedSchema": event.requested_schema,
+        "expiresAt": event.expires_at,
+        "status": "pending",
+    }
+
+
 def chunk(kind: str, **fields: Any) -> ServerSentEvent:
     data = compact({"type": kind, **fields})
     return ServerSentEvent(data=data)
@@ -104,7 +118,7 @@ class VercelUIStream(Encoder):
         *,
         message_id: str,
         run_id: str | None = None,
-        conversation_id: str | None = None,
+        session_id: str | None = None,
         features: Features | None = None,
         approvals: list[dict[str, Any]] | None = None,
     ) -> None:
@@ -112,7 +126,7 @@ class VercelUIStream(Encoder):
         response, so that a continuation can mark them answered."""
         self.message_id = message_id
         self.run_id = run_id
-        self.conversation_id = conversation_id
+        self.session_id = session_id
         self.features = features or Features()
         self._step = "none"  # none | open | ending (the model step ended; tool outputs may follow)
         self._text: str | None = None
@@ -134,8 +148,8 @@ class VercelUIStream(Encoder):
         }
         if self.run_id:
             headers["X-Run-Id"] = self.run_id
-        if self.conversation_id:
-            headers["X-Chat-Session-Id"] = self.conversation_id
+        if self.session_id:
+            headers["X-Chat-Session-Id"] = self.session_id
         return headers
 
     def before_stream(self) -> Frames:
@@ -245,16 +259,7 @@ class VercelUIStream(Encoder):
     def _others(self, event: ev.EngineEvent) -> Frames:
         match event:
             case ev.ElicitationRequested():
-                data = {
-                    "elicitationId": event.elicitation_id,
-                    "runId": self.run_id,
-                    "toolCallId": event.tool_call_id,
-                    "server": event.server,
-                    "message": event.message,
-                    "requestedSchema": event.requested_schema,
-                    "expiresAt": event.expires_at,
-                    "status": "pending",
-                }
+                data = elicitation_data(event, self.run_id)
                 self._elicitations[event.elicitation_id] = data
                 return [chunk("data-elicitation", id=event.elicitation_id, data=data)]
             case ev.ElicitationResolved():

@@ -34,11 +34,15 @@ from parley.providers.openai import (
     FinishReason,
     RetryPolicy,
     error_detail,
+    no_model_list,
+    not_the_api,
     status_error,
     stream_with_retries,
     text_of,
 )
 
+API = "the Anthropic API"
+ANTHROPIC_API = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
 
 STOP_REASONS: dict[str, FinishReason] = {
@@ -79,8 +83,12 @@ class AnthropicProvider(Provider):
         self.supports_images = supports_images
         self.timeout = timeout
         self.retry_policy = RetryPolicy(max_retries=max_retries)
+        if api_key is None and base_url in (None, ANTHROPIC_API):
+            self.missing_key = (
+                f"{name} has no API key: set ANTHROPIC_API_KEY or [providers.{name}] api_key"
+            )
         self._client = anthropic.AsyncAnthropic(
-            base_url=base_url or "https://api.anthropic.com",
+            base_url=base_url or ANTHROPIC_API,
             api_key=api_key or "not-needed",
             timeout=timeout,
             max_retries=0,
@@ -92,10 +100,21 @@ class AnthropicProvider(Provider):
         )
 
     async def models(self) -> list[str]:
+        """The ids the server lists; an answer that is not the API's is a one-line error."""
         try:
-            return [model.id async for model in self._client.models.list()]
+            raw = await self._client.models.with_raw_response.list()
+        except anthropic.APIStatusError as exc:
+            wrong = not_the_api(self.name, API, exc.status_code, exc.response.headers)
+            raise wrong or self._error(exc, model=None, streaming=False) from exc
         except anthropic.AnthropicError as exc:
             raise self._error(exc, model=None, streaming=False) from exc
+        wrong = not_the_api(self.name, API, raw.status_code, raw.headers)
+        if wrong is not None:
+            raise wrong
+        try:
+            return [model.id async for model in await raw.parse()]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise no_model_list(self.name, raw.status_code) from exc
 
     async def aclose(self) -> None:
         await self._client.close()

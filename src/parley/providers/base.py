@@ -109,6 +109,8 @@ class Provider(ABC):
     name: str = "provider"
     supports_images: bool = False
     reports_sent: bool = False  # calls ``request.on_sent`` once its request has left
+    # what to set when the model API needs a key this provider was not given, else None
+    missing_key: str | None = None
 
     @abstractmethod
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:

@@ -111,6 +111,27 @@ async def stream_with_retries(
         await asyncio.sleep(delay)
 
 
+OPENAI_API = "https://api.openai.com/v1"
+
+
+def not_the_api(
+    provider: str, api: str, status: int, headers: Mapping[str, str]
+) -> errors.ProviderError | None:
+    """The error for an answer that is not JSON (a web page at a wrong base URL, say), in one
+    line instead of the SDK's own; None for a JSON answer."""
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    kind = "HTML" if "html" in media else (media or "a body with no content type")
+    message = f"{provider} answered {kind}, not {api} (status {status}) — check the base URL"
+    return errors.ProviderError(message)
+
+
+def no_model_list(provider: str, status: int) -> errors.ProviderError:
+    message = f"{provider} answered with no list of models (status {status})"
+    return errors.ProviderError(f"{message} — check the base URL")
+
+
 def env_proxy(url: str) -> str | None:
     """The proxy ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` name for ``url`` unless
     ``NO_PROXY`` exempts its host: what httpx (the SDK's client) and curl take."""
@@ -207,8 +228,12 @@ class OpenAIProvider(Provider):
         self.supports_images = supports_images
         self.timeout = timeout
         self.retry_policy = RetryPolicy(max_retries=max_retries)
-        url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        url = (base_url or OPENAI_API).rstrip("/")
         key = api_key or "not-needed"
+        if api_key is None and url == OPENAI_API:  # a server of one's own may need none
+            self.missing_key = (
+                f"{name} has no API key: set OPENAI_API_KEY or [providers.{name}] api_key"
+            )
         self._client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=0)
         # The streamed completion goes over aiohttp, not the SDK: its request path built and
         # deep-copied its option models on every request and decoded each chunk through its
@@ -268,10 +293,21 @@ class OpenAIProvider(Provider):
         )
 
     async def models(self) -> list[str]:
+        """The ids the server lists; an answer that is not the API's is a one-line error."""
         try:
-            return [model.id async for model in self._client.models.list()]
+            raw = await self._client.models.with_raw_response.list()
+        except openai.APIStatusError as exc:
+            wrong = not_the_api(self.name, "the OpenAI API", exc.status_code, exc.response.headers)
+            raise wrong or self._error(exc, model=None, streaming=False) from exc
         except openai.OpenAIError as exc:
             raise self._error(exc, model=None, streaming=False) from exc
+        wrong = not_the_api(self.name, "the OpenAI API", raw.status_code, raw.headers)
+        if wrong is not None:
+            raise wrong
+        try:
+            return [model.id async for model in raw.parse()]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise no_model_list(self.name, raw.status_code) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,8 +1,11 @@
 """The run hub seam. The engine publishes; doors subscribe; control messages reach the owner.
 
-A run's events get increasing integer ids (1, 2, …). ``subscribe(run_id, after=n)`` yields every
-event with an id above ``n`` and ends after the run's terminal event. Control messages (cancel,
-approval and elicitation answers) are delivered to the process that owns the run.
+A run's events get increasing integer ids (1, 2, …), and a run's ids never go back: a log the hub
+lost (a restart of the in-process hub) is reopened after the run's last stored id.
+``subscribe(run_id, after=n)`` yields every event with an id above ``n`` and ends after the run's
+terminal event; a client at or past the end of a finished run (a reconnecting ``EventSource``) gets
+the terminal event alone, at once. Control messages (cancel, approval and elicitation answers) are
+delivered to the process that owns the run.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class RunHub(Protocol):
-    async def open(self, run_id: str) -> None:
-        """Prepare a run's event log (idempotent: a resumed run keeps its log)."""
+    async def open(self, run_id: str, after: int = 0) -> None:
+        """Prepare a run's event log (idempotent: a resumed run keeps its log); a log the hub
+        does not hold numbers its events after ``after``."""
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
         """Append an event; the hub gives it the next id. Subscribers see events in order."""
 
     def subscribe(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, EngineEvent]]:
-        """Events after ``after``, live, ending after the terminal event."""
+        """Events after ``after``, live, ending after the terminal event (alone when the run
+        ended at or before ``after``)."""
 
     async def exists(self, run_id: str) -> bool:
-        """Whether the hub still holds this run's events."""
+        """Whether the hub still holds this run's log (opened, or with events)."""
+
+    async def last_id(self, run_id: str) -> int:
+        """The id of the run's newest event (0 when the hub holds none)."""
 
     async def is_finished(self, run_id: str) -> bool:
         """Whether the run's terminal event has been published."""

@@ -53,9 +53,13 @@ def _event(kept: _Kept) -> EngineEvent:
 
 @dataclass
 class _Log:
+    """A run's events; the first has id ``base + 1`` (``base`` is above 0 in a log reopened
+    after a restart, so that the run's ids go on from where they were)."""
+
     events: list[_Kept] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished_at: float | None = None
+    base: int = 0
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -84,9 +88,9 @@ class MemoryRunHub:
         self._owners: dict[str, ControlHandler] = {}
         self._ended: deque[tuple[float, str]] = deque()  # (finished_at, run id), oldest first
 
-    async def open(self, run_id: str) -> None:
+    async def open(self, run_id: str, after: int = 0) -> None:
         self._expire()
-        log = self._logs.setdefault(run_id, _Log())
+        log = self._logs.setdefault(run_id, _Log(base=max(0, after)))
         log.finished_at = None
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
@@ -103,12 +107,14 @@ class MemoryRunHub:
         log = self._logs.get(run_id)
         if log is None:
             return
-        position = max(0, after)
+        position = max(0, after - log.base)
         while True:
+            if log.finished_at is not None and position >= len(log.events):
+                position = len(log.events) - 1  # at or past the end: the terminal event alone
             while position < len(log.events):
                 event = _event(log.events[position])
                 position += 1
-                yield position, event
+                yield log.base + position, event
                 if is_terminal(event):
                     return
             await log.changed()
@@ -116,6 +122,10 @@ class MemoryRunHub:
     async def exists(self, run_id: str) -> bool:
         self._expire()
         return run_id in self._logs
+
+    async def last_id(self, run_id: str) -> int:
+        log = self._logs.get(run_id)
+        return 0 if log is None else log.base + len(log.events)
 
     async def is_finished(self, run_id: str) -> bool:
         log = self._logs.get(run_id)

@@ -3,7 +3,7 @@
 - A run's events live in the stream ``parley:run:{id}:events`` with ids ``0-1``, ``0-2``, … (the
   event's sequence number is the id's second half), replayed with XRANGE and followed with XREAD.
 - The terminal event sets ``parley:run:{id}:done``; the stream and that key expire ``ttl`` seconds
-  later.
+  later. A reader at or past the end of a finished run gets the terminal event alone, at once.
 - The owner of a running run holds ``parley:run:{id}:owner`` (its instance id), refreshed by a
   heartbeat; control messages (cancel, elicitation answers) are published on the owner's channel
   ``parley:ctl:{instance}``. A run whose owner key has expired has lost its process.
@@ -78,11 +78,21 @@ class RedisRunHub:
 
     # events -------------------------------------------------------------------------------
 
-    async def open(self, run_id: str) -> None:
+    async def open(self, run_id: str, after: int = 0) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(_key(run_id, "done"))
             pipe.set(_key(run_id, "live"), self.instance, ex=self.ttl + 3600)
             await pipe.execute()
+        if after > 0 and not await self.redis.exists(_key(run_id, "events")):
+            await self._number_after(_key(run_id, "events"), after)
+
+    async def _number_after(self, stream: str, after: int) -> None:
+        """Make an empty stream whose next id is ``0-{after + 1}`` (a stream keeps its last id)."""
+        with contextlib.suppress(aioredis.ResponseError):  # written meanwhile: it has its ids
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, {"e": ""}, id=f"0-{after}")
+                pipe.xdel(stream, f"0-{after}")
+                await pipe.execute()
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
         """Queue the event for the run's stream; a terminal event returns once all are written.
@@ -131,19 +141,23 @@ class RedisRunHub:
     async def subscribe(
         self, run_id: str, after: int = 0
     ) -> AsyncIterator[tuple[int, EngineEvent]]:
+        """Replay with XREAD, then follow it blocking. A read that finds nothing asks whether the
+        run is over: ended (its events all written before ``done`` is set), or forgotten."""
         stream = _key(run_id, "events")
         last = f"0-{max(0, after)}"
+        block = self.block_ms if after <= 0 else None  # a resume's first read answers at once
         while True:
-            try:
-                batch: Any = await self.redis.xread({stream: last}, count=500, block=self.block_ms)
-            except (aioredis.TimeoutError, aioredis.ConnectionError):
-                log.warning("redis_read_retry", run_id=run_id)
-                await asyncio.sleep(0.1)
-                continue
+            batch = await self._read(run_id, stream, last, block)
+            block = self.block_ms
             if not batch:
-                if not await self.redis.exists(stream, _key(run_id, "live")):
+                state = await self._state(run_id)
+                if state == "live":
+                    continue
+                batch = await self._read(run_id, stream, last, None) if state == "done" else []
+                if not batch:  # at or past the end: the terminal event alone
+                    async for item in self._terminal(stream):
+                        yield item
                     return
-                continue
             for stream_id, fields in batch[0][1]:
                 last = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
                 event = load_event(fields[b"e"])
@@ -151,8 +165,41 @@ class RedisRunHub:
                 if is_terminal(event):
                     return
 
+    async def _read(self, run_id: str, stream: str, last: str, block: int | None) -> Any:
+        while True:
+            try:
+                return await self.redis.xread({stream: last}, count=500, block=block)
+            except (aioredis.TimeoutError, aioredis.ConnectionError):
+                log.warning("redis_read_retry", run_id=run_id)
+                await asyncio.sleep(0.1)
+
+    async def _state(self, run_id: str) -> str:
+        """``done`` (the terminal event is written), ``live``, or ``gone`` (expired)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(_key(run_id, "done"))
+            pipe.exists(_key(run_id, "events"), _key(run_id, "live"))
+            done, held = await pipe.execute()
+        return "done" if done else "live" if held else "gone"
+
+    async def _terminal(self, stream: str) -> AsyncIterator[tuple[int, EngineEvent]]:
+        newest: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
+        for stream_id, fields in newest:
+            event = load_event(fields[b"e"])
+            if is_terminal(event):
+                yield _seq(stream_id), event
+
     async def exists(self, run_id: str) -> bool:
-        return bool(await self.redis.exists(_key(run_id, "events")))
+        return bool(await self.redis.exists(_key(run_id, "events"), _key(run_id, "live")))
+
+    async def last_id(self, run_id: str) -> int:
+        outbox = self._outboxes.get(run_id)
+        while outbox is not None and outbox.writer is not None and not outbox.writer.done():
+            await asyncio.shield(outbox.writer)
+        try:
+            info: Any = await self.redis.xinfo_stream(_key(run_id, "events"))
+        except aioredis.ResponseError:  # no such stream
+            return 0
+        return _seq(info["last-generated-id"])
 
     async def is_finished(self, run_id: str) -> bool:
         return bool(await self.redis.exists(_key(run_id, "done")))

@@ -751,6 +751,17 @@ class Store:
             stmt = select(Run).where(Run.status == "running")
             return list((await session.execute(stmt)).scalars().all())
 
+    async def note_last_event(self, user_id: str, run_id: str, last_event_id: int) -> None:
+        """Remember the id of the run's last event so far (when it stops for a person); it
+        only ever grows."""
+        async with self.writing() as session:
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.user_id == user_id)
+                .where(Run.last_event_id < last_event_id)
+                .values(last_event_id=last_event_id)
+            )
+
     async def interrupt_run(self, run: Run) -> bool:
         """Mark a run whose process died, and its streaming reply, ``interrupted`` (once)."""
         now = utcnow()
@@ -926,6 +937,14 @@ class Store:
             stmt = stmt.where(Task.completed.is_(completed))
         async with self.sessions() as session:
             return list((await session.execute(stmt.order_by(Task.id))).scalars().all())
+
+    async def get_task(self, user_id: str, task_id: int) -> Task:
+        stmt = select(Task).where(Task.id == task_id, Task.user_id == user_id)
+        async with self.sessions() as session:
+            task = (await session.execute(stmt)).scalar_one_or_none()
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        return task
 
     async def update_task(self, user_id: str, task_id: int, **values: Any) -> Task:
         async with self.writing() as session:

@@ -132,6 +132,9 @@ class Run(Base):
     owner: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
+    # the id of the run's last event when it last stopped streaming (suspended for a person):
+    # a log the in-process hub lost in a restart goes on after it
+    last_event_id: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class ToolCall(Base):
@@ -205,3 +208,14 @@ class Task(Base):
     completed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SigninCode(Base):
+    """A one-time sign-in code of a console link, kept as its sha256: redeemed once, then gone."""
+
+    __tablename__ = "signin_codes"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

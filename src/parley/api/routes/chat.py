@@ -29,22 +29,11 @@ def wants_json(request: Request, stream: bool | None) -> bool:
 
 
 def check_message(body: SendMessage, s: Services) -> list[dict[str, Any]]:
-    """Limits at the edge: a clear 4xx, and nothing written."""
-    limits = s.settings
+    """The message's parts, or a clear 4xx. Its limits are every door's, held by the engine
+    (:meth:`parley.engine.turn.Engine.check`)."""
     if not body.content.strip() and not body.attachments:
         raise ValidationFailed("the message is empty")
-    if len(body.content) > limits.max_message_chars:
-        raise ValidationFailed(f"the message is longer than {limits.max_message_chars} characters")
-    if len(body.attachments) > limits.max_attachments:
-        raise ValidationFailed(f"at most {limits.max_attachments} attachments")
-    for attachment in body.attachments:
-        if attachment.size() > limits.max_attachment_bytes:
-            raise ValidationFailed(
-                f"attachment {attachment.name or ''!r} is over {limits.max_attachment_bytes} bytes"
-            )
-        if attachment.url is None and attachment.data is None:
-            raise ValidationFailed("an attachment needs url or data")
-    return [a.to_part() for a in body.attachments]
+    return [a.to_part(f"attachments[{i}]") for i, a in enumerate(body.attachments)]
 
 
 async def respond(

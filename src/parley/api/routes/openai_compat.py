@@ -78,7 +78,7 @@ def _from_parley(exc: ParleyError) -> JSONResponse:
         return openai_error(404, exc.message, code="model_not_found", param="model")
     if isinstance(exc, RateLimited):
         return openai_error(429, exc.message, headers={"Retry-After": str(exc.retry_after)})
-    return openai_error(exc.status, exc.message)
+    return openai_error(exc.status, exc.message, param=exc.extra.get("field"))
 
 
 def _from_validation(exc: RequestValidationError) -> JSONResponse:
@@ -198,21 +198,20 @@ async def completions(
     profile, model_name = _target(body.model, s)
     history = client_history(body.messages)
     external = _external_tools(body) if profile is None else []
-    convo = await _conversation(request.headers.get(CONVERSATION_HEADER), user, s, history)
-    turn = await s.runs.start(
-        user,
-        convo.id,
-        TurnRequest(
-            mode="send" if history.user_parts is not None else "continue",
-            parts=history.user_parts or [],
-            model=model_name,
-            profile=profile,
-            temperature=body.temperature,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            servers=[] if profile is None else None,
-            external_tools=external,
-        ),
+    turn_request = TurnRequest(
+        mode="send" if history.user_parts is not None else "continue",
+        parts=history.user_parts or [],
+        model=model_name,
+        profile=profile,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        servers=[] if profile is None else None,
+        external_tools=external,
     )
+    earlier = [parts for role, parts in history.messages if role == "user"]
+    s.engine.check(turn_request, earlier=earlier)  # before the history is written
+    convo = await _conversation(request.headers.get(CONVERSATION_HEADER), user, s, history)
+    turn = await s.runs.start(user, convo.id, turn_request)
     names = frozenset(spec["name"] for spec in external)
     completion_id = "chatcmpl-" + turn.run_id.removeprefix("run_")
     headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": turn.run_id}

@@ -16,44 +16,72 @@ only what is new, by ``trigger``:
 - ``regenerate-message``: a new reply to the last user message of the active branch.
 
 ``GET /api/chat/{id}/stream`` replays the active run from its start (204 when there is none).
-The playground also takes ``sessionId`` (a conversation id or the client's own id; the response
-header ``x-chat-session-id`` names the conversation) and ``elicitationResponse: {requestId,
-action, payload?}``, which answers a server's question and streams the rest of the reply.
-With ``ENABLE_CHAT_V2_APPROVALS=true`` every tool call there waits for approval.
+The playground also takes ``sessionId`` (a conversation id or the client's own id, echoed in the
+response header ``x-chat-session-id``; parley's conversation id when none is sent) and
+``elicitationResponse: {requestId, action, payload?}``, which answers a server's question and
+streams the rest of the reply. With ``ENABLE_CHAT_V2_APPROVALS=true`` every tool call there
+waits for approval. A body that does not fit the schema is a 400 there.
+
+The playground also serves ai@4 clients, recognised by their body: ai@4's ``useChat`` sends
+messages with ``content`` text (files in ``experimental_attachments``) and no ``trigger``. They
+get the Data Stream protocol (:mod:`parley.protocols.vercel_data_stream`), and resume with
+``GET /mcp/chat-v2?chatId=`` (an empty stream when there is nothing to resume).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-import pydantic
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.errors import DoorRoute, parley_error_response
 from parley.api.lean import lean_route
-from parley.api.openapi import RESUME_RESPONSES, STREAM_RESPONSES
-from parley.api.routes.chat import check_message
-from parley.api.schemas import Attachment, SendMessage
+from parley.api.openapi import (
+    AI4_RESUME_RESPONSES,
+    PLAYGROUND_RESPONSES,
+    RESUME_RESPONSES,
+    STREAM_RESPONSES,
+)
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
+from parley.chat.files import file_part
 from parley.engine.turn import TurnRequest
-from parley.errors import Conflict, ValidationFailed
+from parley.errors import Conflict, ParleyError, ValidationFailed
+from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
 from parley.store.tables import Conversation
 
+
+class PlaygroundRoute(DoorRoute):
+    """The contract's error shape; a body that does not fit the schema is a 400 (its spec)."""
+
+    validation_status = 400
+
+    @staticmethod
+    def render(exc: ParleyError) -> Response:
+        return parley_error_response(exc)
+
+
 router = APIRouter(tags=["vercel"])
-playground = APIRouter(tags=["playground"])
+playground = APIRouter(tags=["playground"], route_class=PlaygroundRoute)
 
 
 class UIMessage(BaseModel):
+    """A v5+ ``UIMessage``, or ai@4's ``Message``: its text in ``content``, its files in
+    ``experimental_attachments`` (``{url, contentType?, name?}``)."""
+
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(default="", max_length=255)
     role: Literal["system", "user", "assistant"]
     parts: list[dict[str, Any]] = Field(default_factory=list)
+    content: str | None = None
+    experimental_attachments: list[dict[str, Any]] | None = None
 
 
 class ApprovalResponse(BaseModel):
@@ -90,6 +118,26 @@ class PlaygroundRequest(ChatRequest):
     elicitationResponse: ElicitationResponse | None = None
 
 
+@dataclass(frozen=True)
+class Reply:
+    """How a response is written: the ai@4 Data Stream protocol or the UI message stream, and
+    the session its ``X-Chat-Session-Id`` header names (the conversation's id when None)."""
+
+    data_stream: bool = False
+    session_id: str | None = None
+
+
+UI_STREAM = Reply()
+DATA_STREAM = Reply(data_stream=True)
+
+
+def _from_ai4(body: ChatRequest) -> bool:
+    """Whether ai@4's ``useChat`` sent the body: its messages hold ``content`` text, which no
+    v5+ ``UIMessage`` has, and it names no ``trigger``, which every v5+ transport sends."""
+    sent_trigger = "trigger" in body.model_fields_set
+    return not sent_trigger and any(m.content is not None for m in body.messages)
+
+
 # the doors ---------------------------------------------------------------------------------
 
 
@@ -97,6 +145,7 @@ class PlaygroundRequest(ChatRequest):
 async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     if body.id is None:
         raise ValidationFailed("id (the chat id) is required", status=422)
+    _check_new_message(body, s)
     convo = await doors.conversation_for(s, user, body.id, source="vercel")
     return await respond(body, request, user, s, convo)
 
@@ -110,21 +159,34 @@ async def resume(chat_id: str, request: Request, user: CurrentUser, s: ServicesD
     return await resume_stream(chat_id, request, user, s)
 
 
-@playground.post("/mcp/chat-v2", response_model=None, responses=STREAM_RESPONSES)
+@playground.post("/mcp/chat-v2", response_model=None, responses=PLAYGROUND_RESPONSES)
 async def chat_v2(
     body: PlaygroundRequest, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:
+    _check_new_message(body, s)
     convo = await doors.conversation_for(s, user, body.sessionId or body.id, source="playground")
+    reply = Reply(data_stream=_from_ai4(body), session_id=body.sessionId)
     if body.elicitationResponse is not None:
-        return await _answer_elicitation(body.elicitationResponse, request, user, s, convo)
+        return await _answer_elicitation(body.elicitationResponse, request, user, s, convo, reply)
     return await respond(
-        body, request, user, s, convo, approve_all=s.settings.enable_chat_v2_approvals
+        body, request, user, s, convo, reply, approve_all=s.settings.enable_chat_v2_approvals
     )
 
 
 @playground.get("/mcp/chat-v2/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
 async def resume_v2(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     return await resume_stream(chat_id, request, user, s)
+
+
+@playground.get("/mcp/chat-v2", response_model=None, responses=AI4_RESUME_RESPONSES)
+async def resume_ai4(
+    chat_id: Annotated[str, Query(alias="chatId", min_length=1, max_length=255)],
+    request: Request,
+    user: CurrentUser,
+    s: ServicesDep,
+) -> Response:
+    """ai@4's ``experimental_resume``: the active run in the Data Stream protocol."""
+    return await resume_stream(chat_id, request, user, s, DATA_STREAM)
 
 
 # one request -------------------------------------------------------------------------------
@@ -136,6 +198,7 @@ async def respond(
     user: str,
     s: Services,
     convo: Conversation,
+    reply: Reply = UI_STREAM,
     *,
     approve_all: bool = False,
 ) -> Response:
@@ -145,12 +208,12 @@ async def respond(
     if body.trigger == "submit-message" and body.messages[-1].role == "assistant":
         if not answers:
             raise ValidationFailed("nothing to continue: no tool approval was answered")
-        return await _continue_after_approvals(answers, request, user, s, convo)
+        return await _continue_after_approvals(answers, request, user, s, convo, reply)
     turn = await s.runs.start(
         user, convo.id, await _turn_request(body, user, s, convo, approve_all)
     )
     events = doors.until_suspended(s.runs.turn_events(turn))
-    return _stream(request, s, events, turn.message_id, turn.run_id, convo.id)
+    return _stream(request, s, events, turn.message_id, turn.run_id, convo.id, reply)
 
 
 def _stream(
@@ -160,12 +223,19 @@ def _stream(
     message_id: str,
     run_id: str,
     conversation_id: str,
+    reply: Reply,
     approvals: list[dict[str, Any]] | None = None,
 ) -> Response:
+    session_id = reply.session_id or conversation_id
+    if reply.data_stream:
+        data_stream = VercelDataStream(
+            message_id=message_id, run_id=run_id, session_id=session_id, approvals=approvals
+        )
+        return sse_response(data_stream, events, ping=0)  # a ": ping" line is no part of it
     encoder = VercelUIStream(
         message_id=message_id,
         run_id=run_id,
-        conversation_id=conversation_id,
+        session_id=session_id,
         features=Features.from_hint(request.headers.get(HINT_HEADER)),
         approvals=approvals,
     )
@@ -185,32 +255,56 @@ async def _turn_request(
     if body.trigger == "regenerate-message":
         target = await _last_assistant(user, s, convo)
         return TurnRequest(mode="regenerate", target_id=target, **options)
-    last = body.messages[-1]
-    content, parts = _user_message(last, s)
+    content, parts = _user_message(body)
     if body.messageId is not None:
         target = await _edited(body, user, s, convo)
         return TurnRequest(mode="edit", target_id=target, content=content, parts=parts, **options)
     return TurnRequest(content=content, parts=parts, **options)
 
 
-def _user_message(message: UIMessage, s: Services) -> tuple[str | None, list[dict[str, Any]]]:
-    """The text and file parts of the client's newest user message, within parley's limits."""
-    text = "\n".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
-    try:
-        attachments = [
-            Attachment(
-                type="file",
-                name=p.get("filename"),
-                media_type=p.get("mediaType") or "application/octet-stream",
+def _check_new_message(body: ChatRequest, s: Services) -> None:
+    """The client's new user message, if it sends one, held to the limits of every door
+    before its chat is created."""
+    last = body.messages[-1] if body.messages else None
+    if body.trigger == "submit-message" and last is not None and last.role == "user":
+        content, parts = _user_message(body)
+        s.engine.check(TurnRequest(content=content, parts=parts))
+
+
+def _user_message(body: ChatRequest) -> tuple[str | None, list[dict[str, Any]]]:
+    """The text and file parts of the client's newest user message (the last in ``messages``)."""
+    index = len(body.messages) - 1
+    message = body.messages[index]
+    if message.content is not None:
+        text, files = message.content, _ai4_files(message, f"messages[{index}]")
+    else:
+        text = "\n".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
+        files = [
+            file_part(
                 url=p.get("url"),
+                media_type=p.get("mediaType") or "application/octet-stream",
+                filename=p.get("filename"),
+                field=f"messages[{index}].parts[{j}]",
             )
-            for p in message.parts
+            for j, p in enumerate(message.parts)
             if p.get("type") == "file"
         ]
-        parts = check_message(SendMessage(content=text, attachments=attachments), s)
-    except pydantic.ValidationError as exc:
-        raise ValidationFailed(f"a file part is not valid: {exc.errors()[0]['msg']}") from exc
-    return text or None, parts
+    if not text.strip() and not files:
+        raise ValidationFailed("the message is empty")
+    return text or None, files
+
+
+def _ai4_files(message: UIMessage, field: str) -> list[dict[str, Any]]:
+    """An ai@4 message's ``experimental_attachments`` as file parts."""
+    return [
+        file_part(
+            url=a.get("url"),
+            media_type=a.get("contentType") or "application/octet-stream",
+            filename=a.get("name"),
+            field=f"{field}.experimental_attachments[{j}]",
+        )
+        for j, a in enumerate(message.experimental_attachments or [])
+    ]
 
 
 async def _branch(user: str, s: Services, convo: Conversation) -> list[Any]:
@@ -260,7 +354,12 @@ def _approval_answers(body: ChatRequest) -> list[ApprovalResponse]:
 
 
 async def _continue_after_approvals(
-    answers: list[ApprovalResponse], request: Request, user: str, s: Services, convo: Conversation
+    answers: list[ApprovalResponse],
+    request: Request,
+    user: str,
+    s: Services,
+    convo: Conversation,
+    reply: Reply,
 ) -> Response:
     pending = await s.store.pending_in_conversation(user, convo.id)
     by_id = {p.id: p for p in pending if p.kind == "approval"}
@@ -298,11 +397,16 @@ async def _continue_after_approvals(
             )
         )
     approvals = list(answered.values())
-    return _stream(request, s, events, run.message_id, run_id, convo.id, approvals)
+    return _stream(request, s, events, run.message_id, run_id, convo.id, reply, approvals)
 
 
 async def _answer_elicitation(
-    answer: ElicitationResponse, request: Request, user: str, s: Services, convo: Conversation
+    answer: ElicitationResponse,
+    request: Request,
+    user: str,
+    s: Services,
+    convo: Conversation,
+    reply: Reply,
 ) -> Response:
     pending = await s.store.pending_in_conversation(user, convo.id)
     found = next((p for p in pending if p.id == answer.requestId), None)
@@ -318,23 +422,34 @@ async def _answer_elicitation(
             lambda e: isinstance(e, ev.ElicitationRequested) and e.elicitation_id == found.id,
         )
     )
-    return _stream(request, s, events, run.message_id, run.id, convo.id)
+    return _stream(request, s, events, run.message_id, run.id, convo.id, reply)
 
 
 # resuming ----------------------------------------------------------------------------------
 
 
-async def resume_stream(chat_id: str, request: Request, user: str, s: Services) -> Response:
-    """The active run from its start; 204 when the chat has none (or it waits with no log)."""
+async def resume_stream(
+    chat_id: str, request: Request, user: str, s: Services, reply: Reply = UI_STREAM
+) -> Response:
+    """The active run from its start; idle when the chat has none (or it waits with no log)."""
     convo = await doors.find_conversation(s, user, chat_id)
     run = await s.store.active_run(user, convo.id) if convo is not None else None
     if convo is None or run is None:
-        return Response(status_code=204)
+        return _idle(reply)
     if run.status == "awaiting" and not await s.runs.hub.exists(run.id):
-        return Response(status_code=204)
+        return _idle(reply)
 
     async def is_current() -> bool:
         return await doors.run_awaiting(s, user, run.id)
 
     events = doors.until_suspended(s.runs.events(user, run.id), is_current)
-    return _stream(request, s, events, run.message_id, run.id, convo.id)
+    return _stream(request, s, events, run.message_id, run.id, convo.id, reply)
+
+
+def _idle(reply: Reply) -> Response:
+    """Nothing to resume: a 204, or an empty data stream for ai@4 (whose client takes a
+    response with no body for a failure, "The response body is empty")."""
+    if reply.data_stream:
+        headers = {"X-Vercel-AI-Data-Stream": "v1"}
+        return Response(media_type=VercelDataStream.content_type, headers=headers)
+    return Response(status_code=204)

@@ -5,23 +5,28 @@ It closes with 4401 for a missing or bad token and 4403 when ``{user_id}`` is no
 (:mod:`parley.protocols.ws`) for every run of that user driven by this process, whichever door
 started it. A client may send ``{"type": "message", "content": "...", "conversation_id"?}`` to
 chat over the socket (the ``todo`` profile, as on ``POST /api/{user_id}/chat``); the reply
-arrives as progress messages, ``agent_done`` carrying its text.
+arrives as progress messages, ``agent_done`` carrying its text. A message the socket cannot take
+(not JSON, over ``max_body_bytes``, over the limits of a message) is answered with an ``error``
+message, and the socket stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
+from starlette.types import Message
 
 from parley.api.deps import Services
 from parley.chat.events import is_terminal
 from parley.engine.turn import TurnRequest
-from parley.errors import ParleyError, Unauthenticated
+from parley.errors import ParleyError, Unauthenticated, ValidationFailed
 from parley.protocols import ws as progress
 from parley.runs.fanout import Item, UserFanout
+from parley.wire import LONE_SURROGATE, holds_lone_surrogate
 
 router = APIRouter(tags=["progress"])
 
@@ -55,17 +60,27 @@ class _Socket:
 
     async def receive(self) -> None:
         while True:
-            try:
-                data = await self.websocket.receive_json()
-            except WebSocketDisconnect:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
                 return
-            except ValueError:
-                await self.send(progress.client_error("messages must be JSON objects"))
-                continue
             try:
-                await self.handle(data)
+                await self.handle(self._json(message))
             except ParleyError as exc:
                 await self.send(progress.client_error(exc.message, exc.code))
+
+    def _json(self, message: Message) -> Any:
+        """A received text or binary message as JSON, under the limit of a request body."""
+        raw: str | bytes = message.get("text") or message.get("bytes") or b""
+        limit = self.services.settings.max_body_bytes
+        if len(raw) > limit or len(raw.encode() if isinstance(raw, str) else raw) > limit:
+            raise ValidationFailed(f"the message is over {limit} bytes")
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ValidationFailed("messages must be JSON objects") from None
+        if holds_lone_surrogate(data):
+            raise ValidationFailed(LONE_SURROGATE)
+        return data
 
     async def handle(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("type") != "message":
@@ -76,13 +91,15 @@ class _Socket:
             await self.send(progress.client_error("content must be a non-empty string"))
             return
         s, user = self.services, self.user_id
+        request = TurnRequest(content=content, profile=PROFILE)
+        s.engine.check(request)  # before a new conversation is written
         if data.get("conversation_id") is not None:
             convo = await s.store.get_conversation(user, str(data["conversation_id"]))
         else:
             convo = await s.store.create_conversation(
                 user, profile=PROFILE, metadata={"source": "ws"}
             )
-        await s.runs.start(user, convo.id, TurnRequest(content=content, profile=PROFILE))
+        await s.runs.start(user, convo.id, request)
 
 
 async def _authenticate(websocket: WebSocket, services: Services, user_id: str) -> bool:

@@ -505,23 +505,16 @@ function wire() {
     e.preventDefault();
     signIn($("signin-token").value.trim());
   });
-  $("signin-dev-button").addEventListener("click", devSignIn);
 }
 
 // ---- signing in -----------------------------------------------------------------------------------------
 
-async function showSignin(message = "") {
+function showSignin(message = "") {
   $("app").hidden = true;
   $("signin").hidden = false;
   const error = $("signin-error");
   error.hidden = !message;
   error.textContent = message;
-  try {
-    const response = await fetch("/api/dev", { cache: "no-store" });
-    $("signin-dev").hidden = !(response.ok && (await response.json()).dev_tokens);
-  } catch {
-    $("signin-dev").hidden = true;
-  }
 }
 
 async function signIn(token) {
@@ -545,17 +538,34 @@ async function signIn(token) {
   await showApp();
 }
 
-async function devSignIn() {
-  const user = $("signin-dev-user").value.trim() || "me";
+/** The sign-in link `parley serve` printed (`/?signin=CODE`): the code leaves the address at
+ * once, and is exchanged, once, for a token. */
+async function signInWithLink(code) {
+  const url = new URL(location.href);
+  url.searchParams.delete("signin");
+  history.replaceState(history.state, "", url);
+  let message;
   try {
-    const response = await fetch(`/api/dev/token?user=${enc(user)}`, { cache: "no-store" });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body?.error?.message || "dev sign-in is not available");
-    await signIn(body.token);
+    const response = await fetch("/api/auth/signin-link", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code }),
+      cache: "no-store",
+    });
+    const body = await response.json().catch(() => null);
+    if (response.ok) {
+      showSignin();
+      await signIn(body.token);
+      return;
+    }
+    message = body?.error?.message || "this sign-in link did not work";
   } catch (error) {
-    $("signin-error").textContent = error.message;
-    $("signin-error").hidden = false;
+    message = error.message;
   }
+  if (state.token) {
+    await showApp();
+    toast(message, "error");
+  } else showSignin(message);
 }
 
 function signOut(message = "") {
@@ -581,7 +591,9 @@ async function showApp() {
 }
 
 wire();
-if (state.token) showApp();
+const signinCode = new URLSearchParams(location.search).get("signin");
+if (signinCode) signInWithLink(signinCode);
+else if (state.token) showApp();
 else showSignin();
 
 // A small handle for tests and for the curious.

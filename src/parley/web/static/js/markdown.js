@@ -70,9 +70,30 @@ export function renderMarkdown(text) {
   return DOMPurify.sanitize(html, PURIFY);
 }
 
+/** A link to an image instead of the image, opened only by a click. */
+function linkInstead(img) {
+  const link = document.createElement("a");
+  link.href = img.src;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer nofollow";
+  link.className = "image-link";
+  link.textContent = img.alt ? `Image: ${img.alt}` : `Image: ${img.getAttribute("src")}`;
+  img.replaceWith(link);
+}
+
+// An image from a host that is not in PARLEY_IMAGE_HOSTS is blocked by the page's CSP before any
+// request leaves (so a reply cannot leak data through an image URL); it, and a broken image, is
+// shown as a link.
+function guardImages(node) {
+  for (const img of node.querySelectorAll("img")) {
+    img.addEventListener("error", () => linkInstead(img), { once: true });
+  }
+}
+
 /** Render into `node`, then give each code block a working copy button. */
 export function renderInto(node, text, onCopy) {
   node.innerHTML = renderMarkdown(text);
+  guardImages(node);
   for (const block of node.querySelectorAll("div.code")) {
     const head = block.querySelector(".code-head");
     if (!head) continue;
