@@ -1,16 +1,14 @@
 """A showcase conversation (a tool approved and run, Markdown with code, an approval waiting),
-saved as screenshots in light and dark. docs/screenshot.png is written when it is missing, or
-again with PARLEY_UPDATE_SCREENSHOTS=1, so that test runs leave the committed file alone."""
+saved as screenshots in light and dark under test-artifacts/ (the scripted provider plays the
+model). docs/screenshot.png is not this: it shows what a fresh `make serve` gives (README)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import pytest
 from tests.conftest import Live
-from tests.e2e.support import ROOT, Browser, expect, new_context, send, shoot, wait_status
+from tests.e2e.support import Browser, expect, new_context, send, shoot, wait_status
 
 from parley.providers.scripted import ScriptedProvider
 from parley.tools.base import FunctionTool, ToolContext
@@ -18,7 +16,6 @@ from parley.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.e2e
 
-DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 
 REPLY = """Added **buy oat milk** to your list. Here is a small streaming client with `httpx`:
 
@@ -76,10 +73,7 @@ async def test_showcase_screenshots_in_light_and_dark(
     await expect(page.locator('.tool[data-tool-call-id="c2"] .approval')).to_be_visible()
     await page.mouse.move(0, 0)
     await page.wait_for_timeout(300)
-    path = await shoot(page, "13-showcase-light")
-    if not DOCS_SCREENSHOT.exists() or os.environ.get("PARLEY_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(path, DOCS_SCREENSHOT)
+    await shoot(page, "13-showcase-light")
 
     await page.emulate_media(color_scheme="dark")
     await page.wait_for_timeout(400)  # let the colour transitions finish
