@@ -789,3 +789,58 @@ async def test_the_console_log_escapes_control_characters_a_client_sent(
     err = capsys.readouterr().err
     assert r"route=/api/conversations/x\x1b[31mred\u202eend\x7f" in err, err
     assert not {"\x1b", "\u202e", "\x7f"} & set(err), err
+
+
+WRONG_TYPES: list[Any] = [7, 1.5, True, None, [], {}, "x", [{"type": "x"}]]
+
+
+def _with_each_value_swapped(value: Any, wrong: Any) -> list[tuple[str, Any]]:
+    """``value`` once for each value in it (containers included), that value made ``wrong``."""
+    out: list[tuple[str, Any]] = [] if type(value) is type(wrong) else [("", wrong)]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            swapped = _with_each_value_swapped(item, wrong)
+            out += [(f".{key}{where}", {**value, key: bad}) for where, bad in swapped]
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            swapped = _with_each_value_swapped(item, wrong)
+            out += [(f"[{i}]{where}", [*value[:i], bad, *value[i + 1 :]]) for where, bad in swapped]
+    return out
+
+
+@WITH_PLAYGROUND
+@pytest.mark.parametrize("door", BODY_DOORS, ids=lambda d: d.name)
+async def test_a_value_of_the_wrong_type_anywhere_in_a_body_is_never_a_500(
+    live_any_db: Live, existing: Existing, door: BodyDoor
+) -> None:
+    """Each value of the accepted body, one at a time, swapped for a number, a boolean, null, a
+    list, an object or a string: refused in the door's shape, or taken; never a 500, and the
+    conversation it reaches still answers afterwards."""
+    ids = _ids(existing)
+    path = door.path.format(**ids)
+    cases = [
+        (where, _filled(body, ids))
+        for wrong in WRONG_TYPES
+        for where, body in _with_each_value_swapped(door.body, wrong)
+    ]
+    assert len(cases) > 10
+    live_any_db.scripted.enqueue(*[[{"text": "Taken."}] for _ in cases])  # for what is taken
+    async with live_any_db.client() as http:
+        for where, body in cases:
+            response = await http.request(door.method, path, json=body)
+            assert response.status_code < 500, (where, response.status_code, response.text[:300])
+            assert "Traceback" not in response.text, where
+            if response.status_code >= 400 and door.openai:
+                _assert_openai_error(response, response.status_code)
+            elif response.status_code >= 400 and door.todo:
+                assert response.json() == {"error": ANY_TEXT}, (where, response.text[:300])
+            elif response.status_code >= 400:
+                assert response.json()["success"] is False, (where, response.text[:300])
+        live_any_db.scripted.turns.clear()
+        live_any_db.scripted.enqueue([{"text": "Still here."}])
+        after = await http.post(
+            f"/api/conversations/{existing.id}/messages",
+            json={"content": "still there?", "stream": False},
+        )
+    assert after.status_code == 200, after.text[:300]
+    assert "Still here." in after.text

@@ -314,10 +314,13 @@ def _assistant_parts(message: dict[str, Any], index: int) -> list[Part]:
     text = _text(message.get("content"))
     if text:
         parts.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise ValidationFailed(f"messages[{index}].tool_calls must be a list")
+    for position, call in enumerate(calls):
+        name, call_id, arguments = _call_fields(call, f"messages[{index}].tool_calls[{position}]")
         try:
-            args = json.loads(function.get("arguments") or "{}")
+            args = json.loads(arguments or "{}")
         except json.JSONDecodeError as exc:
             raise ValidationFailed(f"messages[{index}]: tool call arguments are not JSON") from exc
         if holds_lone_surrogate(args):
@@ -325,13 +328,24 @@ def _assistant_parts(message: dict[str, Any], index: int) -> list[Part]:
         parts.append(
             {
                 "type": "dynamic-tool",
-                "toolName": function.get("name", ""),
-                "toolCallId": call.get("id", ""),
+                "toolName": name,
+                "toolCallId": call_id,
                 "state": "input-available",
                 "input": args,
             }
         )
     return parts
+
+
+def _call_fields(call: object, where: str) -> tuple[str, str, str]:
+    """A client's tool call as its name, id and argument text, each checked to be a string."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(call, dict) or not isinstance(function, dict):
+        raise ValidationFailed(f"{where} must be an object with a function object")
+    values = (function.get("name", ""), call.get("id", ""), function.get("arguments") or "")
+    if not all(isinstance(v, str) for v in values):
+        raise ValidationFailed(f"{where}: id, function.name and function.arguments are strings")
+    return values
 
 
 def _fold_tool_result(history: ClientHistory, message: dict[str, Any], index: int) -> None:
