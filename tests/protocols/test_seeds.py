@@ -25,7 +25,8 @@ async def test_session_chat_names_its_events_and_sends_no_ids_and_no_done() -> N
         ev.RunFinished(message_id="msg_1", finish_reason="stop"),
     ]
     written = wire(await frames(SessionChatSSE(session_id="conv_1", run_id="run_1"), events))
-    assert written.replace("\r\n", "\n") == (
+    assert "\r" not in written
+    assert written == (
         'event: chunk\ndata: {"type":"chunk","content":"Hi"}\n\n'
         'event: complete\ndata: {"type":"complete","content":"Hi","message_id":"msg_1",'
         '"session_id":"conv_1"}\n\n'
@@ -37,7 +38,8 @@ async def test_session_chat_errors_and_waits_are_error_events() -> None:
     failed = wire(
         await frames(encoder, [ev.RunFailed(message_id="m", code="ERR_X", message="boom")])
     )
-    assert failed.replace("\r\n", "\n") == (
+    assert "\r" not in failed
+    assert failed == (
         'event: error\ndata: {"type":"error","error":{"message":"boom","code":"ERR_X"}}\n\n'
     )
     waiting = wire(await frames(encoder, [ev.RunSuspended(message_id="m", waiting_for=["c1"])]))
@@ -52,7 +54,8 @@ async def test_the_todo_stream_is_unnamed_data_with_tool_calls_and_a_done() -> N
         ev.RunFinished(message_id="msg_1", finish_reason="stop"),
     ]
     written = wire(await frames(TodoChatSSE(conversation_id="conv_1", run_id="run_1"), events))
-    assert written.replace("\r\n", "\n") == (
+    assert "\r" not in written
+    assert written == (
         'data: {"type":"tool_call","tool_name":"add_task","args":{"title":"milk"}}\n\n'
         'data: {"type":"tool_result","tool_name":"add_task","result":{"id":1}}\n\n'
         'data: {"type":"chunk","content":"Added."}\n\n'

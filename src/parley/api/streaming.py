@@ -22,11 +22,11 @@ from starlette.types import Receive, Scope, Send
 
 from parley.api.middleware import hand_back
 from parley.chat.events import EngineEvent
-from parley.protocols.base import Encoder
+from parley.protocols.base import Encoder, sse
 
 log = structlog.get_logger("parley.stream")
 
-PING = ServerSentEvent(comment="ping").encode()
+PING = sse(comment="ping").encode()
 
 
 async def encoded(

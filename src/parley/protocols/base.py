@@ -16,6 +16,18 @@ from parley.errors import ParleyError
 Frames = list[ServerSentEvent]
 
 
+def sse(
+    data: str | None = None,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    comment: str | None = None,
+) -> ServerSentEvent:
+    """One event, its lines ended with ``"\n"``: sse-starlette's default ``"\r\n"`` leaves a
+    ``"\r"`` on every line for a reader that splits on ``"\n"`` (``"[DONE]\r"`` never ends it)."""
+    return ServerSentEvent(data, event=event, id=id, comment=comment, sep="\n")
+
+
 class Encoder(ABC):
     content_type = "text/event-stream"
     with_ids = False
@@ -32,7 +44,7 @@ class Encoder(ABC):
         """Frames for one engine event (often none)."""
 
     def after_stream(self) -> Frames:
-        return [ServerSentEvent(data="[DONE]")]
+        return [sse("[DONE]")]
 
     def on_error(self, exc: Exception) -> Frames:
         code, message = "ERR_INTERNAL", "the stream failed"

@@ -7,13 +7,13 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
-from parley.protocols.base import Encoder, Frames
+from parley.protocols.base import Encoder, Frames, sse
 from parley.wire import compact
 
 
 def _frame(seq: int | None, kind: str, payload: dict[str, Any]) -> ServerSentEvent:
     data = compact({"type": kind, **payload})
-    return ServerSentEvent(data=data, event=kind, id=str(seq) if seq is not None else None)
+    return sse(data, event=kind, id=str(seq) if seq is not None else None)
 
 
 def native_payload(event: ev.EngineEvent) -> tuple[str, dict[str, Any]] | None:

@@ -20,7 +20,7 @@ from parley.chat import events as ev
 from parley.chat.files import file_part
 from parley.chat.messages import Part
 from parley.errors import ValidationFailed
-from parley.protocols.base import Encoder, Frames
+from parley.protocols.base import Encoder, Frames, sse
 from parley.protocols.reply import Reply
 from parley.wire import LONE_SURROGATE, compact, holds_lone_surrogate
 
@@ -53,7 +53,7 @@ def error_body(
 
 
 def _data(payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=compact(payload))
+    return sse(compact(payload))
 
 
 class OpenAIChunks(Encoder):

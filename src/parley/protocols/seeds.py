@@ -20,13 +20,13 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
-from parley.protocols.base import Encoder, Frames
+from parley.protocols.base import Encoder, Frames, sse
 from parley.wire import compact
 
 
 def _event(kind: str, payload: dict[str, Any], *, named: bool) -> ServerSentEvent:
     data = compact({"type": kind, **payload})
-    return ServerSentEvent(data=data, event=kind if named else None)
+    return sse(data, event=kind if named else None)
 
 
 def _approval_text(event: ev.RunSuspended, run_id: str) -> str:

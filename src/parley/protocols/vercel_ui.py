@@ -27,7 +27,7 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
-from parley.protocols.base import Encoder, Frames
+from parley.protocols.base import Encoder, Frames, sse
 from parley.wire import compact
 
 HINT_HEADER = "X-Parley-AI-SDK"
@@ -107,7 +107,7 @@ def elicitation_data(event: ev.ElicitationRequested, run_id: str | None) -> dict
 
 def chunk(kind: str, **fields: Any) -> ServerSentEvent:
     data = compact({"type": kind, **fields})
-    return ServerSentEvent(data=data)
+    return sse(data)
 
 
 class VercelUIStream(Encoder):
@@ -157,7 +157,7 @@ class VercelUIStream(Encoder):
 
     def after_stream(self) -> Frames:
         frames = [] if self._ended else self._finish("tool-calls" if self._suspended else "other")
-        return [*frames, ServerSentEvent(data="[DONE]")]
+        return [*frames, sse("[DONE]")]
 
     def error_frames(self, code: str, message: str) -> Frames:
         self._ended = True

@@ -21,7 +21,6 @@ import structlog
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import ServerSentEvent
 from starlette.responses import Response
 
 from parley.api import doors
@@ -32,7 +31,7 @@ from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import TurnRequest
 from parley.errors import ParleyError, RateLimited, ValidationFailed
-from parley.protocols.base import Frames
+from parley.protocols.base import Frames, sse
 from parley.protocols.reply import collect
 from parley.protocols.seeds import TodoChatSSE
 from parley.store.tables import Task
@@ -74,7 +73,7 @@ class TodoSSE(TodoChatSSE):
         return super().encode(seq, told(event) if isinstance(event, ev.RunFailed) else event)
 
     def error_frames(self, code: str, message: str) -> Frames:
-        return [ServerSentEvent(data=compact({"type": "error", "error": message, "code": code}))]
+        return [sse(compact({"type": "error", "error": message, "code": code}))]
 
 
 router = APIRouter(tags=["todo"], route_class=TodoRoute, responses=TODO_ERROR_RESPONSES)
