@@ -21,7 +21,12 @@ CASES: list[tuple[str, bytes, dict[str, str], bool]] = [
     ("no content type", b'{"content": "hi"}', {}, True),
     ("empty", b"", JSON, True),
     ("a list", b"[]", JSON, True),
-    ("an unknown field", b'{"content": "hi", "colour": 1}', JSON, True),
+    (
+        "unknown fields beside a bad one",
+        b'{"content": "hi", "colour": 1, "attachments": "x"}',
+        JSON,
+        True,
+    ),
     ("a bad temperature", b'{"content": "hi", "temperature": "hot"}', JSON, True),
     ("a long model", b'{"content": "hi", "model": "' + b"m" * 300 + b'"}', JSON, True),
     ("not utf-8", b'{"content": "\xff\xfe"}', JSON, True),

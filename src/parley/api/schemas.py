@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from parley.chat.files import file_part
 from parley.chat.messages import Part
 from parley.store.tables import Conversation, Message, PendingInput, ToolCall
 
-_STRICT = ConfigDict(extra="forbid", str_max_length=200_000)
+log = structlog.get_logger("parley.api")
+_BOUNDED = ConfigDict(str_max_length=200_000)  # every string, metadata's included
 
 
-class ConversationCreate(BaseModel):
-    model_config = _STRICT
+class ClientBody(BaseModel):
+    """A body a client sends. Known keys are validated strictly; a key parley does not know is
+    ignored and logged at debug, as the clients of the products parley replaces send their own
+    (EditorChat's ``enableStreaming``, ``orgId``): refusing them turned those clients away."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            for info in cls.model_fields.values():
+                if isinstance(info.validation_alias, AliasChoices):
+                    known.update(str(c) for c in info.validation_alias.choices)
+            unknown = sorted(str(k)[:100] for k in data if k not in known)
+            if unknown:
+                log.debug("unknown_keys_ignored", body=cls.__name__, keys=unknown[:20])
+        return data
+
+
+class ConversationCreate(ClientBody):
+    model_config = _BOUNDED
 
     title: str | None = Field(default=None, max_length=500)
     model: str | None = Field(default=None, max_length=255)
@@ -30,40 +54,60 @@ class ConversationPatch(ConversationCreate):
     pass
 
 
-class ForkRequest(BaseModel):
-    model_config = _STRICT
+class ForkRequest(ClientBody):
+    model_config = _BOUNDED
+
+    message_id: str = Field(max_length=40, validation_alias=AliasChoices("message_id", "messageId"))
+
+
+class BranchSwitch(ClientBody):
+    model_config = _BOUNDED
+
     message_id: str = Field(max_length=40)
 
 
-class BranchSwitch(BaseModel):
-    model_config = _STRICT
-    message_id: str = Field(max_length=40)
+class Attachment(ClientBody):
+    """A file: ``{media_type, url | data, name?}``, or EditorChat's ``{name, type, content | url}``
+    where ``type`` is a media type or a kind and ``content`` a data URL or base64; the media
+    type is then taken from ``type``, the data URL, or the name."""
 
-
-class Attachment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["image", "file", "text"] = "file"
+    type: str = Field(default="file", max_length=100)
     name: str | None = Field(default=None, max_length=255)
-    media_type: str = Field(max_length=100)
+    media_type: str | None = Field(
+        default=None, max_length=100, validation_alias=AliasChoices("media_type", "mediaType")
+    )
     url: str | None = Field(default=None, max_length=10_000_000)
     data: str | None = Field(default=None, max_length=10_000_000)
+    content: str | None = Field(default=None, max_length=10_000_000)
 
     def to_part(self, field: str) -> Part:
         """The stored file part (:func:`parley.chat.files.file_part`); ``field`` names this
         attachment in the 400 when its URL or data cannot be read."""
+        url, data = self.url, self.data
+        if self.content is not None and url is None and data is None:
+            url, data = (self.content, None) if _is_data_url(self.content) else (None, self.content)
         return file_part(
-            url=self.url,
-            data=self.data,
-            media_type=self.media_type,
-            filename=self.name,
-            field=field,
+            url=url, data=data, media_type=self._media_type(url), filename=self.name, field=field
         )
 
+    def _media_type(self, url: str | None) -> str:
+        if self.media_type:
+            return self.media_type
+        if "/" in self.type:
+            return self.type
+        if url is not None and _is_data_url(url):
+            named = url[5:].split(",", 1)[0].split(";", 1)[0].strip()
+            if named:
+                return named
+        guessed = mimetypes.guess_type(self.name or "")[0]
+        return guessed or ("text/plain" if self.type == "text" else "application/octet-stream")
 
-class SendMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+def _is_data_url(value: str) -> bool:
+    return value[:5].lower() == "data:"
+
+
+class SendMessage(ClientBody):
     content: str = ""
     attachments: list[Attachment] = Field(default_factory=list, max_length=1_000)
     parent_id: str | None = Field(default=None, max_length=40)
@@ -78,24 +122,22 @@ class EditMessage(SendMessage):
     pass
 
 
-class Regenerate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Regenerate(ClientBody):
     model: str | None = Field(default=None, max_length=255)
     temperature: float | None = Field(default=None, ge=0, le=2)
     stream: bool | None = None
 
 
-class ApprovalAnswer(BaseModel):
-    model_config = _STRICT
+class ApprovalAnswer(ClientBody):
+    model_config = _BOUNDED
 
     approved: bool
     reason: str | None = Field(default=None, max_length=2_000)
     remember: Literal["tool", "server"] | None = None
 
 
-class ElicitationAnswer(BaseModel):
-    model_config = _STRICT
+class ElicitationAnswer(ClientBody):
+    model_config = _BOUNDED
 
     action: Literal["accept", "decline", "cancel"]
     content: dict[str, Any] | None = None
@@ -190,8 +232,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-class SigninLinkCode(BaseModel):
-    model_config = _STRICT
+class SigninLinkCode(ClientBody):
+    model_config = _BOUNDED
+
     code: str = Field(min_length=1, max_length=128)
 
 
