@@ -101,3 +101,15 @@ def test_image_hosts_join_an_img_src_the_configured_policy_lacks() -> None:
         == "default-src 'self'; img-src 'self' data: blob: https://img.example"
     )
     assert Settings(content_security_policy="", image_hosts=["img.example"]).effective_csp is None
+
+
+def test_cors_origins_come_from_a_comma_separated_or_json_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PARLEY_CORS_ORIGINS", "http://localhost:3000, https://editor.example")
+    assert Settings(data_dir=tmp_path).cors_origins == [
+        "http://localhost:3000",
+        "https://editor.example",
+    ]
+    monkeypatch.setenv("PARLEY_CORS_ORIGINS", '["http://localhost:5173"]')
+    assert Settings(data_dir=tmp_path).cors_origins == ["http://localhost:5173"]

@@ -173,7 +173,8 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_token: SecretStr | None = None
-    cors_origins: list[str] = Field(default_factory=list)
+    # PARLEY_CORS_ORIGINS: a JSON list or comma-separated origins (http://localhost:3000,...)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     security_headers: dict[str, str] = Field(
         default_factory=lambda: {
             "X-Content-Type-Options": "nosniff",
@@ -247,12 +248,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} cannot be a user id (1 to 255 printable characters)")
         return value
 
-    @field_validator("allowed_hosts", "image_hosts", mode="before")
+    @field_validator("allowed_hosts", "image_hosts", "cors_origins", mode="before")
     @classmethod
     def _host_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip()
-            return json.loads(value) if value.startswith("[") else value.split(",")
+            if value.startswith("["):
+                return json.loads(value)
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator("allowed_hosts", mode="after")
