@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.conftest import Live, make_settings, token
 from tests.tools.conftest import call, conversation, named, send
 
@@ -51,7 +51,7 @@ async def _client_for(url: str, user: str) -> list[Any]:
     """list_tasks through a plain SDK client with ``user``'s token."""
     headers = {"Authorization": f"Bearer {token(user)}"}
     async with (
-        create_mcp_http_client(headers=headers) as http,
+        httpx2.AsyncClient(headers=headers) as http,
         Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
     ):
         result = await client.call_tool("list_tasks", {})

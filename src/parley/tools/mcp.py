@@ -23,12 +23,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import httpx2
 import mcp_types as types
 import structlog
 from mcp import Client, StdioServerParameters
 from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from parley import __version__
@@ -223,7 +223,7 @@ class McpServer:
         if config.command is not None:
             return StdioServerParameters(command=config.command, args=config.args, env=config.env)
         assert config.url is not None
-        http = await stack.enter_async_context(create_mcp_http_client(headers=config.headers))
+        http = await stack.enter_async_context(_http_client(config.headers))
         return streamable_http_client(config.url, http_client=http)
 
     async def _serve(self, client: Client) -> None:
@@ -368,3 +368,9 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _http_client(headers: dict[str, str]) -> httpx2.AsyncClient:
+    """The client the MCP SDK's streamable HTTP transport takes (httpx2), with its timeouts:
+    30 s to connect, write or wait for the pool, 300 s to read (a server may hold a stream)."""
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
