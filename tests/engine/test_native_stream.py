@@ -227,7 +227,7 @@ async def test_regenerate_and_edit_make_branches_and_switch_the_active_one(
             "ERR_VALIDATION",
         ),
         ({"content": 5}, "ERR_VALIDATION"),
-        ({"content": "x", "unknown": 1}, "ERR_VALIDATION"),
+        ({"content": "x", "unknown": 1, "attachments": "nope"}, "ERR_VALIDATION"),
     ],
 )
 async def test_bad_messages_get_the_contract_error_and_nothing_is_written(
