@@ -6,6 +6,7 @@ import base64
 import contextlib
 import gc
 import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -34,9 +35,9 @@ from parley.providers.openai import (
     LOST_MID_STREAM,
     OpenAIProvider,
     RetryPolicy,
-    _Frames,
     env_proxy,
     retry_after,
+    sse_events,
 )
 
 HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
@@ -563,7 +564,7 @@ def test_the_proxy_is_found_as_curl_finds_it(monkeypatch: pytest.MonkeyPatch) ->
     assert env_proxy("https://api.other.org/v1") == "http://proxy:3128"
 
 
-def test_events_are_framed_however_the_bytes_are_cut() -> None:
+async def test_events_are_framed_however_the_bytes_are_cut() -> None:
     """A read may end anywhere: inside a CRLF, inside a multi-byte character, mid-field."""
     stream = (
         ": a comment\r\n"
@@ -579,11 +580,13 @@ def test_events_are_framed_however_the_bytes_are_cut() -> None:
         "lone CR ends lines too",
         "[DONE]",
     ]
+
+    async def cut(size: int) -> AsyncIterator[bytes]:
+        for i in range(0, len(stream), size):
+            yield stream[i : i + size]
+
     for size in (1, 2, 3, 5, 7, len(stream)):
-        frames = _Frames()
-        got = [
-            data for i in range(0, len(stream), size) for data in frames.feed(stream[i : i + size])
-        ]
+        got = [event.data async for event in sse_events(cut(size)).aiter_sse()]
         assert got == expected, size
 
 

@@ -3,8 +3,8 @@
 The streamed completion goes over aiohttp (the transport the OpenAI SDK itself offers for
 throughput, ``openai[aiohttp]``): on a cold request httpx and httpcore took 1.8 ms of CPU from
 the call to the first chunk where aiohttp takes 0.7, and 34 µs per streamed chunk where aiohttp
-takes 14 (bench/RESULTS.md, eighth session). The SSE framing is httpx-sse's decoder, fed
-aiohttp's bytes.
+takes 14 (bench/RESULTS.md, eighth session). The SSE framing is httpx-sse's public
+``EventSource``, over aiohttp's bytes.
 
 It also holds what every HTTP provider shares (:class:`RetryPolicy`, :func:`stream_with_retries`,
 :func:`status_error`): a request is retried on 429, 5xx and lost connections, but only until the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import codecs
 import contextlib
 import email.utils
 import itertools
@@ -25,17 +24,25 @@ import random
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
 import certifi
+import httpx
 import openai
 import structlog
 import yarl
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # the decoder of EventSource
+from httpx_sse import EventSource
 
 from parley import __version__, errors
 from parley.providers.base import (
@@ -342,14 +349,15 @@ class OpenAIProvider(Provider):
     async def _read(
         self, response: aiohttp.ClientResponse, state: _StreamState
     ) -> AsyncGenerator[ProviderEvent, None]:
-        frames = _Frames()
         try:
-            async for received in response.content.iter_any():
-                for data in frames.feed(received):
-                    if data.startswith("[DONE]"):
+            async with contextlib.aclosing(
+                sse_events(response.content.iter_any()).aiter_sse()
+            ) as sse:
+                async for frame in sse:
+                    if frame.data.startswith("[DONE]"):
                         await _drain(response)
                         return
-                    chunk = json.loads(data)
+                    chunk = json.loads(frame.data)
                     if isinstance(chunk, dict) and chunk.get("error"):
                         detail = error_detail(chunk, "an error occurred during streaming")
                         raise errors.ProviderError(f"{self.name} reported an error: {detail}")
@@ -468,24 +476,23 @@ async def _sent(
         on_sent()
 
 
-class _Frames:
-    """The data of each server-sent event in the bytes as they arrive, framed as the SSE
-    specification says by httpx-sse's own decoder (lines end in CR, LF or CRLF, and may be split
-    anywhere across reads; an event is dispatched at its blank line, so one cut off by the end of
-    the body is dropped)."""
+class _Body(httpx.AsyncByteStream):
+    """Bytes as they arrive (aiohttp's body) as an httpx byte stream, for :class:`EventSource`."""
 
-    def __init__(self) -> None:
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._lines = SSELineDecoder()
-        self._events = SSEDecoder()
+    def __init__(self, received: AsyncIterable[bytes]) -> None:
+        self._received = received
 
-    def feed(self, received: bytes) -> list[str]:
-        data: list[str] = []
-        for line in self._lines.decode(self._text.decode(received)):
-            event = self._events.decode(line)
-            if event is not None:
-                data.append(event.data)
-        return data
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._received:
+            yield chunk
+
+
+def sse_events(received: AsyncIterable[bytes]) -> EventSource:
+    """The server-sent events of the body, framed by httpx-sse's public :class:`EventSource`
+    (lines end in CR, LF or CRLF and may be split anywhere across reads; an event is
+    dispatched at its blank line, so one cut off by the end of the body is dropped)."""
+    headers = {"content-type": "text/event-stream; charset=utf-8"}
+    return EventSource(httpx.Response(200, headers=headers, stream=_Body(received)))
 
 
 def request_body(request: ProviderRequest) -> dict[str, Any]:
