@@ -41,9 +41,8 @@ from parley.metrics import router as metrics_router
 from parley.providers.registry import ProviderRegistry, build_registry
 from parley.runs.base import RunHub
 from parley.runs.memory import MemoryRunHub
-from parley.store import migrate
+from parley.store import Store, migrate
 from parley.store.db import create_engine, session_factory
-from parley.store.repositories import Store
 from parley.tools.registry import ToolRegistry
 from parley.tools.setup import build_tools, register_delegates
 

@@ -111,18 +111,17 @@ def serve(
 def _startup_code(settings: Settings, user: str | None, *, migrate: bool) -> str | None:
     """The code of the sign-in link ``serve`` prints, written before the server starts (after
     migrating, when ``serve`` would); None, saying why, when the database cannot take it."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from parley import signin
     from parley.store import migrate as migrations
+    from parley.store.errors import StorageError
 
     name = _signin_user(settings, user)
     if migrate:
         migrations.upgrade(settings.effective_database_url)
     try:
         return signin.issue_apart(settings, name)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    except StorageError as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
         console.print(
             f"[yellow]no sign-in link: {reason}; `parley migrate`, then `parley signin-link`"
             " prints one[/yellow]"
@@ -248,9 +247,8 @@ def signin_link(
     ] = None,
 ) -> None:
     """Print a one-time sign-in link for the page of a running parley (it expires in minutes)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from parley import signin
+    from parley.store.errors import StorageError
 
     settings = _settings()
     if not signs_tokens(settings):
@@ -260,8 +258,8 @@ def signin_link(
     base = url or f"http://{host}:{settings.port}/"
     try:
         code = signin.issue_apart(settings, name)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    except StorageError as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
         _fail(f"parley: cannot keep the sign-in code: {reason} (has `parley migrate` run?)")
     typer.echo(signin.link(base, code))
 

@@ -228,15 +228,11 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         """A PostgreSQL URL parley cannot hand to asyncpg is refused here, at start-up."""
-        from sqlalchemy.exc import ArgumentError
-
         from parley.store.db import for_asyncpg
 
         if value:
             try:
                 for_asyncpg(value)
-            except ArgumentError as exc:
-                raise ValueError(str(exc)) from None
             except ConfigError as exc:
                 raise ValueError(exc.message) from None
         return value

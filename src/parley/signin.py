@@ -17,10 +17,10 @@ from datetime import timedelta
 
 from parley.config import Settings
 from parley.errors import Unauthenticated
+from parley.store import Store
 from parley.store.db import create_engine, session_factory
-from parley.store.repositories import Store
 from parley.store.signin_codes import SigninCodes
-from parley.store.tables import utcnow
+from parley.store.values import utcnow
 
 CODE_TTL = 600.0
 SESSION_TTL = 86_400  # the token the page gets, as `parley token` gives by default

@@ -11,7 +11,7 @@ from sqlalchemy import event
 from parley.chat.ids import new_id
 from parley.store.checkpoints import CheckpointWriter
 from parley.store.db import create_engine, session_factory
-from parley.store.repositories import Store
+from parley.store import Store
 
 
 @pytest.fixture

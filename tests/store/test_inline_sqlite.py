@@ -17,7 +17,7 @@ from parley.chat.ids import new_id
 from parley.errors import NotFound
 from parley.store import migrate
 from parley.store.db import InlineSQLite, create_engine, session_factory
-from parley.store.repositories import Store
+from parley.store import Store
 
 
 @pytest.fixture

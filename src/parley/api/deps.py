@@ -14,7 +14,7 @@ from parley.engine.turn import Engine
 from parley.errors import Forbidden
 from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
-from parley.store.repositories import Store
+from parley.store import Store
 from parley.tools.registry import ToolRegistry
 
 

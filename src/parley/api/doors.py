@@ -9,7 +9,7 @@ from typing import Any
 from parley.api.deps import Services
 from parley.chat import events as ev
 from parley.errors import NotFound
-from parley.store.tables import Conversation
+from parley.store.values import Conversation
 
 Events = AsyncIterator[tuple[int, ev.EngineEvent]]
 

@@ -11,7 +11,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from parley.chat.files import file_part
 from parley.chat.messages import Part
-from parley.store.tables import Conversation, Message, PendingInput, ToolCall
+from parley.store.values import Conversation, Message, PendingInput, ToolCall
 
 log = structlog.get_logger("parley.api")
 _BOUNDED = ConfigDict(str_max_length=200_000)  # every string, metadata's included
@@ -171,7 +171,7 @@ def conversation_out(convo: Conversation) -> dict[str, Any]:
 
 
 def message_out(message: Message, siblings: list[str] | None = None) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "id": message.id,
         "parent_id": message.parent_id,
         "role": message.role,

@@ -13,7 +13,7 @@ import structlog
 from parley.chat.files import read_data_url
 from parley.chat.messages import Part
 from parley.providers.base import ChatMessage, ImagePart, TextPart, ToolCallRequest
-from parley.store.tables import Message
+from parley.store.values import Message
 
 DENIED = "The user denied this tool call."
 

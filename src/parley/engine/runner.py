@@ -25,8 +25,8 @@ from parley.config import Settings
 from parley.engine.turn import Engine, PreparedTurn, TurnRequest
 from parley.errors import Conflict, ValidationFailed
 from parley.runs.base import RunHub
-from parley.store.repositories import Store
-from parley.store.tables import Run
+from parley.store import Store
+from parley.store.values import Run, RunState
 
 log = structlog.get_logger("parley.runs")
 
@@ -267,15 +267,7 @@ class RunManager:
 
     async def _claim(self, user_id: str, run_id: str, *, to: str) -> bool:
         """Move a suspended run out of ``awaiting`` exactly once, whichever process asks."""
-        from sqlalchemy import update
-
-        async with self.store.writing() as session:
-            result = await session.execute(
-                update(Run)
-                .where(Run.id == run_id, Run.user_id == user_id, Run.status == "awaiting")
-                .values(status=to, owner=self.instance)
-            )
-        return bool(getattr(result, "rowcount", 0))
+        return await self.store.claim_run(user_id, run_id, to=to, owner=self.instance)
 
     # approvals and elicitations ----------------------------------------------------------
 
@@ -324,7 +316,7 @@ class RunManager:
         return True
 
     async def _rebuild(self, user_id: str, run: Run) -> PreparedTurn:
-        state = run.state
+        state = run.state or RunState()
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
         history = await self.store.branch(user_id, run.conversation_id, leaf_id=message.parent_id)
         await self.store.begin_turn_continue(user_id, run.conversation_id, message.id)
@@ -334,15 +326,15 @@ class RunManager:
             conversation_id=run.conversation_id,
             user_message_id=run.user_message_id,
             message_id=run.message_id,
-            model=self.engine.providers.resolve(state.get("model")),
-            temperature=state.get("temperature"),
-            max_tokens=state.get("max_tokens"),
-            system=state.get("system"),
+            model=self.engine.providers.resolve(state.model),
+            temperature=state.temperature,
+            max_tokens=state.max_tokens,
+            system=state.system,
             history=history,
-            tools=self.engine.tools.toolset_from_state(state.get("tools") or {}),
-            max_steps=int(state.get("max_steps", self.settings.max_steps)),
+            tools=self.engine.tools.toolset_from_state(state.tools),
+            max_steps=state.max_steps if state.max_steps is not None else self.settings.max_steps,
             parts=list(message.parts),
-            step=int(state.get("step", 0)),
+            step=state.step,
         )
 
     async def answer_elicitation(
@@ -399,14 +391,8 @@ class RunManager:
     async def recover(self) -> int:
         """At start-up: interrupt runs whose process died; re-arm timers of runs awaiting a person."""
         count = await self.sweep()
-        from sqlalchemy import select
-
-        async with self.store.sessions() as session:
-            rows = (
-                await session.execute(select(Run.id, Run.user_id).where(Run.status == "awaiting"))
-            ).all()
         now = datetime.now(UTC)
-        for run_id, user_id in rows:
+        for run_id, user_id in await self.store.awaiting_runs():
             pendings = await self.store.pending_for_run(user_id, run_id)
             open_ = [p.expires_at for p in pendings if p.status == "pending"]
             delay = (min(open_) - now).total_seconds() if open_ else 0.0

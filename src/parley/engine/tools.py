@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from parley.chat import events as ev
 from parley.chat.ids import new_id
@@ -21,8 +21,9 @@ from parley.config import ProfileConfig, Settings
 from parley.engine.history import DENIED
 from parley.engine.waiters import Waiters
 from parley.providers.base import ToolSpec
-from parley.store.repositories import Store
-from parley.store.tables import PendingInput, ToolCall, utcnow
+from parley.store import Store
+from parley.store.errors import StorageError
+from parley.store.values import PendingInput, ToolCall, ToolChoice, utcnow
 from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
 from parley.tools.registry import ToolRegistry, delegate_tool_name
 
@@ -53,8 +54,10 @@ class ToolSet:
         then the run ends with ``tool_calls`` and the client gets the calls."""
         return any(c.tool_name in self.external and c.tool_name not in self.tools for c in calls)
 
-    def state(self) -> dict[str, Any]:
-        return {"patterns": self.patterns, "servers": self.servers, "approve_all": self.approve_all}
+    def state(self) -> ToolChoice:
+        return ToolChoice(
+            patterns=self.patterns, servers=self.servers, approve_all=self.approve_all
+        )
 
 
 class ToolRunner:
@@ -86,13 +89,14 @@ class ToolRunner:
             external={spec["name"]: ToolSpec(**spec) for spec in external},
         )
 
-    def toolset_from_state(self, state: dict[str, Any]) -> ToolSet:
-        chosen = self.registry.select(state.get("patterns") or ["*"], servers=state.get("servers"))
+    def toolset_from_state(self, state: ToolChoice) -> ToolSet:
+        patterns = state.patterns or ["*"]
+        chosen = self.registry.select(patterns, servers=state.servers)
         return ToolSet(
             tools={t.name: t for t in chosen},
-            approve_all=bool(state.get("approve_all")),
-            patterns=state.get("patterns") or ["*"],
-            servers=state.get("servers"),
+            approve_all=state.approve_all,
+            patterns=patterns,
+            servers=state.servers,
         )
 
     # one step's calls --------------------------------------------------------------------
@@ -152,8 +156,7 @@ class ToolRunner:
         approved = pending.status == "approved"
         reason = answer.get("reason") or ("timed out" if pending.status == "expired" else None)
         await self.store.answer_pending(turn.user_id, pending.id, pending.status, answer)
-        pending.payload = {**payload, "resumed": True}
-        await self._mark_resumed(turn.user_id, pending)
+        await self.store.mark_resumed(turn.user_id, pending.id, payload)
         status = "approved" if approved else "denied"
         by = TIMEOUT if pending.status == "expired" else turn.user_id
         await self.store.update_tool_call(
@@ -175,16 +178,6 @@ class ToolRunner:
             args=payload["args"],
         )
         return event, (call, tool)
-
-    async def _mark_resumed(self, user_id: str, pending: PendingInput) -> None:
-        from sqlalchemy import update
-
-        async with self.store.writing() as session:
-            await session.execute(
-                update(PendingInput)
-                .where(PendingInput.id == pending.id, PendingInput.user_id == user_id)
-                .values(payload=pending.payload)
-            )
 
     # helpers -----------------------------------------------------------------------------
 
@@ -235,9 +228,15 @@ class ToolRunner:
         )
 
     def _audit_row(
-        self, turn: PreparedTurn, call: ev.ToolCallReady, tool: Tool | None, *, status: str
+        self,
+        turn: PreparedTurn,
+        call: ev.ToolCallReady,
+        tool: Tool | None,
+        *,
+        status: str,
+        **values: Any,
     ) -> ToolCall:
-        return ToolCall(
+        row = ToolCall(
             id=new_id("tc"),
             tool_call_id=call.tool_call_id,
             run_id=turn.run_id,
@@ -252,14 +251,22 @@ class ToolRunner:
             read_only=tool.read_only if tool else True,
             created_at=utcnow(),
         )
+        return dataclasses.replace(row, **values)
 
     async def _audit_rejected(
         self, turn: PreparedTurn, call: ev.ToolCallReady, tool: Tool | None, problem: str
     ) -> None:
-        row = self._audit_row(turn, call, tool, status="failed")
-        row.error = problem
-        row.read_only = True
-        row.started_at = row.finished_at = utcnow()
+        now = utcnow()
+        row = self._audit_row(
+            turn,
+            call,
+            tool,
+            status="failed",
+            error=problem,
+            read_only=True,
+            started_at=now,
+            finished_at=now,
+        )
         await self.store.record_tool_call(row)
 
     async def _run_all(
@@ -331,9 +338,9 @@ class ToolRunner:
                 turn.user_id, audit_id, status="running", started_at=utcnow()
             )
             return audit_id
-        audit = self._audit_row(turn, call, tool, status="running")
-        audit.started_at = utcnow()
-        audit.approved_by = approved_by
+        audit = self._audit_row(
+            turn, call, tool, status="running", started_at=utcnow(), approved_by=approved_by
+        )
         await self.store.record_tool_call(audit)
         return audit.id
 
@@ -463,7 +470,7 @@ class ToolRunner:
 
 def _tool_error_text(exc: Exception) -> str:
     """What the model and the client are told; parley's own storage errors stay in the logs."""
-    if isinstance(exc, SQLAlchemyError | OSError):
+    if isinstance(exc, StorageError | OSError):
         return f"the tool failed with an internal error ({type(exc).__name__}); it is logged"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 

@@ -41,9 +41,9 @@ from parley.providers.base import (
     UsageChunk,
 )
 from parley.providers.registry import ProviderRegistry, ResolvedModel
+from parley.store import Store
 from parley.store.checkpoints import CheckpointWriter
-from parley.store.repositories import Store
-from parley.store.tables import Message
+from parley.store.values import Message, RunState
 
 log = structlog.get_logger("parley.engine")
 
@@ -472,9 +472,15 @@ class Engine:
 
     async def _suspend(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
         await _settle(turn)
-        state = {"step": turn.step, "max_steps": turn.max_steps, "model": turn.model.ref}
-        state.update(temperature=turn.temperature, max_tokens=turn.max_tokens, system=turn.system)
-        state.update(tools=turn.tools.state())
+        state = RunState(
+            step=turn.step,
+            max_steps=turn.max_steps,
+            model=turn.model.ref,
+            temperature=turn.temperature,
+            max_tokens=turn.max_tokens,
+            system=turn.system,
+            tools=turn.tools.state(),
+        )
         await self.store.finish_turn(
             turn.user_id,
             run_id=turn.run_id,

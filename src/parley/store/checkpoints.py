@@ -13,13 +13,13 @@ import asyncio
 import structlog
 
 from parley.chat.messages import Part
-from parley.store.repositories import Store
+from parley.store.turns import TurnStore
 
 log = structlog.get_logger("parley.store")
 
 
 class CheckpointWriter:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: TurnStore) -> None:
         self.store = store
         self._waiting: dict[str, tuple[str, list[Part]]] = {}
         self._saving: dict[str, asyncio.Event] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,15 +15,14 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from parley.store.values import utcnow as utcnow  # the columns' default, as the store's
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -219,3 +218,15 @@ class SigninCode(Base):
     user_id: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The tables as Core sees them: the store's statements are written against these.
+users = cast(Table, User.__table__)
+conversations = cast(Table, Conversation.__table__)
+messages = cast(Table, Message.__table__)
+runs = cast(Table, Run.__table__)
+tool_calls = cast(Table, ToolCall.__table__)
+pending_inputs = cast(Table, PendingInput.__table__)
+approval_rules = cast(Table, ApprovalRule.__table__)
+tasks = cast(Table, Task.__table__)
+signin_codes = cast(Table, SigninCode.__table__)

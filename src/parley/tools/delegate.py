@@ -16,8 +16,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
-
 from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.chat.messages import PartsBuilder
@@ -25,7 +23,7 @@ from parley.config import ProfileConfig, Settings
 from parley.engine.tools import ToolRunner, ToolSet
 from parley.engine.turn import BUILTIN_PROFILES, Engine, PreparedTurn
 from parley.errors import ConfigError
-from parley.store.tables import Message, ToolCall
+from parley.store.values import Message
 from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
 from parley.tools.registry import ToolRegistry, delegate_tool_name
 
@@ -209,9 +207,6 @@ class Subagent:
                 await store.update_tool_call(
                     user, audit_id, status="denied", error="an agent cannot ask for approval"
                 )
-        async with store.writing() as session:
-            await session.execute(
-                update(ToolCall)
-                .where(ToolCall.run_id == turn.run_id, ToolCall.user_id == user)
-                .values(message_id=self.parent.message_id or turn.message_id)
-            )
+        await store.move_run_tool_calls(
+            user, turn.run_id, self.parent.message_id or turn.message_id
+        )

@@ -14,7 +14,7 @@ import structlog
 
 from parley.config import McpServerConfig, Settings
 from parley.errors import ConfigError
-from parley.store.repositories import Store
+from parley.store import Store
 from parley.tools.base import Tool
 from parley.tools.delegate import register_delegates
 from parley.tools.mcp import McpServer, McpTool, tool_name

@@ -53,7 +53,7 @@ from parley.protocols.openai_chat import (
     suspended_message,
 )
 from parley.protocols.reply import collect
-from parley.store.tables import Conversation
+from parley.store.values import Conversation
 
 CONVERSATION_HEADER = "X-Parley-Conversation"
 

@@ -27,7 +27,7 @@ from parley.engine.turn import TurnRequest
 from parley.errors import ParleyError, RateLimited
 from parley.protocols.base import Frames
 from parley.protocols.seeds import SessionChatSSE
-from parley.store.tables import Conversation, Message
+from parley.store.values import Conversation, Message
 
 # the seed's own codes, where it has one for the error; parley's elsewhere
 SEED_CODES = {"ERR_NOT_FOUND": "NOT_FOUND", "ERR_API_KEY_MISSING": "API_KEY_MISSING"}

@@ -34,7 +34,7 @@ from parley.errors import ParleyError, RateLimited, ValidationFailed
 from parley.protocols.base import Frames, sse
 from parley.protocols.reply import collect
 from parley.protocols.seeds import TodoChatSSE
-from parley.store.tables import Task
+from parley.store.values import Task
 from parley.wire import compact
 
 log = structlog.get_logger("parley.api")

@@ -54,7 +54,7 @@ from parley.engine.turn import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
-from parley.store.tables import Conversation
+from parley.store.values import Conversation
 
 
 class PlaygroundRoute(DoorRoute):

@@ -10,7 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool as McpServerTool
 from pydantic import BaseModel
 
-from parley.store.repositories import Store
+from parley.store import Store
 from parley.tools.base import Tool, ToolContext, ToolOutput
 from parley.tools.mcp import tool_hints
 from parley.tools.todo.server import SERVER_NAME, current_user, todo_tool_specs

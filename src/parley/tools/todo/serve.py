@@ -21,9 +21,8 @@ from parley.config import Settings, ensure_jwt_secret
 from parley.errors import Unauthenticated
 from parley.logging import configure
 from parley.serving import AnnouncingServer, listen, url_of
-from parley.store import migrate
+from parley.store import Store, migrate
 from parley.store.db import create_engine, session_factory
-from parley.store.repositories import Store
 from parley.tools.todo.server import build_server, current_user
 
 TRANSPORTS = ("stdio", "http")

@@ -21,8 +21,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from parley.errors import NotFound
-from parley.store.repositories import Store
-from parley.store.tables import Task
+from parley.store import Store
+from parley.store.values import Task
 
 SERVER_NAME = "todo"
 INSTRUCTIONS = "A personal todo list: add, list, update, complete and delete the caller's tasks."

@@ -1,0 +1,163 @@
+"""Conversations: create, read, list (keyset pages, search), update, delete, fork.
+
+Every statement takes the user id and puts it in its WHERE clause.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, or_, select, update
+
+from parley.chat.ids import new_id
+from parley.errors import NotFound, ValidationFailed
+from parley.store import tables
+from parley.store.base import StoreBase
+from parley.store.values import Conversation, utcnow
+
+CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+C = tables.conversations.c
+_OWNED = (  # every table of a conversation's, deleted with it
+    tables.messages,
+    tables.tool_calls,
+    tables.pending_inputs,
+    tables.runs,
+)
+
+
+def conversation(conn: Connection, user_id: str, conversation_id: str) -> Conversation:
+    """The user's conversation, or :class:`NotFound`."""
+    stmt = select(tables.conversations).where(C.id == conversation_id, C.user_id == user_id)
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound("conversation not found")
+    return Conversation.from_row(row)
+
+
+def new_conversation(conn: Connection, user_id: str, fields: dict[str, Any]) -> Conversation:
+    now = utcnow()
+    values = {"id": new_id("conv"), "user_id": user_id, "created_at": now, "updated_at": now}
+    values.update(fields, metadata=fields.get("metadata") or {})  # the column's name
+    # the row as stored, with the columns' own defaults: not a second copy of them here
+    stmt = insert(tables.conversations).returning(*tables.conversations.columns)
+    return Conversation.from_row(conn.execute(stmt, values).mappings().one())
+
+
+def set_leaf(conn: Connection, user_id: str, conversation_id: str, leaf: str | None) -> int:
+    stmt = (
+        update(tables.conversations)
+        .where(C.id == conversation_id, C.user_id == user_id)
+        .values(active_leaf_id=leaf, updated_at=utcnow())
+    )
+    return int(conn.execute(stmt).rowcount)
+
+
+def encode_cursor(when: datetime, ident: str) -> str:
+    raw = f"{when.isoformat()}|{ident}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, ident = raw.split("|", 1)
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None or not ident.isprintable() or len(ident) > 40:
+            raise ValueError("not a cursor this server writes")
+        return moment, ident
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("cursor is not one this server gave out") from exc
+
+
+def _search_clause(user_id: str, q: str) -> Any:
+    pattern = q.lower()
+    m = tables.messages.c
+    in_text = exists().where(
+        m.conversation_id == C.id,
+        m.user_id == user_id,
+        func.lower(m.text).contains(pattern, autoescape=True),
+    )
+    return or_(func.lower(C.title).contains(pattern, autoescape=True), in_text)
+
+
+class ConversationStore(StoreBase):
+    async def create_conversation(self, user_id: str, **fields: Any) -> Conversation:
+        await self.ensure_user(user_id)
+        return await self.write(lambda conn: new_conversation(conn, user_id, fields), on_loop=True)
+
+    async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation:
+        return await self.read(
+            lambda conn: conversation(conn, user_id, conversation_id), on_loop=True
+        )
+
+    async def find_conversation_by_external(
+        self, user_id: str, external_id: str
+    ) -> Conversation | None:
+        stmt = select(tables.conversations).where(
+            C.user_id == user_id, C.external_id == external_id
+        )
+
+        def find(conn: Connection) -> Conversation | None:
+            row = conn.execute(stmt).mappings().first()
+            return None if row is None else Conversation.from_row(row)
+
+        return await self.read(find)
+
+    async def list_conversations(
+        self, user_id: str, *, limit: int, cursor: str | None = None, q: str | None = None
+    ) -> tuple[Sequence[Conversation], str | None]:
+        """Newest first, keyset-paginated on ``(updated_at, id)``."""
+        stmt: Select[Any] = select(tables.conversations).where(C.user_id == user_id)
+        if cursor:
+            when, ident = decode_cursor(cursor)
+            stmt = stmt.where(or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident)))
+        if q:
+            stmt = stmt.where(_search_clause(user_id, q))
+        stmt = stmt.order_by(C.updated_at.desc(), C.id.desc()).limit(limit + 1)
+
+        def page(conn: Connection) -> list[Conversation]:
+            return [Conversation.from_row(row) for row in conn.execute(stmt).mappings()]
+
+        rows = await self.read(page)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id)
+        return rows, next_cursor
+
+    async def update_conversation(
+        self, user_id: str, conversation_id: str, fields: dict[str, Any]
+    ) -> Conversation:
+        values = {**fields, "updated_at": utcnow()}  # ``metadata`` is the column's own name
+        stmt = (
+            update(tables.conversations)
+            .where(C.id == conversation_id, C.user_id == user_id)
+            .values(**values)
+            .returning(*tables.conversations.columns)
+        )
+
+        def change(conn: Connection) -> Conversation:
+            row = conn.execute(stmt).mappings().first()
+            if row is None:
+                raise NotFound("conversation not found")
+            return Conversation.from_row(row)
+
+        return await self.write(change)
+
+    async def delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        def remove(conn: Connection) -> None:
+            conversation(conn, user_id, conversation_id)
+            for table in _OWNED:
+                c = table.c
+                conn.execute(
+                    delete(table).where(c.conversation_id == conversation_id, c.user_id == user_id)
+                )
+            conn.execute(
+                delete(tables.conversations).where(C.id == conversation_id, C.user_id == user_id)
+            )
+
+        await self.write(remove)

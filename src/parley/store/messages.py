@@ -1,0 +1,270 @@
+"""Messages: the tree of a conversation, read by branch (leaf up to the root) and page.
+
+Every statement takes the user id and puts it in its WHERE clause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert, or_, select, text
+
+from parley.chat.ids import new_id
+from parley.chat.messages import Part, text_of
+from parley.errors import NotFound
+from parley.store import tables
+from parley.store.base import StoreBase
+from parley.store.conversations import (
+    CONVERSATION_FIELDS,
+    conversation,
+    new_conversation,
+    set_leaf,
+)
+from parley.store.values import Conversation, Message, utcnow
+
+M = tables.messages.c
+# Walk ``parent_id`` up from the leaf and return the branch's messages, oldest first, in one
+# statement. Each step is a primary-key lookup and the owner is checked on the way out: with
+# the owner in the step, PostgreSQL on stale statistics scanned the whole conversation at every
+# step.
+BRANCH = text(
+    f"""
+    WITH RECURSIVE branch(id, parent_id, n) AS (
+        SELECT id, parent_id, 1 FROM messages
+         WHERE id = :leaf AND conversation_id = :conv AND user_id = :user
+        UNION ALL
+        SELECT m.id, m.parent_id, b.n + 1
+          FROM branch b JOIN messages m ON m.id = b.parent_id
+         WHERE b.n < :limit
+    )
+    SELECT {", ".join(f"messages.{c.name}" for c in tables.messages.columns)}
+      FROM branch JOIN messages ON messages.id = branch.id
+     WHERE messages.conversation_id = :conv AND messages.user_id = :user
+     ORDER BY branch.n DESC
+    """
+).columns(*tables.messages.columns)
+
+
+def message(conn: Connection, user_id: str, conversation_id: str, message_id: str) -> Message:
+    """The user's message in that conversation, or :class:`NotFound`."""
+    stmt = select(tables.messages).where(
+        M.id == message_id, M.conversation_id == conversation_id, M.user_id == user_id
+    )
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound("message not found")
+    return Message(**row)
+
+
+def branch_rows(
+    conn: Connection, user_id: str, conversation_id: str, leaf_id: str, limit: int | None
+) -> list[Message]:
+    params: dict[str, Any] = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
+    params["limit"] = limit if limit is not None else 1_000_000_000
+    return [Message(**row) for row in conn.execute(BRANCH, params).mappings()]
+
+
+def depth_after(conn: Connection, user_id: str, conversation_id: str, parent_id: str | None) -> int:
+    """The depth of a new child of ``parent_id`` (0 at the root)."""
+    if parent_id is None:
+        return 0
+    stmt = select(M.depth).where(
+        M.id == parent_id, M.conversation_id == conversation_id, M.user_id == user_id
+    )
+    depth = conn.execute(stmt).scalar_one_or_none()
+    if depth is None:
+        raise NotFound("parent message not found")
+    return int(depth) + 1
+
+
+def message_values(
+    user_id: str,
+    conversation_id: str,
+    role: str,
+    parts: list[Part],
+    status: str = "complete",
+    model: str | None = None,
+) -> dict[str, Any]:
+    """A new message's columns, but for where it hangs (``parent_id`` and ``depth``)."""
+    now = utcnow()
+    return {
+        "id": new_id("msg"),
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "role": role,
+        "parts": parts,
+        "text": text_of(parts),
+        "status": status,
+        "model": model,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert new messages (every column given): one ``executemany``."""
+    conn.execute(insert(tables.messages), rows)
+
+
+class MessageStore(StoreBase):
+    async def get_message(self, user_id: str, conversation_id: str, message_id: str) -> Message:
+        return await self.read(lambda conn: message(conn, user_id, conversation_id, message_id))
+
+    async def branch(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        leaf_id: str | None,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """The messages from ``leaf_id`` up to the root, oldest first (at most ``limit``)."""
+        if leaf_id is None:
+            return []
+        return await self.read(
+            lambda conn: branch_rows(conn, user_id, conversation_id, leaf_id, limit),
+            on_loop=True,
+        )
+
+    async def messages_before(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        before: str | None,
+        limit: int,
+        convo: Conversation | None = None,
+    ) -> tuple[list[Message], bool]:
+        """A page of the active branch ending just before ``before`` (or at the leaf);
+        ``convo`` when the caller has already read the conversation."""
+
+        def page(conn: Connection) -> list[Message]:
+            leaf = (convo or conversation(conn, user_id, conversation_id)).active_leaf_id
+            if before is not None:
+                leaf = message(conn, user_id, conversation_id, before).parent_id
+            if leaf is None:
+                return []
+            return branch_rows(conn, user_id, conversation_id, leaf, limit + 1)
+
+        rows = await self.read(page, on_loop=True)
+        has_more = len(rows) > limit
+        return (rows[1:] if has_more else rows), has_more
+
+    async def children(self, user_id: str, conversation_id: str, parent_id: str) -> list[Message]:
+        stmt = (
+            select(tables.messages)
+            .where(
+                M.conversation_id == conversation_id,
+                M.user_id == user_id,
+                M.parent_id == parent_id,
+            )
+            .order_by(M.created_at)
+        )
+        return await self.read(lambda conn: [Message(**r) for r in conn.execute(stmt).mappings()])
+
+    async def sibling_counts(
+        self, user_id: str, conversation_id: str, messages: Sequence[Message]
+    ) -> dict[str, list[str]]:
+        """For each message, the ids of the messages that share its parent (its branches)."""
+        parents = [p for p in {m.parent_id for m in messages} if p]
+        stmt = (
+            select(M.id, M.parent_id)
+            .where(
+                M.conversation_id == conversation_id,
+                M.user_id == user_id,
+                or_(M.parent_id.in_(parents), M.parent_id.is_(None)),
+            )
+            .order_by(M.created_at, M.id)
+        )
+        rows = await self.read(lambda conn: conn.execute(stmt).all())
+        groups: dict[str | None, list[str]] = {}
+        for ident, parent in rows:
+            groups.setdefault(parent, []).append(ident)
+        return {m.id: groups.get(m.parent_id, [m.id]) for m in messages}
+
+    async def set_active_leaf(self, user_id: str, conversation_id: str, message_id: str) -> None:
+        """Switch branches: the active leaf becomes the newest descendant of ``message_id``."""
+        await self.get_message(user_id, conversation_id, message_id)
+        leaf = message_id
+        while kids := await self.children(user_id, conversation_id, leaf):
+            leaf = kids[-1].id
+        await self.write(lambda conn: set_leaf(conn, user_id, conversation_id, leaf))
+
+    async def add_message(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        role: str,
+        parts: list[Part],
+        parent_id: str | None,
+        status: str = "complete",
+        model: str | None = None,
+    ) -> Message:
+        """Append one finished message and make it the active leaf."""
+        row = message_values(user_id, conversation_id, role, parts, status, model)
+
+        def add(conn: Connection) -> Message:
+            if not set_leaf(conn, user_id, conversation_id, row["id"]):
+                raise NotFound("conversation not found")
+            row.update(
+                parent_id=parent_id, depth=depth_after(conn, user_id, conversation_id, parent_id)
+            )
+            insert_messages(conn, [row])
+            return Message(**row)
+
+        return await self.write(add)
+
+    async def fork(self, user_id: str, conversation_id: str, message_id: str) -> Conversation:
+        """A new conversation holding copies of the branch up to and including ``message_id``."""
+
+        def copy(conn: Connection) -> Conversation:
+            source = conversation(conn, user_id, conversation_id)
+            history = branch_rows(conn, user_id, conversation_id, message_id, None)
+            if not history:
+                raise NotFound("message not found")
+            fields = {name: getattr(source, name) for name in CONVERSATION_FIELDS}
+            fields["title"] = f"{source.title or 'Conversation'} (fork)"
+            fields["metadata"] = {**source.metadata_, "forked_from": source.id}
+            convo = new_conversation(conn, user_id, fields)
+            copies = _copy_chain(history, convo.id)
+            insert_messages(conn, copies)
+            set_leaf(conn, user_id, convo.id, copies[-1]["id"])
+            return conversation(conn, user_id, convo.id)
+
+        await self.ensure_user(user_id)
+        return await self.write(copy)
+
+
+def _copy_chain(history: Sequence[Message], conversation_id: str) -> list[dict[str, Any]]:
+    copies: list[dict[str, Any]] = []
+    parent: str | None = None
+    for depth, original in enumerate(history):
+        ident = new_id("msg")
+        copies.append(
+            {
+                "id": ident,
+                "conversation_id": conversation_id,
+                "user_id": original.user_id,
+                "parent_id": parent,
+                "depth": depth,
+                "role": original.role,
+                "parts": original.parts,
+                "text": original.text,
+                "status": original.status,
+                "model": original.model,
+                "prompt_tokens": original.prompt_tokens,
+                "completion_tokens": original.completion_tokens,
+                "cost": original.cost,
+                "error": None,
+                "created_at": original.created_at,
+                "updated_at": original.updated_at,
+            }
+        )
+        parent = ident
+    return copies

@@ -1,0 +1,177 @@
+"""What the store hands out: frozen values built from rows, never ORM objects.
+
+Attribute names are the tables' (``Conversation.metadata_`` for the ``metadata`` column). A value
+is a snapshot: to change a row, call the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from parley.chat.messages import Part
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conversation:
+    id: str
+    user_id: str
+    title: str | None = None
+    summary: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    system: str | None = None
+    profile: str | None = None
+    metadata_: dict[str, Any] = field(default_factory=dict)
+    active_leaf_id: str | None = None
+    external_id: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Conversation:
+        values = dict(row)
+        values["metadata_"] = values.pop("metadata") or {}
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A stored message; an in-memory one (a subagent's task) needs only ``role`` and
+    ``parts``."""
+
+    role: str
+    parts: list[Part]
+    id: str = ""
+    conversation_id: str = ""
+    user_id: str = ""
+    parent_id: str | None = None
+    depth: int = 0
+    text: str = ""
+    status: str = "complete"
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    error: dict[str, Any] | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+class ToolChoice(BaseModel):
+    """Which tools a suspended run had: what :class:`~parley.engine.tools.ToolSet` is made of."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patterns: list[str] | None = None
+    servers: list[str] | None = None
+    approve_all: bool = False
+
+
+class RunState(BaseModel):
+    """What a run suspended for a person needs to continue (``runs.state``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int = 0
+    max_steps: int | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    system: str | None = None
+    tools: ToolChoice = ToolChoice()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    id: str
+    user_id: str
+    conversation_id: str
+    message_id: str
+    user_message_id: str | None = None
+    status: str = "running"
+    model: str | None = None
+    state: RunState | None = None  # set while the run is suspended
+    owner: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    last_event_id: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Run:
+        values = dict(row)
+        state = values.pop("state")
+        return cls(**values, state=RunState.model_validate(state) if state else None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """A row of the audit log: one tool call the model asked for."""
+
+    id: str
+    tool_call_id: str
+    run_id: str
+    conversation_id: str
+    message_id: str
+    user_id: str
+    tool_name: str
+    status: str
+    server: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    read_only: bool = False
+    approved_by: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingInput:
+    """An approval or elicitation waiting for a person, with what the run needs to continue."""
+
+    id: str
+    kind: str  # approval | elicitation
+    run_id: str
+    user_id: str
+    conversation_id: str
+    expires_at: datetime
+    tool_call_id: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    status: str = "pending"
+    answer: dict[str, Any] | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRule:
+    id: str
+    user_id: str
+    scope: str  # tool | server
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    id: int
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    created_at: datetime
+    updated_at: datetime
