@@ -46,6 +46,7 @@ from parley.store.tables import (
     Task,
     ToolCall,
 )
+from parley.store.values import PendingInput as NewPendingInput
 from parley.tools.base import FunctionTool, ToolContext
 from parley.tools.registry import ToolRegistry
 
@@ -115,7 +116,7 @@ async def alice(live: Live) -> Alice:
     rule = await store.add_rule("alice", "tool", "echo")
     task = await store.add_task("alice", "alice's task", None)
     await store.add_pending(
-        PendingInput(
+        NewPendingInput(
             id="elic_alice",
             kind="elicitation",
             run_id=run_id,

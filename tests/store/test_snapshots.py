@@ -1,15 +1,18 @@
-"""Objects the store hands out as snapshots read exactly like the ORM's own."""
+"""The store hands out frozen values that read exactly like the rows the ORM loads."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import inspect, select
 
+from parley.store import Store
 from parley.store.db import create_engine, session_factory
-from parley.store.repositories import Store, _detached, _message_values
-from parley.store.tables import Conversation, Message
+from parley.store.tables import Conversation as ConversationRow
+from parley.store.tables import Message as MessageRow
+from parley.store.values import Conversation, Message
 
 
 @pytest.fixture
@@ -23,20 +26,26 @@ def _columns(obj: object, cls: type) -> dict[str, object]:
     return {attr.key: getattr(obj, attr.key) for attr in inspect(cls).column_attrs}
 
 
-def test_a_detached_message_reads_like_one_built_by_the_orm() -> None:
-    values = _message_values("alice", "conv_1", "assistant", [], "streaming", "openai/m")
-    values.update(parent_id="msg_0", depth=3)
-    built, fast = Message(**values), _detached(Message, dict(values))
-    assert _columns(fast, Message) == _columns(built, Message)
-    assert fast.status == "streaming" and fast.error is None
-    assert inspect(fast).session is None
+async def _rows(store: Store, cls: type, ident: str) -> dict[str, object]:
+    async with store.sessions() as session:
+        row = (await session.execute(select(cls).where(cls.id == ident))).scalar_one()  # type: ignore[attr-defined]
+    return _columns(row, cls)
+
+
+async def test_a_value_is_a_snapshot_that_cannot_be_changed(store: Store) -> None:
+    convo = await store.create_conversation("alice", title="t")
+    assert isinstance(convo, Conversation)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        convo.title = "changed"  # type: ignore[misc]
+    assert (await store.get_conversation("alice", convo.id)).title == "t"
 
 
 async def test_the_conversation_and_the_new_turn_come_back_as_stored(store: Store) -> None:
-    created = await store.create_conversation("alice", title="t")
+    created = await store.create_conversation("alice", title="t", metadata={"k": "é"})
     read = await store.get_conversation("alice", created.id)
-    assert isinstance(read, Conversation)
-    assert _columns(read, Conversation) == _columns(created, Conversation)
+    assert _columns(read, ConversationRow) == _columns(created, ConversationRow)
+    assert _columns(read, ConversationRow) == await _rows(store, ConversationRow, created.id)
+    assert read.metadata_ == {"k": "é"}
     user, assistant = await store.begin_turn(
         "alice",
         created.id,
@@ -46,12 +55,14 @@ async def test_the_conversation_and_the_new_turn_come_back_as_stored(store: Stor
         run_id="run_1",
         title=None,
     )
-    assert user is not None
+    assert user is not None and isinstance(assistant, Message)
     stored = await store.branch("alice", created.id, leaf_id=assistant.id)
-    assert [_columns(m, Message) for m in stored] == [
-        _columns(user, Message),
-        _columns(assistant, Message),
+    assert [_columns(m, MessageRow) for m in stored] == [
+        _columns(user, MessageRow),
+        _columns(assistant, MessageRow),
     ]
+    assert _columns(assistant, MessageRow) == await _rows(store, MessageRow, assistant.id)
+    assert assistant.created_at.tzinfo is not None
 
 
 async def test_a_branch_reads_as_the_orm_reads_it_oldest_first_and_owned(store: Store) -> None:
@@ -74,8 +85,10 @@ async def test_a_branch_reads_as_the_orm_reads_it_oldest_first_and_owned(store: 
     whole = await store.branch("alice", convo.id, leaf_id=leaf)
     assert [m.depth for m in whole] == list(range(8))
     async with store.sessions() as session:
-        orm = {m.id: m for m in (await session.execute(select(Message))).scalars()}
-    assert [_columns(m, Message) for m in whole] == [_columns(orm[m.id], Message) for m in whole]
+        orm = {m.id: m for m in (await session.execute(select(MessageRow))).scalars()}
+    assert [_columns(m, MessageRow) for m in whole] == [
+        _columns(orm[m.id], MessageRow) for m in whole
+    ]
     assert whole[0].parts == [{"type": "text", "text": "q0 é"}]
 
     last_three = await store.branch("alice", convo.id, leaf_id=leaf, limit=3)

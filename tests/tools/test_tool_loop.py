@@ -129,10 +129,10 @@ async def test_a_long_result_is_cut_for_the_model_and_stored_whole(
 async def test_a_storage_error_inside_a_tool_is_not_shown_to_the_model_or_the_client(
     live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
 ) -> None:
-    from sqlalchemy.exc import OperationalError
+    from parley.store.errors import StorageError
 
     async def broken(args: dict[str, Any], context: ToolContext) -> Any:
-        raise OperationalError("SELECT secret_column FROM users", {}, Exception("disk I/O"))
+        raise StorageError("disk I/O error: SELECT secret_column FROM users")
 
     tool_registry.register(FunctionTool("broken", broken, read_only=True))
     scripted.enqueue(
@@ -144,6 +144,6 @@ async def test_a_storage_error_inside_a_tool_is_not_shown_to_the_model_or_the_cl
             http, "POST", f"/api/conversations/{convo.id}/messages", json_body={"content": "go"}
         )
     errors = [e.data["error"] for e in events if e.event == "tool_error"]
-    assert errors == ["the tool failed with an internal error (OperationalError); it is logged"]
+    assert errors == ["the tool failed with an internal error (StorageError); it is logged"]
     told = scripted.requests[1].messages[-1].content
     assert isinstance(told, str) and "secret_column" not in told and "internal error" in told
