@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import event
 
 from parley.chat.ids import new_id
+from parley.store import Store
 from parley.store.checkpoints import CheckpointWriter
 from parley.store.db import create_engine, session_factory
-from parley.store import Store
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 
 from parley.chat.ids import new_id
 from parley.errors import NotFound
-from parley.store import migrate
-from parley.store.db import InlineSQLite, create_engine, session_factory
-from parley.store import Store
+from parley.store import Store, migrate
+from parley.store.db import create_engine, session_factory
+from parley.store.sqlite import InlineSQLite
 
 
 @pytest.fixture
