@@ -27,8 +27,7 @@ from parley.chat.messages import text_of
 from parley.config import Settings
 from parley.providers.registry import ProviderRegistry
 from parley.providers.scripted import ScriptedProvider
-from parley.store import migrate
-from parley.store.repositories import Store
+from parley.store import Store, migrate
 from parley.store.tables import Conversation, Message
 from parley.tools.registry import ToolRegistry
 
