@@ -11,7 +11,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from parley.chat.ids import new_id
 from parley.errors import NotFound, ValidationFailed
@@ -29,10 +41,15 @@ _OWNED = (  # every table of a conversation's, deleted with it
 )
 
 
+CONVERSATION_BY_ID = select(tables.conversations).where(
+    C.id == bindparam("b_conversation"), C.user_id == bindparam("b_user")
+)
+
+
 def conversation(conn: Connection, user_id: str, conversation_id: str) -> Conversation:
     """The user's conversation, or :class:`NotFound`."""
-    stmt = select(tables.conversations).where(C.id == conversation_id, C.user_id == user_id)
-    row = conn.execute(stmt).mappings().first()
+    params = {"b_conversation": conversation_id, "b_user": user_id}
+    row = conn.execute(CONVERSATION_BY_ID, params).mappings().first()
     if row is None:
         raise NotFound("conversation not found")
     return Conversation.from_row(row)

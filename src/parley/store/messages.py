@@ -106,9 +106,12 @@ def message_values(
     }
 
 
+INSERT_MESSAGES = insert(tables.messages)
+
+
 def insert_messages(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert new messages (every column given): one ``executemany``."""
-    conn.execute(insert(tables.messages), rows)
+    conn.execute(INSERT_MESSAGES, rows)
 
 
 class MessageStore(StoreBase):

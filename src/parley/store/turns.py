@@ -7,10 +7,11 @@ Every statement takes the user id and puts it in its WHERE clause.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Update, bindparam, func, insert, select, update
 
 from parley.chat.messages import Part, text_of
 from parley.chat.usage import TokenUsage
@@ -34,19 +35,65 @@ SAVE_REPLIES = (
 )
 
 
+# The statements of every turn, built once with bound parameters: building and keying a
+# statement per call cost more than SQLite's work.
+_OWNED_CONVERSATION = (C.id == bindparam("b_conversation"), C.user_id == bindparam("b_user"))
+MOVE_LEAF = (
+    update(tables.conversations)
+    .where(*_OWNED_CONVERSATION)
+    .values(
+        active_leaf_id=bindparam("leaf_id", type_=C.active_leaf_id.type),
+        updated_at=bindparam("now", type_=C.updated_at.type),
+    )
+)
+# the first message names an untitled conversation
+MOVE_LEAF_AND_TITLE = MOVE_LEAF.values(
+    title=func.coalesce(func.nullif(C.title, ""), bindparam("new_title", type_=C.title.type))
+)
+INSERT_RUN = insert(tables.runs)
+FINISH_REPLY = SAVE_REPLIES.values(
+    status=bindparam("new_status", type_=M.status.type),
+    prompt_tokens=M.prompt_tokens + bindparam("add_prompt", type_=M.prompt_tokens.type),
+    completion_tokens=M.completion_tokens
+    + bindparam("add_completion", type_=M.completion_tokens.type),
+    cost=M.cost + bindparam("add_cost", type_=M.cost.type),
+    error=bindparam("new_error", type_=M.error.type),
+)
+ADD_USAGE = (
+    update(tables.conversations)
+    .where(*_OWNED_CONVERSATION)
+    .values(
+        prompt_tokens=C.prompt_tokens + bindparam("add_prompt", type_=C.prompt_tokens.type),
+        completion_tokens=C.completion_tokens
+        + bindparam("add_completion", type_=C.completion_tokens.type),
+        cost=C.cost + bindparam("add_cost", type_=C.cost.type),
+        updated_at=bindparam("now", type_=C.updated_at.type),
+    )
+)
+
+
+@functools.cache
+def _end_run(*, with_state: bool, finished: bool) -> Update:
+    """The run's end: its status, its suspended state when it has one, its finish time."""
+    values: dict[str, Any] = {"status": bindparam("run_status", type_=R.status.type)}
+    if with_state:
+        values["state"] = bindparam("new_state", type_=R.state.type)
+    if finished:
+        values["finished_at"] = bindparam("now", type_=R.finished_at.type)
+    where = R.id == bindparam("b_run"), R.user_id == bindparam("b_user")
+    return update(tables.runs).where(*where).values(**values)
+
+
 def _move_leaf(
     conn: Connection, user_id: str, conversation_id: str, leaf_id: str, title: str | None
 ) -> None:
     """Point the conversation at its new leaf (and name it if it has no title yet)."""
-    values: dict[str, Any] = {"active_leaf_id": leaf_id, "updated_at": utcnow()}
-    if title:  # the first message names an untitled conversation
-        values["title"] = func.coalesce(func.nullif(C.title, ""), title)
-    stmt = (
-        update(tables.conversations)
-        .where(C.id == conversation_id, C.user_id == user_id)
-        .values(**values)
-    )
-    if not conn.execute(stmt).rowcount:
+    params: dict[str, Any] = {"b_conversation": conversation_id, "b_user": user_id}
+    params["leaf_id"] = leaf_id
+    params["now"] = utcnow()
+    if title:
+        params["new_title"] = title
+    if not conn.execute(MOVE_LEAF_AND_TITLE if title else MOVE_LEAF, params).rowcount:
         raise NotFound("conversation not found")
 
 
@@ -63,14 +110,6 @@ def _link(rows: list[dict[str, Any]], parent_id: str | None, depth: int) -> None
     for row in rows:
         row.update(parent_id=parent_id, depth=depth)
         parent_id, depth = row["id"], depth + 1
-
-
-def _save_reply(user_id: str, message_id: str, parts: list[Part]) -> Any:
-    return (
-        update(tables.messages)
-        .where(M.id == message_id, M.user_id == user_id)
-        .values(parts=parts, text=text_of(parts), updated_at=utcnow())
-    )
 
 
 class TurnStore(StoreBase):
@@ -128,7 +167,7 @@ class TurnStore(StoreBase):
                 assistant = Message(**rows[-1])
             else:
                 assistant = _restream(conn, user_id, conversation_id, leaf_id)
-            conn.execute(insert(tables.runs), run)
+            conn.execute(INSERT_RUN, run)
             return assistant
 
         assistant = await self.write(begin, on_loop=True)
@@ -186,34 +225,20 @@ class TurnStore(StoreBase):
         run_state: RunState | None = None,
     ) -> None:
         """One commit: the final reply, its usage added to the conversation, the run's end."""
-        now = utcnow()
-        reply = _save_reply(user_id, message_id, parts).values(
-            status=status,
-            prompt_tokens=M.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=M.completion_tokens + usage.completion_tokens,
-            cost=M.cost + cost,
-            error=error,
-        )
-        usage_added = (
-            update(tables.conversations)
-            .where(C.id == conversation_id, C.user_id == user_id)
-            .values(
-                prompt_tokens=C.prompt_tokens + usage.prompt_tokens,
-                completion_tokens=C.completion_tokens + usage.completion_tokens,
-                cost=C.cost + cost,
-                updated_at=now,
-            )
-        )
-        end: dict[str, Any] = {"status": run_status or status}
+        params: dict[str, Any] = {"b_user": user_id, "b_message": message_id, "b_run": run_id}
+        params.update(b_conversation=conversation_id, now=utcnow(), new_error=error)
+        params.update(new_parts=parts, new_text=text_of(parts), add_cost=cost)
+        params.update(add_prompt=usage.prompt_tokens, add_completion=usage.completion_tokens)
+        params.update(new_status=status, run_status=run_status or status)
         if run_state is not None:
-            end["state"] = run_state.model_dump()
-        if end["status"] != "awaiting":
-            end["finished_at"] = now
-        run_end = update(tables.runs).where(R.id == run_id, R.user_id == user_id).values(**end)
+            params["new_state"] = run_state.model_dump()
+        end = _end_run(
+            with_state=run_state is not None, finished=params["run_status"] != "awaiting"
+        )
 
         def finish(conn: Connection) -> None:
-            conn.execute(reply)
-            conn.execute(usage_added)
-            conn.execute(run_end)
+            conn.execute(FINISH_REPLY, params)
+            conn.execute(ADD_USAGE, params)
+            conn.execute(end, params)
 
         await self.write(finish, on_loop=True)
