@@ -57,6 +57,8 @@ from parley.store.tables import (
 T = TypeVar("T")
 
 CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+CONVERSATION_STATUSES = ("active", "archived")
+LIST_STATUSES = (*CONVERSATION_STATUSES, "all")  # what a list of conversations may filter by
 
 # The statements of a chat request, built once: each keeps its compiled form and cache key,
 # and the writes go through Core (no unit of work, no identity map) with user_id in the WHERE.
@@ -407,10 +409,22 @@ class Store:
             return (await session.execute(stmt)).scalars().first()
 
     async def list_conversations(
-        self, user_id: str, *, limit: int, cursor: str | None = None, q: str | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        q: str | None = None,
+        status: str = "active",
+        skip: int = 0,
     ) -> tuple[Sequence[Conversation], str | None]:
-        """Newest first, keyset-paginated on ``(updated_at, id)``."""
+        """Newest first, keyset-paginated on ``(updated_at, id)``, and ``skip`` rows after the
+        cursor passed over (offset paging); ``status`` is one of :data:`LIST_STATUSES`."""
+        if status not in LIST_STATUSES:
+            raise ValidationFailed(f"status must be one of {', '.join(LIST_STATUSES)}")
         stmt: Select[Any] = select(Conversation).where(Conversation.user_id == user_id)
+        if status != "all":
+            stmt = stmt.where(Conversation.status == status)
         if cursor:
             when, ident = decode_cursor(cursor)
             stmt = stmt.where(
@@ -424,7 +438,7 @@ class Store:
         stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         async with self.sessions() as session:
             rows: Sequence[Conversation] = (
-                (await session.execute(stmt.limit(limit + 1))).scalars().all()
+                (await session.execute(stmt.offset(skip).limit(limit + 1))).scalars().all()
             )
         next_cursor = None
         if len(rows) > limit:
@@ -435,6 +449,8 @@ class Store:
     async def update_conversation(
         self, user_id: str, conversation_id: str, fields: dict[str, Any]
     ) -> Conversation:
+        if fields.get("status", "active") not in CONVERSATION_STATUSES:
+            raise ValidationFailed(f"status must be one of {', '.join(CONVERSATION_STATUSES)}")
         async with self.writing() as session:
             convo = await self._conversation(session, user_id, conversation_id)
             for name, value in fields.items():
@@ -740,6 +756,16 @@ class Store:
                 Run.user_id == user_id,
                 Run.status.in_(("running", "awaiting")),
             )
+            .order_by(Run.created_at.desc())
+        )
+        async with self.sessions() as session:
+            return (await session.execute(stmt)).scalars().first()
+
+    async def latest_run(self, user_id: str, conversation_id: str) -> Run | None:
+        """The conversation's newest run, whatever its status."""
+        stmt = (
+            select(Run)
+            .where(Run.conversation_id == conversation_id, Run.user_id == user_id)
             .order_by(Run.created_at.desc())
         )
         async with self.sessions() as session:
