@@ -19,7 +19,8 @@ from tests.support.lines import parley
 from tests.support.processes import fake_openai_env, start_parley
 
 from parley.errors import PortInUse
-from parley.serving import FullCollections, listen, served_app
+from parley.gc_schedule import FullCollections
+from parley.serving import listen, served_app
 
 
 def test_the_listening_socket_gives_its_connections_tcp_nodelay() -> None:

@@ -40,6 +40,7 @@ from parley.metrics import Metrics
 from parley.metrics import router as metrics_router
 from parley.providers.registry import ProviderRegistry, build_registry
 from parley.runs.base import RunHub
+from parley.runs.fanout import build_fanout
 from parley.runs.memory import MemoryRunHub
 from parley.store import Store, migrate
 from parley.store.db import create_engine, session_factory
@@ -77,7 +78,8 @@ async def build_services(
         engine=chat_engine, hub=hub, store=store, settings=settings, instance=instance
     )
     metrics = Metrics()
-    manager.listeners.append(metrics)
+    fanout = build_fanout(settings.redis_url, ttl=settings.run_ttl)
+    manager.listeners += [metrics, fanout]
     return Services(
         settings=settings,
         store=store,
@@ -87,6 +89,7 @@ async def build_services(
         engine=chat_engine,
         runs=manager,
         metrics=metrics,
+        fanout=fanout,
     )
 
 
@@ -119,6 +122,7 @@ async def close_services(services: Services) -> None:
     await services.runs.aclose()
     await services.tools.aclose()
     await services.runs.hub.aclose()
+    await services.fanout.aclose()
     await services.providers.aclose()
     await services.store.close()
 
@@ -160,10 +164,6 @@ def create_app(
         responses=ERROR_RESPONSES,
     )
     errors.install(app)
-    # the streaming chat routes first: a request is matched against the routes in order, and
-    # sending a message takes the lean route before FastAPI's (which the OpenAPI document keeps)
-    for door in (chat, vercel, openai_compat):
-        app.router.routes.extend(door.lean_routes)
     app.include_router(chat.router)
     app.include_router(metrics_router)
     for module in (health, signin, conversations, runs):

@@ -10,15 +10,17 @@
     ├── Conflict                     ERR_CONFLICT            409
     ├── RateLimited                  ERR_RATE_LIMITED        429 (+ Retry-After)
     ├── InvalidModel                 ERR_INVALID_MODEL       400
-    ├── ProviderError                ERR_PROVIDER_UNAVAILABLE 502
-    │   ├── ProviderUnavailable      ERR_PROVIDER_UNAVAILABLE 503
+    ├── ProviderError                ERR_PROVIDER_UNAVAILABLE 502 (it answered with an error)
+    │   ├── ProviderUnavailable      ERR_PROVIDER_UNAVAILABLE 503 (unreachable or overloaded)
     │   └── ProviderTimeout          ERR_TIMEOUT             504
     ├── RunTimeout                   ERR_TIMEOUT             504
     └── ConfigError                  ERR_CONFIG              500 (raised at start-up, not per request)
         ├── PortInUse                ERR_CONFIG              500 (another process listens there)
-        └── ApiKeyMissing            ERR_API_KEY_MISSING     500 (a turn's provider has no key)
+        └── ApiKeyMissing            ERR_API_KEY_MISSING     503 (a turn's provider has no key)
 
-Foreign exceptions are translated at the seam where they arise (``raise … from exc``).
+Every handler reads the status from the error (``exc.status``); a failed run's event carries only
+the code, whose status is :func:`status_of`. Foreign exceptions are translated at the seam where
+they arise (``raise … from exc``).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class InvalidModel(ParleyError):
 
 
 class ProviderError(ParleyError):
-    """The model's API failed in a way a retry will not fix now."""
+    """The model's API answered with an error, or sent a stream it could not finish."""
 
     code = "ERR_PROVIDER_UNAVAILABLE"
     status = 502
@@ -123,6 +125,35 @@ class PortInUse(ConfigError):
 
 class ApiKeyMissing(ConfigError):
     """The provider a turn would ask needs an API key it was not given: found before the turn
-    starts, so that no stream begins only to carry the model API's 401."""
+    starts, so that no stream begins only to carry the model API's 401. The service is
+    unavailable until the key is configured (503)."""
 
     code = "ERR_API_KEY_MISSING"
+    status = 503
+
+
+def status_of(code: str) -> int:
+    """The HTTP status of ``code``: that of the most general class with it (the code of a
+    failed run's event), 500 for a code of no class."""
+    for cls in _tree(ParleyError):
+        if cls.code == code:
+            return cls.status
+    return 500
+
+
+def code_of(status: int) -> str:
+    """The code of an HTTP status no error of the tree chose (routing, body parsing, the edge):
+    the most general class's with that status; another client error is ``ERR_VALIDATION``."""
+    for cls in _tree(ParleyError):
+        if cls.status == status:
+            return cls.code
+    return ValidationFailed.code if 400 <= status < 500 else ParleyError.code
+
+
+def _tree(root: type[ParleyError]) -> list[type[ParleyError]]:
+    """``root`` and its subclasses, each class before its own subclasses (breadth first)."""
+    found, level = [root], [root]
+    while level:
+        level = [sub for cls in level for sub in cls.__subclasses__()]
+        found.extend(level)
+    return found

@@ -6,15 +6,9 @@ parley binds the socket itself, before the app starts: a port in use is a one-li
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ctypes
 import errno
 import gc
-import os
 import socket
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +19,7 @@ from uvicorn.supervisors import Multiprocess
 
 from parley.app import create_app
 from parley.errors import ConfigError, PortInUse
+from parley.gc_schedule import FullCollections
 
 BACKLOG = 2048  # uvicorn's
 
@@ -73,76 +68,12 @@ class AnnouncingServer(uvicorn.Server):
             self.on_started()
 
 
-class FullCollections:
-    """The garbage collector's full collections at quiet moments instead of on allocation counts.
-
-    A full collection walks every object the process tracks, which while streams are open is
-    mostly the streams' own (about 400 objects each: the run, its HTTP connections, the
-    response), and stops every stream while it does: 50 to 100 ms at 200 open streams
-    (bench/RESULTS.md, seventh session). CPython starts one whenever the objects promoted to the
-    oldest generation since the last exceed a quarter of those already there, so a server that
-    opens streams at a steady rate ran one every few seconds, each a gap in every stream.
-
-    Here the oldest generation is collected only if anything reached it since the last time
-    (``gc.get_count()[2]``), at most every ``interval`` seconds, and then when no run is in
-    progress (``busy()`` is 0, looked at every ``check`` seconds): between replies it stops
-    nobody. Under load that never pauses, it is collected anyway once ``longest`` seconds have
-    passed (ten intervals unless told). The young generations are collected as before; what
-    they do not free waits for the next full collection, so memory levels off (raising all the
-    thresholds instead, fifth session, let it grow for the length of the soak). Replies leave
-    no reference cycles behind (tests/support/garbage.py), so little waits.
-    """
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        busy: Callable[[], int] = lambda: 0,
-        longest: float | None = None,
-        check: float = 1.0,
-    ) -> None:
-        self.interval = interval
-        self.busy = busy
-        self.longest = longest if longest is not None else 10 * interval
-        self.check = min(check, interval) if interval > 0 else check
-        self._saved = gc.get_threshold()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.interval <= 0:
-            return
-        young, middle, _ = self._saved
-        gc.set_threshold(young, middle, 2**31 - 1)  # never started by CPython's counts
-        self._task = asyncio.get_running_loop().create_task(self._collect())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-            gc.set_threshold(*self._saved)
-
-    async def _collect(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(self.check)
-            waited = time.monotonic() - last
-            if waited < self.interval or gc.get_count()[2] == 0:
-                continue  # too soon, or nothing reached the oldest generation
-            if self.busy() and waited < self.longest:
-                continue  # streams would stop: wait for a quiet moment
-            gc.collect()
-            last = time.monotonic()
-
-
 def served_app() -> FastAPI:
     """The app as ``parley serve`` runs it: once started, everything it holds for its lifetime
-    (modules, settings, registries, clients; ~235,000 objects) is moved out of the garbage
-    collector's sight, so that full collections, which pause every stream, walk only what the
-    streams themselves hold, and those are run at quiet moments (:class:`FullCollections`).
+    (modules, settings, registries, clients) is moved out of the garbage collector's sight, so
+    that full collections, which pause every stream, walk only what the streams themselves hold,
+    and those are run at quiet moments (:class:`FullCollections`).
     """
-    _fewer_malloc_arenas()
     app = create_app()
     started = app.router.lifespan_context
 
@@ -163,23 +94,6 @@ def served_app() -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
-
-
-def _fewer_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to eight per core), and
-    the SQLite pool's threads each grow one. Two arenas is the usual setting for threaded Python
-    servers against memory that creeps up with fragmentation; its effect on parley has not been
-    measured apart from the other changes (the soak's memory stayed level with it).
-    ``MALLOC_ARENA_MAX`` in the environment still wins. Before any thread starts; elsewhere than
-    glibc, nothing."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_arena_max = -8
-    libc.mallopt(m_arena_max, arenas)
 
 
 def run(

@@ -34,7 +34,7 @@ async def test_every_request_is_the_local_user_with_no_token_a_bad_one_or_anothe
         other = await http.get("/api/alice/tasks")
         live.scripted.enqueue([{"text": "Hi me."}])
         cid = listed["items"][0]["id"]
-        sent = await http.post(  # the lean route: no FastAPI dependency on its way
+        sent = await http.post(
             f"/api/conversations/{cid}/messages", json={"content": "hi", "stream": False}
         )
     assert sent.status_code == 200, sent.text

@@ -193,3 +193,80 @@ async def test_bob_lists_none_of_alices_conversations(live: Live) -> None:
             await alice.post("/api/conversations", json={"title": f"a{i}"})
         assert (await bob.get("/api/conversations")).json() == {"items": [], "next_cursor": None}
         assert len((await alice.get("/api/conversations")).json()["items"]) == 3
+
+
+async def test_an_archived_conversation_leaves_the_default_list_and_comes_back(
+    live_any_db: Live,
+) -> None:
+    async with live_any_db.client() as http:
+        ids = [
+            (await http.post("/api/conversations", json={"title": f"c{i}"})).json()["id"]
+            for i in range(3)
+        ]
+        archived = await http.patch(f"/api/conversations/{ids[1]}", json={"status": "archived"})
+        assert archived.status_code == 200, archived.text
+        assert archived.json()["status"] == "archived"
+
+        async def listed(status: str | None) -> list[tuple[str, str]]:
+            params = {"status": status} if status else {}
+            page = (await http.get("/api/conversations", params=params)).json()
+            return [(c["id"], c["status"]) for c in page["items"]]
+
+        assert await listed(None) == [(ids[2], "active"), (ids[0], "active")]
+        assert await listed("active") == await listed(None)
+        assert await listed("archived") == [(ids[1], "archived")]
+        assert sorted(await listed("all")) == sorted(
+            [(ids[0], "active"), (ids[1], "archived"), (ids[2], "active")]
+        )
+        assert (await http.get(f"/api/conversations/{ids[1]}")).json()["status"] == "archived"
+
+        restored = await http.patch(f"/api/conversations/{ids[1]}", json={"status": "active"})
+        assert restored.json()["status"] == "active"
+        assert await listed("archived") == []
+        assert {i for i, _ in await listed(None)} == set(ids)
+
+
+@pytest.mark.parametrize("status", ["deleted", None, "", 1])
+async def test_a_status_other_than_active_or_archived_is_a_validation_error(
+    live: Live, status: object
+) -> None:
+    async with live.client() as http:
+        cid = (await http.post("/api/conversations", json={"title": "t"})).json()["id"]
+        bad = await http.patch(f"/api/conversations/{cid}", json={"status": status})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["code"] == "ERR_VALIDATION"
+        assert bad.headers["x-error-code"] == "ERR_VALIDATION"
+        assert (await http.get(f"/api/conversations/{cid}")).json()["status"] == "active"
+        listed = await http.get("/api/conversations", params={"status": "deleted"})
+        assert listed.status_code == 422, listed.text
+        assert listed.json()["error"]["code"] == "ERR_VALIDATION"
+
+
+async def test_editorchats_list_call_pages_by_skip_and_limit(live_any_db: Live) -> None:
+    store = live_any_db.services.store
+    made = [(await store.create_conversation("alice", title=f"c{i}")).id for i in range(45)]
+    await store.update_conversation("alice", made[10], {"status": "archived"})
+    active = [i for i in reversed(made) if i != made[10]]
+    seen: list[str] = []
+    async with live_any_db.client() as http:
+        for skip in range(0, 60, 20):
+            page = await http.get(f"/api/conversations?status=active&skip={skip}&limit=20")
+            assert page.status_code == 200, page.text
+            seen.extend(c["id"] for c in page.json()["items"])
+        assert seen == active
+        too_many = await http.get("/api/conversations?status=active&skip=0&limit=201")
+        assert too_many.status_code == 422
+        negative = await http.get("/api/conversations?skip=-1")
+        assert negative.status_code == 422
+        assert negative.json()["error"]["code"] == "ERR_VALIDATION"
+
+
+async def test_bob_archives_and_lists_none_of_alices_conversations(live: Live) -> None:
+    async with live.client("alice") as alice, live.client("bob") as bob:
+        cid = (await alice.post("/api/conversations", json={"title": "a"})).json()["id"]
+        taken = await bob.patch(f"/api/conversations/{cid}", json={"status": "archived"})
+        assert taken.status_code == 404
+        for status in ("active", "archived", "all"):
+            page = (await bob.get("/api/conversations", params={"status": status})).json()
+            assert page["items"] == [], status
+        assert (await alice.get(f"/api/conversations/{cid}")).json()["status"] == "active"

@@ -136,7 +136,7 @@ async def test_a_missing_api_key_is_api_key_missing_in_a_json_500_before_any_str
     }
     assert read["messages"] == []  # nothing was written
     assert scripted.requests == []
-    assert (own.status_code, own.json()["error"]["code"]) == (500, "ERR_API_KEY_MISSING")
+    assert (own.status_code, own.json()["error"]["code"]) == (503, "ERR_API_KEY_MISSING")
 
 
 @pytest.mark.parametrize("settings_overrides", [{"auth": "none"}])

@@ -184,8 +184,8 @@ async def test_a_task_the_assistant_adds_is_in_the_app_and_one_the_app_adds_in_t
     ]
     assert added.status_code == 201
     listed = reply["tool_calls"][0]["result"]
-    assert [t["title"] for t in listed["tasks"]] == ["Buy milk", "Call mom"]
-    assert listed["tasks"][1]["description"] == "Sunday"
+    assert [t["title"] for t in listed] == ["Buy milk", "Call mom"]  # the list, as the app reads
+    assert listed[1]["description"] == "Sunday"
 
 
 async def test_tasks_are_read_changed_filtered_and_deleted_through_rest(
@@ -237,3 +237,21 @@ async def test_another_users_tasks_are_forbidden_by_path_and_not_found_by_id(
     assert [(t.title, t.completed) for t in await live.services.store.list_tasks("bob")] == [
         ("bob's task", False)
     ]
+
+
+async def test_the_stream_gives_list_tasks_as_the_list_the_app_reads(
+    live: Live, scripted: ScriptedProvider, todo: None
+) -> None:
+    await live.services.store.add_task("alice", "milk", None)
+    listing = {"tool_call": {"name": "list_tasks", "arguments": {}, "id": "c1"}}
+    scripted.enqueue([listing], [{"text": "One."}])
+    async with live.client() as http:
+        _, events = await collect(
+            http,
+            "POST",
+            "/api/alice/chat",
+            json_body={"message": "my tasks?"},
+            headers={"Accept": "text/event-stream"},
+        )
+    [result] = [e.data for e in events if e.data["type"] == "tool_result"]
+    assert [(t["title"], t["completed"]) for t in result["result"]] == [("milk", False)]

@@ -15,6 +15,7 @@ from unittest.mock import ANY
 import pytest
 from tests.conftest import Live, token
 
+from parley.chat import events as ev
 from parley.providers.openai import OpenAIProvider
 from parley.providers.scripted import ScriptedProvider
 from parley.tools.base import FunctionTool, ToolContext
@@ -271,3 +272,153 @@ async def test_experimental_resume_with_nothing_running_reads_an_empty_stream(li
     assert result["error"] is None
     assert result["responses"][0]["status"] == 200
     assert result["parts"] == []
+
+
+async def ended(live: Live, run_id: str) -> list[ev.EngineEvent]:
+    """The run's events once it has ended (a run waiting for a person has not)."""
+    async with asyncio.timeout(5):
+        return [event async for _, event in live.services.runs.events("alice", run_id)]
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"enable_chat_v2": True, "enable_chat_v2_approvals": True, "approval_timeout": 0.3}],
+)
+async def test_a_resume_after_an_approval_timed_out_tells_the_denial_and_the_rest_once(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    calls = weather(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "I could not check."}])
+    first = await ai4(live, {"id": "chat-late", "messages": [user("Weather?")]})
+    (asked_data,) = first["data"]
+    assert asked_data["status"] == "pending"
+    asked = first["finished"]["message"]
+    assert asked["toolInvocations"][0]["state"] == "call"
+    assert isinstance((await ended(live, asked_data["runId"]))[-1], ev.RunFinished)
+
+    scenario = {"id": "chat-late", "messages": [user("Weather?"), asked], "resume": True}
+    resumed = await ai4(live, scenario)
+    assert resumed["error"] is None
+    assert resumed["responses"][0]["status"] == 200
+    assert kinds(resumed["parts"]) == [
+        "data",
+        "tool_result",
+        "start_step",
+        "text",
+        "finish_step",
+        "finish_message",
+    ]
+    assert resumed["data"] == [
+        {**asked_data, "status": "denied", "reason": "timed out", "by": "timeout"}
+    ]
+    message = resumed["finished"]["message"]
+    assert message["id"] == asked["id"]
+    (invocation,) = message["toolInvocations"]
+    assert invocation["state"] == "result" and "timed out" in invocation["result"]["error"]
+    assert message["content"] == "I could not check."
+    assert resumed["finished"]["finishReason"] == "stop"
+    assert calls == []
+
+    again = await ai4(live, scenario)
+    assert (again["responses"][0]["status"], again["parts"]) == (200, [])
+
+
+async def branch_of(live: Live, chat_id: str) -> list[Any]:
+    store = live.services.store
+    convo = await store.find_conversation_by_external("alice", chat_id)
+    assert convo is not None
+    return list(await store.branch("alice", convo.id, leaf_id=convo.active_leaf_id))
+
+
+async def test_reload_regenerates_the_last_reply_as_a_sibling_not_a_second_question(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "First."}], [{"text": "Second."}])
+    first = await ai4(live, {"id": "chat-reload", "messages": [user("Hi")]})
+    reply = first["finished"]["message"]
+    scenario = {"id": "chat-reload", "messages": [user("Hi"), reply], "reload": True}
+    again = await ai4(live, scenario)
+    assert again["error"] is None
+    assert again["finished"]["message"]["content"] == "Second."
+    new_id = again["finished"]["message"]["id"]
+    assert new_id != reply["id"]
+    branch = await branch_of(live, "chat-reload")
+    assert [(m.role, m.text) for m in branch] == [("user", "Hi"), ("assistant", "Second.")]
+    assert branch[1].id == new_id
+    assert branch[1].parent_id == branch[0].id
+    old = await live.services.store.get_message("alice", branch[0].conversation_id, reply["id"])
+    assert (old.parent_id, old.text) == (branch[0].id, "First.")
+    assert [m.content for m in scripted.requests[1].messages if m.role == "user"] == ["Hi"]
+
+
+async def test_a_new_question_with_the_same_text_is_still_a_new_message(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    scripted.enqueue([{"text": "One."}], [{"text": "Two."}])
+    first = await ai4(live, {"id": "chat-twice", "messages": [user("Hi")]})
+    messages = [user("Hi"), first["finished"]["message"], user("Hi")]
+    await ai4(live, {"id": "chat-twice", "messages": messages})
+    branch = await branch_of(live, "chat-twice")
+    assert [m.text for m in branch] == ["Hi", "One.", "Hi", "Two."]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": True, "max_steps": 1}])
+async def test_max_steps_re_posts_the_tool_results_and_the_model_goes_on_from_them(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    calls = weather(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "It is 21C."}])
+    scenario = {"id": "chat-steps", "messages": [user("Weather?")], "maxSteps": 3}
+    result = await ai4(live, scenario)
+    assert result["error"] is None
+    assert [r["status"] for r in result["responses"]] == [200, 200]
+    message = result["finished"]["message"]
+    assert [p["type"] for p in message["parts"]] == [
+        "step-start",
+        "tool-invocation",
+        "step-start",
+        "text",
+    ]
+    assert message["toolInvocations"][0]["result"] == {"tempC": 21}
+    assert message["content"] == "It is 21C."
+    assert calls == [{"city": "Paris"}]
+    assert [m.role for m in scripted.requests[1].messages][-2:] == ["assistant", "tool"]
+    branch = await branch_of(live, "chat-steps")
+    assert [(m.role, m.text) for m in branch][-1] == ("assistant", "It is 21C.")
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"), [("Yes, confirmed.", "approved"), ("No, denied.", "denied")]
+)
+@pytest.mark.parametrize(
+    "settings_overrides", [{"enable_chat_v2": True, "enable_chat_v2_approvals": True}]
+)
+async def test_a_client_side_tool_result_answers_the_approval_and_the_run_goes_on(
+    live: Live,
+    scripted: ScriptedProvider,
+    tool_registry: ToolRegistry,
+    answer: str,
+    outcome: str,
+) -> None:
+    """ai@4's human-in-the-loop: ``onToolCall`` (or ``addToolResult``) gives the call a result,
+    and ``maxSteps`` re-posts it."""
+    calls = weather(tool_registry)
+    scripted.enqueue([WEATHER_CALL], [{"text": "Done."}])
+    scenario = {
+        "id": "chat-hitl",
+        "messages": [user("Weather?")],
+        "maxSteps": 5,
+        "toolResults": {"get_weather": answer},
+    }
+    result = await ai4(live, scenario)
+    assert result["error"] is None
+    assert [r["status"] for r in result["responses"]] == [200, 200]
+    assert [d["status"] for d in result["data"]] == [outcome]
+    message = result["finished"]["message"]
+    (invocation,) = message["toolInvocations"]
+    if outcome == "approved":
+        assert (invocation["result"], calls) == ({"tempC": 21}, [{"city": "Paris"}])
+    else:
+        assert "No, denied." in invocation["result"]["error"] and calls == []
+    assert message["content"] == "Done."
+    assert result["finished"]["finishReason"] == "stop"

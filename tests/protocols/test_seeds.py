@@ -81,6 +81,7 @@ def test_progress_messages_follow_a_run() -> None:
     assert out == [
         {
             "event_type": "agent_thinking",
+            "task_id": None,
             "tool": None,
             "message": "thinking",
             "count": 0,
@@ -90,6 +91,7 @@ def test_progress_messages_follow_a_run() -> None:
         },
         {
             "event_type": "tool_starting",
+            "task_id": None,
             "tool": "add_task",
             "message": "running add_task",
             "count": 1,
@@ -101,6 +103,7 @@ def test_progress_messages_follow_a_run() -> None:
         },
         {
             "event_type": "tool_progress",
+            "task_id": None,
             "tool": "add_task",
             "message": "saving",
             "count": 1,
@@ -113,6 +116,7 @@ def test_progress_messages_follow_a_run() -> None:
         },
         {
             "event_type": "tool_complete",
+            "task_id": "1",
             "tool": "add_task",
             "message": "add_task finished",
             "count": 1,
@@ -123,6 +127,7 @@ def test_progress_messages_follow_a_run() -> None:
         },
         {
             "event_type": "tool_error",
+            "task_id": None,
             "tool": "list_tasks",
             "message": "list_tasks failed",
             "count": 1,
@@ -133,10 +138,12 @@ def test_progress_messages_follow_a_run() -> None:
         },
         {
             "event_type": "agent_done",
+            "task_id": None,
             "tool": None,
             "message": "Done.",
             "count": 1,
             "result": "Done.",
+            "response": "Done.",
             "error": None,
             "message_id": "msg_1",
             "finish_reason": "stop",

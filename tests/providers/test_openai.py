@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import anyio
+import httpx2
 import pytest
 from tests.fakes import openai_server as api
 from tests.fakes.openai_server import FakeOpenAI
@@ -22,6 +23,7 @@ from parley.providers.base import (
     ChatMessage,
     FinishChunk,
     ImagePart,
+    ProviderEvent,
     ProviderRequest,
     ReasoningChunk,
     TextChunk,
@@ -35,9 +37,7 @@ from parley.providers.openai import (
     LOST_MID_STREAM,
     OpenAIProvider,
     RetryPolicy,
-    env_proxy,
     retry_after,
-    sse_events,
 )
 
 HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
@@ -420,14 +420,17 @@ async def test_the_request_body_is_sent_with_its_length_and_not_held_while_the_r
     assert "transfer-encoding" not in exchange.headers
 
 
+CLIENT_MODULES = ("aiohttp", "httpx2", "openai", "parley")
+
+
 def _bytes_holding(marker: bytes) -> list[str]:
-    """The client-side objects (aiohttp's, parley's) holding bytes with ``marker``
+    """The client-side objects (the HTTP client's, parley's) holding bytes with ``marker``
     (the fake server in this process keeps what it received)."""
     gc.collect()
     return [
         type(holder).__qualname__
         for holder in gc.get_objects()
-        if str(getattr(type(holder), "__module__", "")).startswith(("aiohttp", "parley"))
+        if str(getattr(type(holder), "__module__", "")).startswith(CLIENT_MODULES)
         for value in gc.get_referents(holder)
         if isinstance(value, bytes) and marker in value
     ]
@@ -520,7 +523,7 @@ async def test_a_finished_reply_leaves_nothing_for_the_garbage_collector(
     with cyclic_garbage() as garbage:
         for _ in range(3):
             assert TextChunk(text="b") in await collect(openai_provider.stream(HELLO))
-    assert types_from(garbage, "aiohttp", "parley") == set()
+    assert types_from(garbage, *CLIENT_MODULES) == set()
 
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -550,44 +553,91 @@ async def test_the_model_is_asked_through_the_proxy_the_environment_names(
     assert exchange.headers["host"] == "model.invalid"  # asked for through the proxy
 
 
-def test_the_proxy_is_found_as_curl_finds_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = "https://api.example.com/v1/chat/completions"
-    _proxy_environment(monkeypatch)
-    assert env_proxy(url) is None
-    _proxy_environment(monkeypatch, HTTPS_PROXY="http://proxy:3128")
-    assert env_proxy(url) == "http://proxy:3128"
-    assert env_proxy("http://api.example.com/v1") is None  # only HTTPS_PROXY is set
-    _proxy_environment(monkeypatch, ALL_PROXY="http://all:3128")
-    assert env_proxy(url) == "http://all:3128"
-    _proxy_environment(monkeypatch, HTTPS_PROXY="http://proxy:3128", NO_PROXY="example.com,x")
-    assert env_proxy(url) is None  # a subdomain of an exempted domain
-    assert env_proxy("https://api.other.org/v1") == "http://proxy:3128"
+async def test_a_proxy_named_for_all_schemes_is_used(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _proxy_environment(monkeypatch, ALL_PROXY=fake_openai.url)
+    fake_openai.enqueue(api.text("a", "b"))
+
+    assert TextChunk(text="b") in await _ask_once("http://model.invalid/v1")
+
+    assert fake_openai.exchanges[0].headers["host"] == "model.invalid"
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"HTTPS_PROXY": "dead"},  # names a proxy for https only
+        {"HTTP_PROXY": "dead", "NO_PROXY": "localhost,127.0.0.1"},  # exempts the model's host
+    ],
+)
+async def test_a_proxy_the_environment_does_not_name_for_the_model_is_not_used(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    with socket.socket() as dead:  # bound, not listening: a proxy used would refuse
+        dead.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        _proxy_environment(
+            monkeypatch, **{name: proxy if v == "dead" else v for name, v in variables.items()}
+        )
+        fake_openai.enqueue(api.text("a", "b"))
+
+        assert TextChunk(text="b") in await _ask_once(fake_openai.base_url)
+
+    assert fake_openai.exchanges[0].headers["host"] == fake_openai.url.removeprefix("http://")
+
+
+async def _ask_once(base_url: str) -> list[ProviderEvent]:
+    provider = OpenAIProvider(base_url=base_url, api_key="sk-test", timeout=5)
+    provider.retry_policy = RetryPolicy(max_retries=0)
+    async with contextlib.aclosing(provider):
+        return await collect(provider.stream(HELLO))
 
 
 async def test_events_are_framed_however_the_bytes_are_cut() -> None:
-    """A read may end anywhere: inside a CRLF, inside a multi-byte character, mid-field."""
+    """A read may end anywhere: inside a CRLF, inside a multi-byte character, mid-field; a
+    chunk's JSON may span data lines; what follows ``[DONE]`` is read and ignored."""
     stream = (
         ": a comment\r\n"
-        'data: {"text": "héllo ✓"}\r\n\r\n'
-        "event: other\ndata: line one\ndata: line two\n\n"
-        "data: lone CR ends lines too\r\r"
+        'data: {"choices": [{"delta": {"content": "héllo ✓"}}]}\r\n\r\n'
+        'event: other\ndata: {"choices": [{"delta":\ndata: {"content": "two lines"}}]}\n\n'
+        'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\r\r'
         "data: [DONE]\n\n"
         "data: cut off by the end of the body"
     ).encode()
-    expected = [
-        '{"text": "héllo ✓"}',
-        "line one\nline two",
-        "lone CR ends lines too",
-        "[DONE]",
-    ]
+    expected = [TextChunk(text="héllo ✓"), TextChunk(text="two lines"), FinishChunk()]
 
-    async def cut(size: int) -> AsyncIterator[bytes]:
+    for size in (1, 2, 3, 5, 7, len(stream)):
+        transport = _replaying(stream, size)
+        provider = OpenAIProvider(base_url="http://model.test/v1", api_key="x", transport=transport)
+        async with contextlib.aclosing(provider):
+            assert await collect(provider.stream(HELLO)) == expected, size
+
+
+def _replaying(stream: bytes, size: int) -> httpx2.MockTransport:
+    """A transport that answers every request with ``stream``, read ``size`` bytes at a time."""
+
+    async def body() -> AsyncIterator[bytes]:
         for i in range(0, len(stream), size):
             yield stream[i : i + size]
 
-    for size in (1, 2, 3, 5, 7, len(stream)):
-        got = [event.data async for event in sse_events(cut(size)).aiter_sse()]
-        assert got == expected, size
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    return httpx2.MockTransport(reply)
+
+
+async def test_an_answer_that_is_not_an_event_stream_is_a_provider_error(
+    fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
+) -> None:
+    """A server that ignores ``stream: true`` and answers one JSON object, say."""
+    fake_openai.enqueue(api.Scenario(steps=[b'{"choices": []}'], media_type="application/json"))
+
+    _, exc = await collect_until_error(openai_provider.stream(HELLO))
+
+    assert type(exc) is errors.ProviderError
+    assert "malformed stream" in exc.message
+    assert len(fake_openai.requests) == 1  # not retried
 
 
 @pytest.mark.parametrize("status", [301, 307, 308])
@@ -606,9 +656,15 @@ async def test_a_redirect_is_reported_not_followed(
     assert [exchange.path for exchange in fake_openai.exchanges] == ["/v1/chat/completions"]
 
 
-def test_a_proxy_named_without_a_scheme_is_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    _proxy_environment(monkeypatch, HTTPS_PROXY="proxy.internal:3128")
-    assert env_proxy("https://api.example.com/v1") == "http://proxy.internal:3128"
+async def test_a_proxy_named_without_a_scheme_is_http(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _proxy_environment(monkeypatch, HTTP_PROXY=fake_openai.url.removeprefix("http://"))
+    fake_openai.enqueue(api.text("a", "b"))
+
+    assert TextChunk(text="b") in await _ask_once("http://model.invalid/v1")
+
+    assert fake_openai.exchanges[0].headers["host"] == "model.invalid"
 
 
 async def test_a_proxy_that_never_answers_connect_times_out(

@@ -28,8 +28,11 @@ async def frames(
 
 
 def data(written: list[ServerSentEvent]) -> list[Any]:
-    """The ``data`` of each frame, JSON-decoded (``[DONE]`` stays a string)."""
-    return [f.data if f.data == "[DONE]" else json.loads(f.data) for f in written]
+    """The ``data`` of each frame, JSON-decoded (``[DONE]`` stays a string); comment frames
+    (``: ok``), which carry none, are left out."""
+    return [
+        f.data if f.data == "[DONE]" else json.loads(f.data) for f in written if f.data is not None
+    ]
 
 
 def wire(written: list[ServerSentEvent]) -> str:

@@ -14,6 +14,7 @@ from parley.engine.turn import Engine
 from parley.errors import Forbidden
 from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
+from parley.runs.fanout import MemoryFanout, UserFanout
 from parley.store import Store
 from parley.tools.registry import ToolRegistry
 
@@ -30,6 +31,7 @@ class Services:
     engine: Engine
     runs: RunManager
     metrics: Metrics = field(default_factory=Metrics)
+    fanout: UserFanout = field(default_factory=MemoryFanout)  # the progress socket's runs
 
 
 async def get_services(request: Request) -> Services:

@@ -13,20 +13,6 @@ from parley.store.values import Conversation
 
 Events = AsyncIterator[tuple[int, ev.EngineEvent]]
 
-STATUS_BY_CODE = {
-    "ERR_VALIDATION": 400,
-    "ERR_INVALID_MODEL": 400,
-    "ERR_NOT_FOUND": 404,
-    "ERR_CONFLICT": 409,
-    "ERR_RATE_LIMITED": 429,
-    "ERR_PROVIDER_UNAVAILABLE": 502,
-    "ERR_TIMEOUT": 504,
-}
-
-
-def status_for(code: str) -> int:
-    return STATUS_BY_CODE.get(code, 500)
-
 
 async def conversation_for(
     s: Services,

@@ -19,29 +19,13 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from parley.errors import ParleyError, RateLimited, ValidationFailed
+from parley.errors import ParleyError, RateLimited, ValidationFailed, code_of
 from parley.protocols.openai_chat import error_body as openai_error_body
 
 log = structlog.get_logger("parley.api")
 
 OPENAI_PREFIX = "/v1/"
 TODO_APP = re.compile(r"/api/[^/]+/(chat|tasks(/[^/]+)?)")  # the todo app's routes
-
-STATUS_CODES = {
-    400: "ERR_VALIDATION",
-    401: "ERR_UNAUTHENTICATED",
-    403: "ERR_FORBIDDEN",
-    404: "ERR_NOT_FOUND",
-    405: "ERR_VALIDATION",
-    409: "ERR_CONFLICT",
-    413: "ERR_VALIDATION",
-    415: "ERR_VALIDATION",
-    422: "ERR_VALIDATION",
-    429: "ERR_RATE_LIMITED",
-    502: "ERR_PROVIDER_UNAVAILABLE",
-    503: "ERR_PROVIDER_UNAVAILABLE",
-    504: "ERR_TIMEOUT",
-}
 
 
 def error_response(
@@ -81,7 +65,7 @@ def http_error(
     if path.startswith(OPENAI_PREFIX):
         body = openai_error_body(status, message)
         return JSONResponse(body, status_code=status, headers=headers)
-    code = STATUS_CODES.get(status, "ERR_INTERNAL")
+    code = code_of(status)
     if TODO_APP.fullmatch(path):
         return todo_error(status, code, message, headers)
     return error_response(status, code, message, headers)

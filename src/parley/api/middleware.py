@@ -9,22 +9,15 @@ SQLite but fails on PostgreSQL is worse than a clear 400), and so is a lone surr
 JSON body (``"\\ud800"``: no database stores it, no encoder writes it). An error no handler took
 becomes a 500 naming the request id.
 
-One layer, not four: each layer wrapped ``send`` and ``receive`` again, so every write of every
-stream went through each wrapper and each kept its closures for as long as the stream was open.
-
-A streamed response is played here, after the routing has returned (:func:`hand_back`): the
-routing's frames, FastAPI's exit stacks and solved dependencies, the request objects and the
-parsed body are then let go while the stream stays open for minutes (about 10 KiB of every open
-stream, bench/RESULTS.md), as they would be in a hand-written ASGI app. Dependencies with
-``yield`` are closed before the stream starts, as before FastAPI 0.106; parley has none on a
-streaming route.
+One layer, not four: each layer wraps ``send`` and ``receive`` again, and a stream keeps every
+wrapper for as long as it is open.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -39,7 +32,6 @@ log = structlog.get_logger("parley.api")
 # A JSON ``\u0000`` escape: one not itself escaped (``\\u0000`` is a backslash, then text).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
-_HAND_BACK = "parley.hand_back"  # scope key: where a streamed response leaves itself to be played
 _DOCS = ("/docs", "/redoc")
 _HOST_ALLOWED = "parley.host_allowed"  # scope key, set on a copy of the scope by HostCheck
 HOST_REFUSED = (
@@ -162,12 +154,7 @@ class Edge:
             except Refused as refused:
                 await _refuse(scope, refused, edge_send)
                 return
-            held: list[Callable[[], Awaitable[None]]] = []
-            scope[_HAND_BACK] = held
             await self.app(scope, receive, edge_send)
-            if held:
-                _let_go(scope)
-                await held.pop()()
         except Exception:
             log.exception("unhandled_error", request_id=request_id)
             if started:
@@ -202,24 +189,6 @@ class Edge:
         if escapes_lone_surrogate(body):
             raise Refused(400, LONE_SURROGATE)
         return _replay({"type": "http.request", "body": body, "more_body": False}, receive)
-
-
-def hand_back(scope: Scope, play: Callable[[], Awaitable[None]]) -> bool:
-    """Leave a streamed response to the edge, to be played once the routing has returned;
-    False (play it now) outside the edge, or for a second response of one request."""
-    held: list[Callable[[], Awaitable[None]]] | None = scope.pop(_HAND_BACK, None)
-    if held is None:
-        return False
-    held.append(play)
-    return True
-
-
-def _let_go(scope: Scope) -> None:
-    """Drop the request's own objects the routing left in the scope (which uvicorn keeps for
-    as long as the request lasts): FastAPI's exit stacks, closed by now. The matched route,
-    which the access log and the metrics read, is the app's."""
-    for key in [k for k in scope if k.startswith("fastapi_")]:
-        del scope[key]
 
 
 def _request_id(scope: Scope) -> str:

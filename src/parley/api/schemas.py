@@ -51,7 +51,7 @@ class ConversationCreate(ClientBody):
 
 
 class ConversationPatch(ConversationCreate):
-    pass
+    status: Literal["active", "archived"] = "active"  # "archived" archives, "active" restores
 
 
 class ForkRequest(ClientBody):
@@ -107,7 +107,26 @@ def _is_data_url(value: str) -> bool:
     return value[:5].lower() == "data:"
 
 
-class SendMessage(ClientBody):
+class ChatBody(ClientBody):
+    """How a chat door answers: ``stream`` (or, when it is not sent, EditorChat's
+    ``enableStreaming``) false gives one JSON reply. A body with ``enableStreaming`` is
+    EditorChat's client, which no parley client sends: it reads unnamed SSE events."""
+
+    stream: bool | None = None
+    enable_streaming: bool | None = Field(
+        default=None, validation_alias=AliasChoices("enableStreaming", "enable_streaming")
+    )
+
+    @property
+    def streaming(self) -> bool | None:
+        return self.enable_streaming if self.stream is None else self.stream
+
+    @property
+    def unnamed_events(self) -> bool:
+        return "enable_streaming" in self.model_fields_set
+
+
+class SendMessage(ChatBody):
     content: str = ""
     attachments: list[Attachment] = Field(default_factory=list, max_length=1_000)
     parent_id: str | None = Field(default=None, max_length=40)
@@ -115,17 +134,15 @@ class SendMessage(ClientBody):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     profile: str | None = Field(default=None, max_length=100)
-    stream: bool | None = None
 
 
 class EditMessage(SendMessage):
     pass
 
 
-class Regenerate(ClientBody):
+class Regenerate(ChatBody):
     model: str | None = Field(default=None, max_length=255)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    stream: bool | None = None
 
 
 class ApprovalAnswer(ClientBody):
@@ -163,6 +180,7 @@ def conversation_out(convo: Conversation) -> dict[str, Any]:
         "profile": convo.profile,
         "metadata": convo.metadata_ or {},
         "active_leaf_id": convo.active_leaf_id,
+        "status": convo.status,
         "created_at": _iso(convo.created_at),
         "updated_at": _iso(convo.updated_at),
         "usage": usage_of(convo),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
@@ -20,7 +19,6 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from parley.api.middleware import hand_back
 from parley.chat.events import EngineEvent
 from parley.protocols.base import Encoder, sse
 
@@ -62,7 +60,7 @@ class _Coalescer:
         self.pending: list[bytes] = []
         self.size = 0
         # Futures only while one side waits, not two asyncio.Events per stream (each with its
-        # own deque of waiters: about 1 KiB of every open stream's memory).
+        # own deque of waiters, held for as long as the stream is open).
         self._writer: asyncio.Future[None] | None = None  # the response, waiting for frames
         self._encoder: asyncio.Future[None] | None = None  # the encoder, waiting for room
         self.finished = False
@@ -193,8 +191,6 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         head = str(scope.get("method", "GET")).upper() == "HEAD"
-        if hand_back(scope, functools.partial(self.stream, head, receive, send)):
-            return  # the edge streams it once the routing has let go of the request
         await self.stream(head, receive, send)
 
     async def stream(self, head: bool, receive: Receive, send: Send) -> None:

@@ -24,7 +24,7 @@ from parley.chat.usage import TokenUsage
 from parley.config import Settings
 from parley.engine.turn import Engine, PreparedTurn, TurnRequest
 from parley.errors import Conflict, ValidationFailed
-from parley.runs.base import RunHub
+from parley.runs.base import RunHub, RunListener
 from parley.store import Store
 from parley.store.values import Run, RunState
 
@@ -49,7 +49,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._turns: dict[str, PreparedTurn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.listeners: list[Any] = []
+        self.listeners: list[RunListener] = []
         self.ask_first_limit = 0.2  # seconds ``start`` waits for the model request to leave
 
     # starting and driving ----------------------------------------------------------------
@@ -122,6 +122,8 @@ class RunManager:
         """Publish an event that no engine task produced (cancel of a suspended run, sweeps)."""
         await self.hub.publish(run_id, event)
         turn = self._turns.get(run_id)
+        if turn is None:  # not a run of this process: listeners have nothing to place it by
+            return
         for listener in self.listeners:
             with contextlib.suppress(Exception):
                 listener(turn, event)

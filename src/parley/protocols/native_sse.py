@@ -1,4 +1,8 @@
-"""parley's native SSE: ``id:`` (the run sequence), ``event:`` and ``data:`` JSON with ``type``."""
+"""parley's native SSE: ``id:`` (the run sequence), ``event:`` and ``data:`` JSON with ``type``.
+
+:class:`UnnamedSSE` is the same stream as EditorChat's server sends it: no ``event:`` line (an
+``EventSource``'s ``onmessage`` sees every event; the ``type`` is in the JSON), after ``: ok``.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from parley.protocols.base import Encoder, Frames, sse
 from parley.wire import compact
 
 
-def _frame(seq: int | None, kind: str, payload: dict[str, Any]) -> ServerSentEvent:
+def _frame(
+    seq: int | None, kind: str, payload: dict[str, Any], *, named: bool = True
+) -> ServerSentEvent:
     data = compact({"type": kind, **payload})
-    return sse(data, event=kind, id=str(seq) if seq is not None else None)
+    return sse(data, event=kind if named else None, id=str(seq) if seq is not None else None)
 
 
 def native_payload(event: ev.EngineEvent) -> tuple[str, dict[str, Any]] | None:
@@ -71,6 +77,7 @@ def native_payload(event: ev.EngineEvent) -> tuple[str, dict[str, Any]] | None:
 
 class NativeSSE(Encoder):
     with_ids = True
+    named = True  # each event's name on an ``event:`` line
 
     def __init__(self, *, run_id: str, conversation_id: str) -> None:
         self.run_id = run_id
@@ -85,8 +92,20 @@ class NativeSSE(Encoder):
         }
 
     def encode(self, seq: int, event: ev.EngineEvent) -> Frames:
-        named = native_payload(event)
-        return [] if named is None else [_frame(seq, *named)]
+        found = native_payload(event)
+        return [] if found is None else [_frame(seq, *found, named=self.named)]
 
     def error_frames(self, code: str, message: str) -> Frames:
-        return [_frame(None, "error", {"error": {"code": code, "message": message}})]
+        error = {"error": {"code": code, "message": message}}
+        return [_frame(None, "error", error, named=self.named)]
+
+
+class UnnamedSSE(NativeSSE):
+    """The seed dialect of the native door, for EditorChat's client: its reader takes unnamed
+    ``data:`` events only (``onmessage``, or a fetch reader on ``data: ``), and its server
+    opens the stream with an ``ok`` comment."""
+
+    named = False
+
+    def before_stream(self) -> Frames:
+        return [sse(comment="ok")]

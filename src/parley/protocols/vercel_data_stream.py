@@ -17,7 +17,8 @@ closes.
 
 What v4 has no part for goes in data parts, ``2:[{type, …}]`` (``useChat``'s ``data``):
 ``tool-approval`` (the data of a v5 ``data-tool-approval`` part; ``status`` goes from
-``pending`` to ``approved``/``denied``), ``elicitation``, ``notice`` (the step limit) and
+``pending`` to ``approved``/``denied``, with who answered in ``by``: a user id, or ``timeout``
+for an approval nobody answered in time), ``elicitation``, ``notice`` (the step limit) and
 ``side-effects``. Tool progress is not sent: data parts are kept, never transient.
 """
 
@@ -176,6 +177,8 @@ class VercelDataStream(Encoder):
                 }
                 if event.reason:
                     answered["reason"] = event.reason
+                if event.by:
+                    answered["by"] = event.by
                 return [data_part("tool-approval", answered)]
             case ev.ElicitationRequested():
                 question = elicitation_data(event, self.run_id)

@@ -1,17 +1,22 @@
 """The progress socket's messages: what an agent is doing, as JSON objects over a WebSocket.
 
-Every message has the keys ``event_type, tool, message, count, result, error`` (unused ones are
-null) plus ``run_id`` and ``conversation_id`` where a run is concerned:
+Every message has the keys ``event_type, tool, task_id, message, count, result, error`` (unused
+ones are null), the todo app's progress event. A message about a run also has ``run_id``,
+``conversation_id`` and ``event_id`` (``"{run_id}:{seq}"``, the run's event number: give the last
+one seen as ``?last_event_id=`` when reconnecting):
 
-- ``connection_established``: the socket is ready (``message`` greets, ``result`` is the user id);
+- ``connection_established``: the socket is ready (``message`` greets, ``result`` is the user id,
+  ``conversation_id`` the conversation the URL named, when it named one);
 - ``agent_thinking``: a run started;
 - ``tool_starting`` (``args``), ``tool_progress`` (``progress``, ``total``), ``tool_complete``
-  (``result``), ``tool_error`` (``error``): one tool call; ``count`` numbers the calls of the run;
+  (``result``), ``tool_error`` (``error``): one tool call; ``count`` numbers the calls of the run,
+  except on ``tool_progress``, where it is the items found so far (``list_tasks`` reports how
+  many tasks it found); ``tool_complete`` of a task tool has the task's id as ``task_id``;
 - ``approval_required`` (``tool_call_id``, ``args``): a tool waits for approval
   (answer with ``POST /api/runs/{run_id}/approvals/{tool_call_id}``);
-- ``agent_done``: the run ended; ``result`` is the reply text, ``count`` the number of tool calls,
-  ``error`` the failure if it failed, ``message_id`` the stored reply;
-- ``error``: a message the client sent could not be handled.
+- ``agent_done``: the run ended; ``response`` (and ``result``) is the reply text, ``count`` the
+  number of tool calls, ``error`` the failure if it failed, ``message_id`` the stored reply;
+- ``error``: a message the client sent (or the URL) could not be handled.
 """
 
 from __future__ import annotations
@@ -20,14 +25,26 @@ from typing import Any
 
 from parley.chat import events as ev
 
+# the todo tools whose result is one task (or a deleted task's id), as MCP or in process
+TASK_TOOLS = frozenset({"add_task", "update_task", "complete_task", "delete_task"})
+KEYS = ("tool", "task_id", "message", "count", "result", "error")
+
 
 def message(event_type: str, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = dict.fromkeys(("tool", "message", "count", "result", "error"))
-    return {"event_type": event_type, **base, **fields}
+    return {"event_type": event_type, **dict.fromkeys(KEYS), **fields}
 
 
-def connection_established(user_id: str) -> dict[str, Any]:
-    return message("connection_established", message="connected", result=user_id)
+def connection_established(user_id: str, conversation_id: str | None = None) -> dict[str, Any]:
+    named = {"conversation_id": conversation_id} if conversation_id is not None else {}
+    return message("connection_established", message="connected", result=user_id, **named)
+
+
+def task_id(tool_name: str, result: Any) -> str | None:
+    """The id of the task a task tool acted on, as the todo app's progress event types it."""
+    if tool_name.rpartition("__")[2] not in TASK_TOOLS or not isinstance(result, dict):
+        return None
+    value = result.get("id")
+    return str(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
 
 
 def client_error(text: str, code: str = "ERR_VALIDATION") -> dict[str, Any]:
@@ -72,7 +89,7 @@ class ProgressEncoder:
                         "tool_progress",
                         tool=event.tool_name,
                         message=event.message,
-                        count=self.count,
+                        count=None if event.progress is None else int(event.progress),
                         progress=event.progress,
                         total=event.total,
                         tool_call_id=event.tool_call_id,
@@ -87,6 +104,7 @@ class ProgressEncoder:
                     self._message(
                         "tool_complete",
                         tool=event.tool_name,
+                        task_id=task_id(event.tool_name, event.result),
                         message=f"{event.tool_name} finished",
                         count=self.count,
                         result=event.result,
@@ -127,6 +145,7 @@ class ProgressEncoder:
                         message=text,
                         count=self.count,
                         result=text,
+                        response=text,
                         message_id=event.message_id,
                         finish_reason=event.finish_reason,
                     )
@@ -138,6 +157,7 @@ class ProgressEncoder:
                         message=event.message,
                         count=self.count,
                         result=text,
+                        response=text,
                         error={"code": event.code, "message": event.message},
                         message_id=event.message_id,
                     )

@@ -1,10 +1,9 @@
 """The OpenAI-compatible provider: OpenAI, vLLM, llama.cpp and Ollama, told apart by base URL.
 
-The streamed completion goes over aiohttp (the transport the OpenAI SDK itself offers for
-throughput, ``openai[aiohttp]``): on a cold request httpx and httpcore took 1.8 ms of CPU from
-the call to the first chunk where aiohttp takes 0.7, and 34 µs per streamed chunk where aiohttp
-takes 14 (bench/RESULTS.md, eighth session). The SSE framing is httpx-sse's public
-``EventSource``, over aiohttp's bytes.
+The streamed completion goes through the SDK's own aiohttp transport (``openai[aiohttp]``'s
+``DefaultAioHttpClient``, an httpx2 client: proxies, certificates, redirects and credentials in
+the URL are httpx2's) and is framed by httpx2's public :class:`~httpx2.EventSource`; plain
+httpx cost twice the CPU per chunk (bench/RESULTS.md). The model list goes through the SDK.
 
 It also holds what every HTTP provider shares (:class:`RetryPolicy`, :func:`stream_with_retries`,
 :func:`status_error`): a request is retried on 429, 5xx and lost connections, but only until the
@@ -14,35 +13,20 @@ first event has been yielded; after that a failure ends the stream at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.utils
 import itertools
 import json
-import os
 import random
-import ssl
-import urllib.parse
-import urllib.request
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterator,
-    Mapping,
-)
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
-import certifi
-import httpx
+import httpx2
 import openai
 import structlog
-import yarl
-from httpx_sse import EventSource
 
 from parley import __version__, errors
 from parley.providers.base import (
@@ -139,28 +123,6 @@ def no_model_list(provider: str, status: int) -> errors.ProviderError:
     return errors.ProviderError(f"{message} — check the base URL")
 
 
-def env_proxy(url: str) -> str | None:
-    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` name for ``url`` unless
-    ``NO_PROXY`` exempts its host: what httpx (the SDK's client) and curl take."""
-    parts = urllib.parse.urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):  # NO_PROXY (and macOS settings)
-        return None
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy and "://" not in proxy:
-        proxy = f"http://{proxy}"  # ``proxy:3128``, as httpx and curl read it
-    return proxy or None
-
-
-def tls_context() -> ssl.SSLContext:
-    """The certificates httpx trusts: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` if set, else certifi's
-    bundle (not only the system's, which a slim image or macOS's Python may lack)."""
-    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if not cafile and not capath:
-        cafile = certifi.where()
-    return ssl.create_default_context(cafile=cafile or None, capath=capath or None)
-
-
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if given."""
     millis = _number(headers.get("retry-after-ms"))
@@ -213,13 +175,17 @@ def status_error(
     return errors.ProviderError(f"{provider} refused the request (HTTP {status}): {detail}")
 
 
-class OpenAIProvider(Provider):
-    """Chat Completions streamed over aiohttp, with usage included; the model list through the
-    official SDK. The session (its connection pool) is made on first use in the loop that uses
-    it: aiohttp binds a session to one loop, and a provider built outside any loop (the app's
-    factory) or used from another (a test's) gets its own there."""
+# What the aiohttp transport raises: httpx2's errors, and aiohttp's own for the few it does not map.
+TRANSPORT_ERRORS = (httpx2.TransportError, aiohttp.ClientError, TimeoutError)
 
-    reports_sent = True  # aiohttp's trace tells when the request body is written
+
+class OpenAIProvider(Provider):
+    """Chat Completions streamed through the SDK's aiohttp transport, with usage included; the
+    model list through the SDK. The HTTP client (its connection pool) is made on first use in
+    the loop that uses it: aiohttp binds a session to one loop, and a provider built outside any
+    loop (the app's factory) or used from another (a test's) gets its own there."""
+
+    reports_sent = True  # the request body tells when it has been written
 
     def __init__(
         self,
@@ -230,6 +196,7 @@ class OpenAIProvider(Provider):
         max_retries: int = 2,
         name: str = "openai",
         supports_images: bool = True,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self.supports_images = supports_images
@@ -242,57 +209,39 @@ class OpenAIProvider(Provider):
                 f"{name} has no API key: set OPENAI_API_KEY or [providers.{name}] api_key"
             )
         self._client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=0)
-        # The streamed completion goes over aiohttp, not the SDK: its request path built and
-        # deep-copied its option models on every request and decoded each chunk through its
-        # own layers (bench/RESULTS.md); the wire format is the same, errors map the same.
-        self._headers = {
-            "Authorization": f"Bearer {key}",
-            "User-Agent": f"parley/{__version__}",
-            "Content-Type": "application/json",
-        }
-        target = yarl.URL(f"{url}/chat/completions")
-        if target.user is not None:  # ``user:password@`` in the URL: Basic auth, as httpx sent
-            pair = f"{target.user}:{target.password or ''}".encode()
-            self._headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
-            target = target.with_user(None)
-        self._completions = str(target)
-        # Certificates as httpx (the SDK) trusts them; built here, not on the first request.
-        self._tls = tls_context() if url.startswith("https:") else None
-        self._session: aiohttp.ClientSession | None = None
+        # The completion is not asked through the SDK's request path, which builds and
+        # deep-copies its option models on every request (bench/RESULTS.md).
+        target = httpx2.URL(f"{url}/chat/completions")
+        # ``user:password@`` in the URL is Basic auth; aiohttp refuses it in the URL itself.
+        self._auth = httpx2.BasicAuth(target.username, target.password) if target.username else None
+        self._completions = target.copy_with(username=None, password=None)
+        self._headers = {"Authorization": f"Bearer {key}", "User-Agent": f"parley/{__version__}"}
+        self._transport = transport  # a test's, or None for aiohttp
+        self._http = self._new_client()  # its certificates load here, not on the first request
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        """The connection pool, made in the loop that uses it (aiohttp binds it to one)."""
-        session = self._session
+    def _client_in_loop(self) -> httpx2.AsyncClient:
+        """The HTTP client, new in a loop other than the one it was first used in (aiohttp
+        binds its session to that one) or once closed."""
         loop = asyncio.get_running_loop()
-        if session is None or session.closed or self._loop is not loop:
-            self._loop = loop
-            sent = aiohttp.TraceConfig()
-            sent.on_request_chunk_sent.append(_sent)
-            sent.on_request_exception.append(_sent)
-            session = self._session = aiohttp.ClientSession(
-                # No cap on connections; idle ones are dropped after 4 s: servers that close
-                # them after 5 s (uvicorn, so vLLM; llama.cpp's server) would otherwise race a
-                # reused connection.
-                connector=aiohttp.TCPConnector(
-                    limit=0, keepalive_timeout=4.0, ssl=self._tls if self._tls else True
-                ),
-                # ``connect`` also bounds the name lookup and a proxy's answer to CONNECT,
-                # which ``sock_connect`` (the TCP and TLS handshakes) does not
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.timeout,
-                    sock_connect=self.timeout,
-                    sock_read=self.timeout,
-                ),
-                headers=self._headers,
-                trace_configs=[sent],
-                # The proxy the environment names, found once (aiohttp's ``trust_env`` would
-                # look it up, and read ~/.netrc, on a worker thread for every request).
-                proxy=env_proxy(self._completions),
-                cookie_jar=aiohttp.DummyCookieJar(),  # a model API's cookies are no one's
-            )
-        return session
+        unused = self._loop is None and not self._http.is_closed  # the one made in __init__
+        if not unused and (self._loop is not loop or self._http.is_closed):
+            self._http = self._new_client()
+        self._loop = loop
+        return self._http
+
+    def _new_client(self) -> httpx2.AsyncClient:
+        return openai.DefaultAioHttpClient(
+            auth=self._auth,
+            headers=self._headers,
+            timeout=self.timeout,  # ``connect`` also bounds a proxy's answer to CONNECT
+            follow_redirects=False,  # a POST of the history is not re-sent elsewhere
+            # No practical cap on connections (None would be aiohttp's default of 100); idle
+            # ones are dropped after 4 s: servers that close them after 5 s (uvicorn, so vLLM;
+            # llama.cpp's server) would otherwise race a reused connection.
+            limits=httpx2.Limits(max_connections=100_000, keepalive_expiry=4.0),
+            transport=self._transport,
+        )
 
     def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
         return stream_with_retries(
@@ -317,74 +266,69 @@ class OpenAIProvider(Provider):
             raise no_model_list(self.name, raw.status_code) from exc
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.aclose()
         await self._client.close()
 
     async def _attempt(self, request: ProviderRequest) -> AsyncGenerator[ProviderEvent, None]:
-        # The body is given as bytes and not kept: the reply's objects do not hold the
-        # request's body (the whole history) for as long as it streams.
-        body = compact(request_body(request), allow_nan=False).encode()
-        state = _StreamState()
+        body = _Body(compact(request_body(request), allow_nan=False).encode(), request.on_sent)
+        http = self._client_in_loop()
+        outgoing = http.build_request("POST", self._completions, content=body, headers=body.headers)
         try:
-            async with self._http().post(
-                self._completions,
-                data=body,
-                trace_request_ctx={"on_sent": request.on_sent},
-                allow_redirects=False,  # a POST of the history is not re-sent elsewhere
-            ) as response:
-                del body
-                if response.status >= 300:
-                    raise await self._status_error(response, request.model)
-                async with contextlib.aclosing(self._read(response, state)) as events:
-                    async for event in events:
-                        yield event
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await http.send(outgoing, stream=True)
+        except TRANSPORT_ERRORS as exc:
+            body.sent()  # it will not be: a retry's back-off must not hold the client's response
             raise self._transport_error(exc, streaming=False) from exc
+        state = _StreamState()
+        async with contextlib.aclosing(response):
+            if response.status_code >= 300:
+                raise await self._status_error(response, request.model)
+            async with contextlib.aclosing(self._read(response, state)) as events:
+                async for event in events:
+                    yield event
         if state.finish is None:
             raise errors.ProviderUnavailable(LOST_MID_STREAM)
         if state.usage is not None:
             yield state.usage
 
     async def _read(
-        self, response: aiohttp.ClientResponse, state: _StreamState
+        self, response: httpx2.Response, state: _StreamState
     ) -> AsyncGenerator[ProviderEvent, None]:
+        frames = aiter(httpx2.EventSource(response))
         try:
-            async with contextlib.aclosing(
-                sse_events(response.content.iter_any()).aiter_sse()
-            ) as sse:
-                async for frame in sse:
-                    if frame.data.startswith("[DONE]"):
-                        await _drain(response)
-                        return
-                    chunk = json.loads(frame.data)
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        detail = error_detail(chunk, "an error occurred during streaming")
-                        raise errors.ProviderError(f"{self.name} reported an error: {detail}")
-                    for event in state.events(chunk):
-                        yield event
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async for frame in frames:
+                if frame.data.startswith("[DONE]"):
+                    await _drain(frames)
+                    return
+                chunk = json.loads(frame.data)
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    detail = error_detail(chunk, "an error occurred during streaming")
+                    raise errors.ProviderError(f"{self.name} reported an error: {detail}")
+                for event in state.events(chunk):
+                    yield event
+        except httpx2.SSEError as exc:  # not a stream of events, or an event over 1 MiB
+            raise errors.ProviderError(f"{self.name} sent a malformed stream: {exc}") from exc
+        except TRANSPORT_ERRORS as exc:
             raise self._transport_error(exc, streaming=True) from exc
         except (ValueError, TypeError, AttributeError) as exc:
             message = f"{self.name} sent a malformed stream: {exc!r:.200}"
             raise errors.ProviderError(message) from exc
 
-    async def _status_error(
-        self, response: aiohttp.ClientResponse, model: str
-    ) -> errors.ParleyError:
-        raw = await response.read()
-        text = raw.decode(response.get_encoding(), errors="replace")
+    async def _status_error(self, response: httpx2.Response, model: str) -> errors.ParleyError:
         try:
-            body: object = json.loads(text)
+            await response.aread()
+        except TRANSPORT_ERRORS as exc:
+            raise self._transport_error(exc, streaming=False) from exc
+        try:
+            body: object = response.json()
         except ValueError:
-            body = text
-        detail = error_detail(body, response.reason or f"HTTP {response.status}")
+            body = response.text
+        detail = error_detail(body, response.reason_phrase or f"HTTP {response.status_code}")
         return status_error(
-            response.status, detail, response.headers, provider=self.name, model=model
+            response.status_code, detail, response.headers, provider=self.name, model=model
         )
 
     def _transport_error(self, exc: BaseException, *, streaming: bool) -> errors.ParleyError:
-        if isinstance(exc, TimeoutError):  # aiohttp's socket timeouts are TimeoutErrors too
+        if _timed_out(exc):
             when = "mid-stream" if streaming else "before answering"
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if streaming:
@@ -462,37 +406,6 @@ def _reasoning(delta: dict[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-async def _sent(
-    _session: aiohttp.ClientSession,
-    context: Any,
-    _params: object,
-) -> None:
-    """aiohttp's trace, as the body is written (or a step before it failed: a retry's back-off
-    should not hold the client's response): the request's ``on_sent``."""
-    on_sent = (context.trace_request_ctx or {}).get("on_sent")
-    if on_sent is not None:
-        on_sent()
-
-
-class _Body(httpx.AsyncByteStream):
-    """Bytes as they arrive (aiohttp's body) as an httpx byte stream, for :class:`EventSource`."""
-
-    def __init__(self, received: AsyncIterable[bytes]) -> None:
-        self._received = received
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._received:
-            yield chunk
-
-
-def sse_events(received: AsyncIterable[bytes]) -> EventSource:
-    """The server-sent events of the body, framed by httpx-sse's public :class:`EventSource`
-    (lines end in CR, LF or CRLF and may be split anywhere across reads; an event is
-    dispatched at its blank line, so one cut off by the end of the body is dropped)."""
-    headers = {"content-type": "text/event-stream; charset=utf-8"}
-    return EventSource(httpx.Response(200, headers=headers, stream=_Body(received)))
 
 
 def request_body(request: ProviderRequest) -> dict[str, Any]:
@@ -587,11 +500,40 @@ def image_url(part: ImagePart) -> str:
     raise errors.ValidationFailed("an image part needs either data or a url")
 
 
-async def _drain(response: aiohttp.ClientResponse, limit: float = 1.0) -> None:
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout, told by its cause: the aiohttp transport reports a refused or reset
+    connection as httpx2's ``ConnectTimeout`` too, but only a timeout's cause is a TimeoutError."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)
+
+
+class _Body(httpx2.AsyncByteStream):
+    """The request body, sent with its length and let go once written (the reply then holds
+    none of the history for as long as it streams); ``on_sent`` is called then."""
+
+    def __init__(self, data: bytes, on_sent: Callable[[], None] | None) -> None:
+        self.headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        self._data: bytes | None = data
+        self._on_sent = on_sent
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        data, self._data = self._data, None
+        if data is not None:
+            yield data
+        del data
+        self.sent()
+
+    def sent(self) -> None:
+        on_sent, self._on_sent = self._on_sent, None
+        if on_sent is not None:
+            on_sent()
+
+
+async def _drain(frames: AsyncIterator[object], limit: float = 1.0) -> None:
     """Read what follows ``[DONE]`` (the end of the body, normally in the same packet): a
     response read to its end gives its connection back to the pool; one left unread closes it,
     and the next request pays a new connection (the benchmark's time to first token). A server
     that keeps the body open after ``[DONE]`` is given ``limit`` seconds."""
-    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+    with contextlib.suppress(*TRANSPORT_ERRORS, httpx2.SSEError):
         async with asyncio.timeout(limit):
-            await response.read()
+            async for _ in frames:
+                pass

@@ -11,11 +11,21 @@ delivered to the process that owns the run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.chat.events import EngineEvent
 
+if TYPE_CHECKING:
+    from parley.engine.turn import PreparedTurn
+
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RunListener(Protocol):
+    """Told of every event the run manager publishes, in the process driving the run, after the
+    hub has it. Called inline on the run's task: it must not block and must not raise."""
+
+    def __call__(self, turn: PreparedTurn, event: EngineEvent) -> None: ...
 
 
 class RunHub(Protocol):

@@ -19,12 +19,8 @@ from parley.chat.events import (
 from parley.runs.base import ControlHandler
 
 # A run's log is kept for ``ttl`` seconds after it ends, for clients that resume it. Most of it is
-# per-token deltas. As pydantic models each would be three objects the garbage collector walks
-# on every full collection (which pauses every stream), for ten minutes; as tuples, each was one
-# object the collector tracks until a collection looks at it, and every one counted towards the
-# next young collection: at 200 paced streams (4,000 deltas a second) a young collection every
-# 150 ms, each walking every stream's working objects (5 to 10 ms). Deltas are kept as strings,
-# which the collector never tracks, and rebuilt when read.
+# per-token deltas, kept as strings (which the garbage collector never tracks, so they bring no
+# young collection nearer) and rebuilt when read (bench/RESULTS.md, "Moved from docstrings").
 _Kept = EngineEvent | str
 
 

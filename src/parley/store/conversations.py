@@ -32,6 +32,8 @@ from parley.store.base import StoreBase
 from parley.store.values import Conversation, utcnow
 
 CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+CONVERSATION_STATUSES = ("active", "archived")
+LIST_STATUSES = (*CONVERSATION_STATUSES, "all")  # what a list of conversations may filter by
 C = tables.conversations.c
 _OWNED = (  # every table of a conversation's, deleted with it
     tables.messages,
@@ -125,16 +127,28 @@ class ConversationStore(StoreBase):
         return await self.read(find)
 
     async def list_conversations(
-        self, user_id: str, *, limit: int, cursor: str | None = None, q: str | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        q: str | None = None,
+        status: str = "active",
+        skip: int = 0,
     ) -> tuple[Sequence[Conversation], str | None]:
-        """Newest first, keyset-paginated on ``(updated_at, id)``."""
+        """Newest first, keyset-paginated on ``(updated_at, id)``, and ``skip`` rows after the
+        cursor passed over (offset paging); ``status`` is one of :data:`LIST_STATUSES`."""
+        if status not in LIST_STATUSES:
+            raise ValidationFailed(f"status must be one of {', '.join(LIST_STATUSES)}")
         stmt: Select[Any] = select(tables.conversations).where(C.user_id == user_id)
+        if status != "all":
+            stmt = stmt.where(C.status == status)
         if cursor:
             when, ident = decode_cursor(cursor)
             stmt = stmt.where(or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident)))
         if q:
             stmt = stmt.where(_search_clause(user_id, q))
-        stmt = stmt.order_by(C.updated_at.desc(), C.id.desc()).limit(limit + 1)
+        stmt = stmt.order_by(C.updated_at.desc(), C.id.desc()).offset(skip).limit(limit + 1)
 
         def page(conn: Connection) -> list[Conversation]:
             return [Conversation.from_row(row) for row in conn.execute(stmt).mappings()]
@@ -149,6 +163,8 @@ class ConversationStore(StoreBase):
     async def update_conversation(
         self, user_id: str, conversation_id: str, fields: dict[str, Any]
     ) -> Conversation:
+        if fields.get("status", "active") not in CONVERSATION_STATUSES:
+            raise ValidationFailed(f"status must be one of {', '.join(CONVERSATION_STATUSES)}")
         values = {**fields, "updated_at": utcnow()}  # ``metadata`` is the column's own name
         stmt = (
             update(tables.conversations)

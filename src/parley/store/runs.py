@@ -42,6 +42,15 @@ class RunStore(StoreBase):
         )
         return await self.read(lambda conn: _first_run(conn, stmt))
 
+    async def latest_run(self, user_id: str, conversation_id: str) -> Run | None:
+        """The conversation's newest run, whatever its status."""
+        stmt = (
+            select(tables.runs)
+            .where(R.conversation_id == conversation_id, R.user_id == user_id)
+            .order_by(R.created_at.desc())
+        )
+        return await self.read(lambda conn: _first_run(conn, stmt))
+
     async def running_runs(self) -> list[Run]:
         """Every run marked running, across users (for the failover sweep, not for requests)."""
         stmt = select(tables.runs).where(R.status == "running")

@@ -34,6 +34,7 @@ class Conversation:
     metadata_: dict[str, Any] = field(default_factory=dict)
     active_leaf_id: str | None = None
     external_id: str | None = None
+    status: str = "active"  # or "archived"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -92,6 +93,7 @@ class RunState(BaseModel):
     max_tokens: int | None = None
     system: str | None = None
     tools: ToolChoice = ToolChoice()
+    timeout_told: tuple[str, ...] = ()  # approvals that timed out which a resumed stream told of
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

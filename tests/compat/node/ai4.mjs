@@ -2,7 +2,10 @@
 // useChat builds; processDataStream, ai@4's own parser, reads the same bytes part by part.
 // Usage: node ai4.mjs <parley URL> <token> <scenario JSON>
 // scenario: {"api": "/mcp/chat-v2", "id": chat id, "messages": [ai@4 Message], "body"?: {...},
-//            "resume"?: true}   (resume: experimental_resume's GET {api}?chatId={id})
+//            "resume"?: true, "reload"?: true, "maxSteps"?: n, "toolResults"?: {toolName: result}}
+//   resume: experimental_resume's GET {api}?chatId={id}; reload: useChat's reload() (the messages
+//   without a last assistant message); maxSteps: useChat's re-posts while its
+//   shouldResubmitMessages says so; toolResults: what onToolCall answers (client-side tools).
 // The last line on stdout is JSON: {"result": {responses, parts, parseError, message, data,
 // finished, error}}.
 import { createRequire } from "node:module";
@@ -24,7 +27,7 @@ const { processDataStream } = await import("ai4");
 
 /** The messages as @ai-sdk/react 1.2.12 (ai@4.3.19's useChat) puts them in the body. */
 function requestMessages(messages) {
-  return ui.fillMessageParts(messages).map(
+  return messages.map(
     ({ role, content, experimental_attachments, data, annotations, toolInvocations, parts }) => ({
       role,
       content,
@@ -78,19 +81,45 @@ async function teeFetch(input, init) {
   return new Response(theirs, { status: response.status, headers: response.headers });
 }
 
-const messages = scenario.messages ?? [];
+let messages = ui.fillMessageParts(scenario.messages ?? []);
+if (scenario.reload && messages.at(-1)?.role === "assistant") messages = messages.slice(0, -1);
+const maxSteps = scenario.maxSteps ?? 1;
 let last = null;
 let finished = null;
 let error = null;
 try {
-  await callChatApi();
+  await chatLoop();
 } catch (caught) {
   error = String(caught?.message ?? caught);
 }
 await reading;
 say({ result: { responses, parts, parseError, message: last?.message ?? null, data: last?.data ?? [], finished, error } });
 
-async function callChatApi() {
+/** useChat's triggerRequest: one request, then another while shouldResubmitMessages says so. */
+async function chatLoop() {
+  let requestType = scenario.resume ? "resume" : "generate";
+  while (true) {
+    const count = messages.length;
+    const maxStep = ui.extractMaxToolInvocationStep(messages.at(-1)?.toolInvocations);
+    last = null;
+    await callChatApi(requestType);
+    await reading;
+    if (last !== null) {
+      const kept = last.replaceLastMessage ? messages.slice(0, -1) : messages;
+      messages = [...kept, last.message];
+    }
+    const again = ui.shouldResubmitMessages({
+      originalMaxToolInvocationStep: maxStep,
+      originalMessageCount: count,
+      maxSteps,
+      messages,
+    });
+    if (!again) return;
+    requestType = "generate";
+  }
+}
+
+async function callChatApi(requestType) {
   await ui.callChatApi({
     api: url + (scenario.api ?? "/mcp/chat-v2"),
     body: { id: scenario.id, messages: requestMessages(messages), ...scenario.body },
@@ -101,11 +130,14 @@ async function callChatApi() {
     onUpdate(update) {
       last = update;
     },
+    onToolCall({ toolCall }) {
+      return scenario.toolResults?.[toolCall.toolName];
+    },
     onFinish(message, { usage, finishReason }) {
       finished = { message, usage, finishReason };
     },
     fetch: teeFetch,
     lastMessage: messages.at(-1),
-    requestType: scenario.resume ? "resume" : "generate",
+    requestType,
   });
 }

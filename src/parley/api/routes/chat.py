@@ -9,14 +9,20 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from parley.api.deps import CurrentUser, Services, ServicesDep
-from parley.api.lean import lean_route
 from parley.api.openapi import STREAM_RESPONSES
-from parley.api.schemas import EditMessage, Regenerate, SendMessage, message_out, pending_out
+from parley.api.schemas import (
+    ChatBody,
+    EditMessage,
+    Regenerate,
+    SendMessage,
+    message_out,
+    pending_out,
+)
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import PreparedTurn, TurnRequest
 from parley.errors import ValidationFailed
-from parley.protocols.native_sse import NativeSSE
+from parley.protocols.native_sse import NativeSSE, UnnamedSSE
 
 router = APIRouter(prefix="/api/conversations", tags=["chat"])
 
@@ -36,12 +42,12 @@ def check_message(body: SendMessage, s: Services) -> list[dict[str, Any]]:
     return [a.to_part(f"attachments[{i}]") for i, a in enumerate(body.attachments)]
 
 
-async def respond(
-    request: Request, stream: bool | None, turn: PreparedTurn, s: Services
-) -> Response:
+async def respond(request: Request, body: ChatBody, turn: PreparedTurn, s: Services) -> Response:
+    """The run as native SSE (unnamed events for EditorChat's client), or one JSON reply."""
     events = s.runs.turn_events(turn)
-    if not wants_json(request, stream):
-        encoder = NativeSSE(run_id=turn.run_id, conversation_id=turn.conversation_id)
+    if not wants_json(request, body.streaming):
+        sse = UnnamedSSE if body.unnamed_events else NativeSSE
+        encoder = sse(run_id=turn.run_id, conversation_id=turn.conversation_id)
         return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
     outcome: ev.EngineEvent | None = None
     async for _, event in events:
@@ -89,14 +95,7 @@ async def send(
             profile=body.profile,
         ),
     )
-    return await respond(request, body.stream, turn, s)
-
-
-# Served by these, without FastAPI's per-request machinery (parley.api.lean): the first token
-# waits for whatever runs before the model is asked.
-lean_routes = [
-    lean_route(f"{router.prefix}/{{conversation_id}}/messages", send, SendMessage, method="POST")
-]
+    return await respond(request, body, turn, s)
 
 
 @router.post(
@@ -120,7 +119,7 @@ async def regenerate(
             mode="regenerate", target_id=message_id, model=body.model, temperature=body.temperature
         ),
     )
-    return await respond(request, body.stream, turn, s)
+    return await respond(request, body, turn, s)
 
 
 @router.put(
@@ -148,4 +147,4 @@ async def edit(
             max_tokens=body.max_tokens,
         ),
     )
-    return await respond(request, body.stream, turn, s)
+    return await respond(request, body, turn, s)

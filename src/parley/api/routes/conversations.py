@@ -1,9 +1,10 @@
-"""Conversations: create, list, search, read, page, rename, delete, fork, switch branch."""
+"""Conversations: create, list, search, read, page, rename, archive, delete, fork, switch
+branch."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -44,8 +45,13 @@ async def list_(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[Literal["active", "archived", "all"], Query()] = "active",
+    skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    items, next_cursor = await s.store.list_conversations(user, limit=limit, cursor=cursor, q=q)
+    """Newest first: ``cursor`` pages by keyset, ``skip`` by offset (EditorChat's paging)."""
+    items, next_cursor = await s.store.list_conversations(
+        user, limit=limit, cursor=cursor, q=q, status=status, skip=skip
+    )
     return {"items": [conversation_out(c) for c in items], "next_cursor": next_cursor}
 
 

@@ -38,12 +38,11 @@ from starlette.responses import Response
 
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
-from parley.api.lean import lean_route
 from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import BUILTIN_PROFILES, TurnRequest
-from parley.errors import InvalidModel, ParleyError, RateLimited, ValidationFailed
+from parley.errors import InvalidModel, ParleyError, RateLimited, ValidationFailed, status_of
 from parley.protocols.openai_chat import (
     ClientHistory,
     OpenAIChunks,
@@ -227,7 +226,7 @@ async def completions(
         return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
     reply = await collect(events)
     if isinstance(reply.outcome, ev.RunFailed):
-        status = doors.status_for(reply.outcome.code)
+        status = status_of(reply.outcome.code)
         return openai_error(status, reply.outcome.message, code=reply.outcome.code, headers=headers)
     if isinstance(reply.outcome, ev.RunSuspended):
         message = suspended_message(reply.outcome)
@@ -237,18 +236,6 @@ async def completions(
         reply, completion_id=completion_id, model=body.model, external=names, created=created
     )
     return JSONResponse(body_out, headers=headers)
-
-
-# Served by this, without FastAPI's per-request machinery (parley.api.lean).
-lean_routes = [
-    lean_route(
-        f"{router.prefix}/chat/completions",
-        completions,
-        CompletionRequest,
-        method="POST",
-        wrap=in_openai_shape,
-    )
-]
 
 
 def _external_tools(body: CompletionRequest) -> list[dict[str, Any]]:

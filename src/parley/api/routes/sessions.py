@@ -24,7 +24,7 @@ from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import TurnRequest
-from parley.errors import ParleyError, RateLimited
+from parley.errors import ApiKeyMissing, ParleyError, RateLimited
 from parley.protocols.base import Frames
 from parley.protocols.seeds import SessionChatSSE
 from parley.store.values import Conversation, Message
@@ -39,7 +39,8 @@ class SessionRoute(DoorRoute):
     @staticmethod
     def render(exc: ParleyError) -> Response:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-        return error_response(exc.status, SEED_CODES.get(exc.code, exc.code), exc.message, headers)
+        status = 500 if isinstance(exc, ApiKeyMissing) else exc.status  # the seed's JSON 500
+        return error_response(status, SEED_CODES.get(exc.code, exc.code), exc.message, headers)
 
 
 class SeedSessionSSE(SessionChatSSE):

@@ -4,7 +4,9 @@ routes over the same tasks, ``/api/{user_id}/tasks`` and ``/api/{user_id}/tasks/
 task the assistant adds is in the list, and one the app adds is in the assistant's.
 
 The chat's answer is ``{message_id, conversation_id, role, content, created_at, tool_calls}``, or
-with ``Accept: text/event-stream`` the stream of :class:`parley.protocols.seeds.TodoChatSSE`. A
+with ``Accept: text/event-stream`` the stream of :class:`parley.protocols.seeds.TodoChatSSE`. In
+both, a ``list_tasks`` result is the list of tasks, as the app reads it (the MCP tool itself
+answers ``{tasks, count}``: MCP's structured output is an object). A
 reply that waits for a tool approval comes back with ``pending`` (and ``approval_required`` in
 the stream); answer it on ``POST /api/runs/{run_id}/approvals/{tool_call_id}``.
 
@@ -30,9 +32,9 @@ from parley.api.openapi import STREAM_RESPONSES, TODO_ERROR_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.engine.turn import TurnRequest
-from parley.errors import ParleyError, RateLimited, ValidationFailed
+from parley.errors import ParleyError, RateLimited, ValidationFailed, status_of
 from parley.protocols.base import Frames, sse
-from parley.protocols.reply import collect
+from parley.protocols.reply import CallSummary, collect
 from parley.protocols.seeds import TodoChatSSE
 from parley.store.values import Task
 from parley.wire import compact
@@ -65,12 +67,29 @@ def told(failure: ev.RunFailed) -> ev.RunFailed:
     return failure.model_copy(update={"message": PROVIDER_FAILURE})
 
 
+def app_result(tool_name: str, result: Any) -> Any:
+    """A tool's result as the app reads it: ``list_tasks`` gives the list of tasks."""
+    if tool_name.rpartition("__")[2] == "list_tasks" and isinstance(result, dict):
+        tasks = result.get("tasks")
+        if isinstance(tasks, list):
+            return tasks
+    return result
+
+
+def app_call(call: CallSummary) -> dict[str, Any]:
+    return {**call.as_dict(), "result": app_result(call.tool_name, call.result)}
+
+
 class TodoSSE(TodoChatSSE):
     """The assistant's stream, its error events in the app's shape: ``{"type": "error",
     "error": "<message>", "code"}``, a failure of the model's API told in plain words."""
 
     def encode(self, seq: int, event: ev.EngineEvent) -> Frames:
-        return super().encode(seq, told(event) if isinstance(event, ev.RunFailed) else event)
+        if isinstance(event, ev.RunFailed):
+            event = told(event)
+        elif isinstance(event, ev.ToolResult):
+            event = event.model_copy(update={"result": app_result(event.tool_name, event.result)})
+        return super().encode(seq, event)
 
     def error_frames(self, code: str, message: str) -> Frames:
         return [sse(compact({"type": "error", "error": message, "code": code}))]
@@ -106,7 +125,7 @@ async def chat(body: TodoMessage, request: Request, user: OwnUser, s: ServicesDe
     reply = await collect(events)
     if isinstance(reply.outcome, ev.RunFailed):
         failure = told(reply.outcome)
-        return todo_error(doors.status_for(failure.code), failure.code, failure.message)
+        return todo_error(status_of(failure.code), failure.code, failure.message)
     message = await s.store.get_message(user, convo.id, turn.message_id)
     out: dict[str, Any] = {
         "message_id": message.id,
@@ -114,12 +133,12 @@ async def chat(body: TodoMessage, request: Request, user: OwnUser, s: ServicesDe
         "role": "assistant",
         "content": reply.text,
         "created_at": message.created_at.isoformat(),
-        "tool_calls": [call.as_dict() for call in reply.tool_calls.values()],
+        "tool_calls": [app_call(call) for call in reply.tool_calls.values()],
     }
     if isinstance(reply.outcome, ev.RunSuspended):
         out["run_id"] = turn.run_id
         out["pending"] = [
-            call.as_dict()
+            app_call(call)
             for call in reply.tool_calls.values()
             if call.status == "awaiting_approval"
         ]

@@ -15,7 +15,9 @@ only what is new, by ``trigger``:
   ``data-tool-approval`` part); the run continues, in the same assistant message;
 - ``regenerate-message``: a new reply to the last user message of the active branch.
 
-``GET /api/chat/{id}/stream`` replays the active run from its start (204 when there is none).
+``GET /api/chat/{id}/stream`` replays the active run from its start (204 when there is none);
+a run that went on after an approval timed out (the asking stream ended at the approval) is
+told once, from that approval's denial to the run's end.
 The playground also takes ``sessionId`` (a conversation id or the client's own id, echoed in the
 response header ``x-chat-session-id``; parley's conversation id when none is sent) and
 ``elicitationResponse: {requestId, action, payload?}``, which answers a server's question and
@@ -25,11 +27,16 @@ waits for approval. A body that does not fit the schema is a 400 there.
 The playground also serves ai@4 clients, recognised by their body: ai@4's ``useChat`` sends
 messages with ``content`` text (files in ``experimental_attachments``) and no ``trigger``. They
 get the Data Stream protocol (:mod:`parley.protocols.vercel_data_stream`), and resume with
-``GET /mcp/chat-v2?chatId=`` (an empty stream when there is nothing to resume).
+``GET /mcp/chat-v2?chatId=`` (an empty stream when there is nothing to resume). ai@4 re-sends
+the whole chat: ``reload()`` re-sends a stored user message (its reply is regenerated), and
+``maxSteps`` re-posts a reply whose last step has tool results: results for calls waiting for
+approval answer them (``addToolResult``, "Yes…" approves), and a reply parley's step limit
+stopped goes on as a new reply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -40,7 +47,6 @@ from starlette.responses import Response
 from parley.api import doors
 from parley.api.deps import CurrentUser, Services, ServicesDep
 from parley.api.errors import DoorRoute, parley_error_response
-from parley.api.lean import lean_route
 from parley.api.openapi import (
     AI4_RESUME_RESPONSES,
     PLAYGROUND_RESPONSES,
@@ -54,7 +60,7 @@ from parley.engine.turn import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
-from parley.store.values import Conversation
+from parley.store.values import Conversation, PendingInput, Run, RunState
 
 
 class PlaygroundRoute(DoorRoute):
@@ -82,6 +88,7 @@ class UIMessage(BaseModel):
     parts: list[dict[str, Any]] = Field(default_factory=list)
     content: str | None = None
     experimental_attachments: list[dict[str, Any]] | None = None
+    toolInvocations: list[dict[str, Any]] | None = None
 
 
 class ApprovalResponse(BaseModel):
@@ -150,10 +157,6 @@ async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: Servic
     return await respond(body, request, user, s, convo)
 
 
-# Served by this, without FastAPI's per-request machinery (parley.api.lean).
-lean_routes = [lean_route("/api/chat", chat, ChatRequest, method="POST")]
-
-
 @router.get("/api/chat/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
 async def resume(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
     return await resume_stream(chat_id, request, user, s)
@@ -204,14 +207,17 @@ async def respond(
 ) -> Response:
     if not body.messages:
         raise ValidationFailed("messages is empty")
-    answers = _approval_answers(body)
     if body.trigger == "submit-message" and body.messages[-1].role == "assistant":
-        if not answers:
+        pending = await s.store.pending_in_conversation(user, convo.id)
+        answers = _approval_answers(body, {p.tool_call_id for p in pending})
+        if answers:
+            return await _continue_after_approvals(answers, request, user, s, convo, reply)
+        if not await _ends_in_tool_results(body, user, s, convo):
             raise ValidationFailed("nothing to continue: no tool approval was answered")
-        return await _continue_after_approvals(answers, request, user, s, convo, reply)
-    turn = await s.runs.start(
-        user, convo.id, await _turn_request(body, user, s, convo, approve_all)
-    )
+        turn_request = _options(body, approve_all, mode="continue")
+    else:
+        turn_request = await _turn_request(body, user, s, convo, approve_all)
+    turn = await s.runs.start(user, convo.id, turn_request)
     events = doors.until_suspended(s.runs.turn_events(turn))
     return _stream(request, s, events, turn.message_id, turn.run_id, convo.id, reply)
 
@@ -242,24 +248,57 @@ def _stream(
     return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
 
 
+def _options(body: ChatRequest, approve_all: bool, **fields: Any) -> TurnRequest:
+    return TurnRequest(
+        model=body.model,
+        provider=body.provider,
+        temperature=body.temperature,
+        servers=body.selectedServers,
+        approve_all=approve_all,
+        **fields,
+    )
+
+
 async def _turn_request(
     body: ChatRequest, user: str, s: Services, convo: Conversation, approve_all: bool
 ) -> TurnRequest:
-    options: dict[str, Any] = {
-        "model": body.model,
-        "provider": body.provider,
-        "temperature": body.temperature,
-        "servers": body.selectedServers,
-        "approve_all": approve_all,
-    }
     if body.trigger == "regenerate-message":
         target = await _last_assistant(user, s, convo)
-        return TurnRequest(mode="regenerate", target_id=target, **options)
+        return _options(body, approve_all, mode="regenerate", target_id=target)
     content, parts = _user_message(body)
     if body.messageId is not None:
         target = await _edited(body, user, s, convo)
-        return TurnRequest(mode="edit", target_id=target, content=content, parts=parts, **options)
-    return TurnRequest(content=content, parts=parts, **options)
+        return _options(
+            body, approve_all, mode="edit", target_id=target, content=content, parts=parts
+        )
+    if _from_ai4(body):
+        return await _ai4_turn(body, user, s, convo, approve_all, content, parts)
+    return _options(body, approve_all, content=content, parts=parts)
+
+
+async def _ai4_turn(
+    body: ChatRequest,
+    user: str,
+    s: Services,
+    convo: Conversation,
+    approve_all: bool,
+    content: str | None,
+    parts: list[dict[str, Any]],
+) -> TurnRequest:
+    """ai@4 sends the whole chat without ids and says nothing of why: its ``k``-th user message
+    is new when parley holds fewer; else ``reload()`` re-sent it (the same text: its reply is
+    regenerated) or the app cut the chat there and sent another (an edit)."""
+    branch = await _branch(user, s, convo)
+    stored = [i for i, m in enumerate(branch) if m.role == "user"]
+    k = sum(1 for m in body.messages if m.role == "user")
+    if k > len(stored):
+        return _options(body, approve_all, content=content, parts=parts)
+    at = stored[k - 1]
+    following = branch[at + 1] if at + 1 < len(branch) else None
+    if following is not None and following.role == "assistant" and branch[at].text == content:
+        return _options(body, approve_all, mode="regenerate", target_id=following.id)
+    target = branch[at].id
+    return _options(body, approve_all, mode="edit", target_id=target, content=content, parts=parts)
 
 
 def _check_new_message(body: ChatRequest, s: Services) -> None:
@@ -334,7 +373,10 @@ async def _edited(body: ChatRequest, user: str, s: Services, convo: Conversation
 # approvals and elicitations ----------------------------------------------------------------
 
 
-def _approval_answers(body: ChatRequest) -> list[ApprovalResponse]:
+def _approval_answers(body: ChatRequest, waiting: set[str | None]) -> list[ApprovalResponse]:
+    """The client's answers to tool approvals: ``toolApprovals``, v6 tool parts in state
+    ``approval-responded``, and ai@4 tool results for calls that wait for approval (the
+    ``addToolResult`` of ai@4's human-in-the-loop pattern)."""
     answers = list(body.toolApprovals)
     last = body.messages[-1] if body.messages else None
     if last is None or last.role != "assistant":
@@ -350,7 +392,49 @@ def _approval_answers(body: ChatRequest) -> list[ApprovalResponse]:
                     toolCallId=part.get("toolCallId"),
                 )
             )
+    for invocation in last.toolInvocations or []:
+        call = invocation.get("toolCallId")
+        if invocation.get("state") == "result" and call in waiting:
+            answers.append(_ai4_answer(str(call), invocation.get("result")))
     return answers
+
+
+def _ai4_answer(tool_call_id: str, result: Any) -> ApprovalResponse:
+    """An ai@4 tool result as an approval: ``true``, ``{approved: true}`` or text that starts
+    with "yes" (ai@4's example answers "Yes, confirmed." or "No, denied.") approve; anything
+    else denies, the text as the reason."""
+    if isinstance(result, dict):
+        approved = result.get("approved") is True
+    else:
+        approved = result is True or str(result).strip().lower().startswith("yes")
+    reason = result[:2_000] if isinstance(result, str) and not approved else None
+    return ApprovalResponse(id="", approved=approved, reason=reason, toolCallId=tool_call_id)
+
+
+async def _ends_in_tool_results(
+    body: ChatRequest, user: str, s: Services, convo: Conversation
+) -> bool:
+    """Whether an ai@4 client re-posts a reply that stopped after its tools' results (parley's
+    step limit), as ``useChat`` does with ``maxSteps``: the model may go on from them."""
+    invocations = body.messages[-1].toolInvocations or []
+    if not _from_ai4(body) or not invocations:
+        return False
+    if not all(i.get("state") == "result" for i in invocations):
+        return False
+    if await s.store.active_run(user, convo.id) is not None:
+        return False
+    leaf = (await _branch(user, s, convo))[-1:]
+    if not leaf or leaf[0].role != "assistant":
+        return False
+    step = _last_step(leaf[0].parts)
+    return bool(step) and all(p.get("type") == "dynamic-tool" for p in step)
+
+
+def _last_step(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The parts after the last ``step-start``, notices aside."""
+    starts = [i for i, p in enumerate(parts) if p.get("type") == "step-start"]
+    after = parts[starts[-1] + 1 :] if starts else parts
+    return [p for p in after if not str(p.get("type", "")).startswith("data-")]
 
 
 async def _continue_after_approvals(
@@ -373,14 +457,7 @@ async def _continue_after_approvals(
         await s.runs.answer_approval(
             user, found.run_id, found.tool_call_id, approved=answer.approved, reason=answer.reason
         )
-        answered[found.tool_call_id] = approval_data(
-            approval_id=found.id,
-            tool_call_id=found.tool_call_id,
-            tool_name=found.payload.get("tool_name", ""),
-            args=found.payload.get("args") or {},
-            run_id=found.run_id,
-            expires_at=found.expires_at.isoformat(),
-        )
+        answered[found.tool_call_id] = _asked(found)
         run_id = found.run_id
     if run_id is None:
         raise Conflict("these tool approvals were already answered, or are not in this chat")
@@ -431,10 +508,17 @@ async def _answer_elicitation(
 async def resume_stream(
     chat_id: str, request: Request, user: str, s: Services, reply: Reply = UI_STREAM
 ) -> Response:
-    """The active run from its start; idle when the chat has none (or it waits with no log)."""
+    """The chat's active run from its start, to its end or to the suspension it waits in now
+    (idle when it waits with no log); or what a run did after an approval timed out, which no
+    response carried; idle when there is neither."""
     convo = await doors.find_conversation(s, user, chat_id)
-    run = await s.store.active_run(user, convo.id) if convo is not None else None
+    run = await s.store.latest_run(user, convo.id) if convo is not None else None
     if convo is None or run is None:
+        return _idle(reply)
+    timed_out = await _untold_timeout(user, s, run)
+    if timed_out:
+        return await _after_timeout(timed_out, request, user, s, run, reply)
+    if run.status not in ("running", "awaiting"):
         return _idle(reply)
     if run.status == "awaiting" and not await s.runs.hub.exists(run.id):
         return _idle(reply)
@@ -444,6 +528,70 @@ async def resume_stream(
 
     events = doors.until_suspended(s.runs.events(user, run.id), is_current)
     return _stream(request, s, events, run.message_id, run.id, convo.id, reply)
+
+
+async def _untold_timeout(user: str, s: Services, run: Run) -> list[PendingInput]:
+    """``run``'s approvals that timed out and that no resume has told a client of yet: the
+    stream of the client that was asked ended at them."""
+    told = run.state.timeout_told if run.state else ()
+    return [
+        p
+        for p in await s.store.pending_for_run(user, run.id)
+        if p.kind == "approval" and p.status == "expired" and p.id not in told
+    ]
+
+
+async def _after_timeout(
+    expired: list[PendingInput],
+    request: Request,
+    user: str,
+    s: Services,
+    run: Run,
+    reply: Reply,
+) -> Response:
+    """The run from the suspension whose approvals timed out: their denial (``by: timeout``)
+    and what the run did next, to its end or to the suspension it waits in now."""
+    calls = {p.tool_call_id for p in expired}
+
+    async def is_current() -> bool:
+        return await doors.run_awaiting(s, user, run.id)
+
+    async def told() -> None:
+        fresh = await s.store.get_run(user, run.id)
+        state = fresh.state or RunState()
+        told = (*state.timeout_told, *(p.id for p in expired))
+        await s.store.set_run(
+            user, run.id, state=state.model_copy(update={"timeout_told": told}).model_dump()
+        )
+
+    rest = doors.continuation(
+        s.runs.events(user, run.id),
+        lambda e: isinstance(e, ev.RunSuspended) and bool(calls & set(e.waiting_for)),
+    )
+    events = _then(doors.until_suspended(rest, is_current), told)
+    approvals = [_asked(p) for p in expired]
+    return _stream(
+        request, s, events, run.message_id, run.id, run.conversation_id, reply, approvals
+    )
+
+
+def _asked(pending: PendingInput) -> dict[str, Any]:
+    """The ``tool-approval`` data of a stored approval, as it was asked."""
+    return approval_data(
+        approval_id=pending.id,
+        tool_call_id=pending.tool_call_id or "",
+        tool_name=pending.payload.get("tool_name", ""),
+        args=pending.payload.get("args") or {},
+        run_id=pending.run_id,
+        expires_at=pending.expires_at.isoformat(),
+    )
+
+
+async def _then(events: doors.Events, after: Callable[[], Awaitable[None]]) -> doors.Events:
+    """``events``, then ``after()`` once they were all sent (not when the client left)."""
+    async for item in events:
+        yield item
+    await after()
 
 
 def _idle(reply: Reply) -> Response:

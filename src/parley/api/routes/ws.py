@@ -2,12 +2,19 @@
 
 It closes with 4401 for a missing or bad token and 4403 when ``{user_id}`` is not the token's
 ``sub``. Otherwise it sends ``connection_established``, then progress messages
-(:mod:`parley.protocols.ws`) for every run of that user driven by this process, whichever door
-started it. A client may send ``{"type": "message", "content": "...", "conversation_id"?}`` to
-chat over the socket (the ``todo`` profile, as on ``POST /api/{user_id}/chat``); the reply
-arrives as progress messages, ``agent_done`` carrying its text. A message the socket cannot take
-(not JSON, over ``max_body_bytes``, over the limits of a message) is answered with an ``error``
-message, and the socket stays open.
+(:mod:`parley.protocols.ws`) for every run of that user, whichever door and whichever process
+started it. Each message about a run has ``event_id``, ``"{run_id}:{seq}"``; a client that
+reconnects with ``?last_event_id=<the last one it saw>`` first gets what it missed: the rest of
+that run and the runs the user started after it (from the run log, while the hub keeps it).
+``?conversation_id=`` names the conversation the page shows: ``connection_established`` echoes it,
+and a chat message sent without one goes there (an unknown one is an ``error`` message, then a
+close with 4404).
+
+A client may send ``{"type": "message", "content": "...", "conversation_id"?}`` to chat over the
+socket (the ``todo`` profile, as on ``POST /api/{user_id}/chat``); the reply arrives as progress
+messages, ``agent_done`` carrying its text. A message the socket cannot take (not JSON, over
+``max_body_bytes``, over the limits of a message) or a bad ``last_event_id`` is answered with an
+``error`` message, and the socket stays open.
 """
 
 from __future__ import annotations
@@ -15,17 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 
 from parley.api.deps import Services
-from parley.chat.events import is_terminal
 from parley.engine.turn import TurnRequest
-from parley.errors import ParleyError, Unauthenticated, ValidationFailed
+from parley.errors import NotFound, ParleyError, Unauthenticated, ValidationFailed
 from parley.protocols import ws as progress
-from parley.runs.fanout import Item, UserFanout
+from parley.runs.fanout import RunRef
 from parley.wire import LONE_SURROGATE, holds_lone_surrogate
 
 router = APIRouter(tags=["progress"])
@@ -33,30 +40,60 @@ router = APIRouter(tags=["progress"])
 PROFILE = "todo"
 
 
+def parse_cursor(value: str | None) -> tuple[str, int] | None:
+    """``"{run_id}:{seq}"`` (a message's ``event_id``) as ``(run_id, seq)``."""
+    if value is None:
+        return None
+    run_id, _, seq = value.rpartition(":")
+    if not run_id or not seq.isdigit() or len(seq) > 18:
+        raise ValidationFailed('last_event_id must be an event_id, "<run_id>:<number>"')
+    return run_id, int(seq)
+
+
 class _Socket:
     """One accepted socket: sends are serialized, the user is known."""
 
-    def __init__(self, websocket: WebSocket, services: Services, user_id: str) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        services: Services,
+        user_id: str,
+        conversation_id: str | None = None,
+    ) -> None:
         self.websocket = websocket
         self.services = services
         self.user_id = user_id
+        self.conversation_id = conversation_id
         self._lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._lock:
             await self.websocket.send_json(message)
 
-    async def forward(self, queue: asyncio.Queue[Item]) -> None:
-        encoders: dict[str, progress.ProgressEncoder] = {}
-        while True:
-            run_id, conversation_id, event = await queue.get()
-            encoder = encoders.setdefault(
-                run_id, progress.ProgressEncoder(run_id=run_id, conversation_id=conversation_id)
-            )
+    async def follow(self, runs: AsyncIterator[RunRef], cursor: tuple[str, int] | None) -> None:
+        """Relay every run ``runs`` announces; first the rest of the run ``cursor`` names."""
+        async with asyncio.TaskGroup() as group:
+            if cursor is not None:
+                group.create_task(self.resume(*cursor))
+            async for ref in runs:
+                group.create_task(self.relay(ref))
+
+    async def resume(self, run_id: str, seq: int) -> None:
+        try:
+            run = await self.services.store.get_run(self.user_id, run_id)
+        except NotFound as exc:
+            await self.send(progress.client_error(exc.message, exc.code))
+            return
+        await self.relay(RunRef(run.id, run.conversation_id), after=seq)
+
+    async def relay(self, ref: RunRef, after: int = 0) -> None:
+        """The run's progress messages with an id above ``after``, from the run log. The log is
+        read from its start: the messages count tools and gather the reply's text."""
+        encoder = progress.ProgressEncoder(run_id=ref.run_id, conversation_id=ref.conversation_id)
+        async for seq, event in self.services.runs.events(self.user_id, ref.run_id):
             for message in encoder.encode(event):
-                await self.send(message)
-            if is_terminal(event):
-                encoders.pop(run_id, None)
+                if seq > after:
+                    await self.send({**message, "event_id": f"{ref.run_id}:{seq}"})
 
     async def receive(self) -> None:
         while True:
@@ -93,8 +130,9 @@ class _Socket:
         s, user = self.services, self.user_id
         request = TurnRequest(content=content, profile=PROFILE)
         s.engine.check(request)  # before a new conversation is written
-        if data.get("conversation_id") is not None:
-            convo = await s.store.get_conversation(user, str(data["conversation_id"]))
+        conversation_id = data.get("conversation_id") or self.conversation_id
+        if conversation_id is not None:
+            convo = await s.store.get_conversation(user, str(conversation_id))
         else:
             convo = await s.store.create_conversation(
                 user, profile=PROFILE, metadata={"source": "ws"}
@@ -119,23 +157,49 @@ async def _authenticate(websocket: WebSocket, services: Services, user_id: str) 
     return True
 
 
+async def _named_conversation(socket: _Socket) -> bool:
+    """Whether the conversation the URL names is the user's (told and closed with 4404 if not)."""
+    if socket.conversation_id is None:
+        return True
+    try:
+        await socket.services.store.get_conversation(socket.user_id, socket.conversation_id)
+    except NotFound as exc:
+        await socket.send(progress.client_error(exc.message, exc.code))
+        await socket.websocket.close(code=4404, reason="no such conversation")
+        return False
+    return True
+
+
+async def _cursor(socket: _Socket) -> tuple[str, int] | None:
+    try:
+        return parse_cursor(socket.websocket.query_params.get("last_event_id"))
+    except ValidationFailed as exc:
+        await socket.send(progress.client_error(exc.message, exc.code))
+        return None
+
+
 @router.websocket("/ws/{user_id}/chat")
 async def progress_socket(websocket: WebSocket, user_id: str) -> None:
     services: Services = websocket.app.state.services
     await websocket.accept()
     if not await _authenticate(websocket, services, user_id):
         return
-    socket = _Socket(websocket, services, user_id)
-    fanout = UserFanout.of(services.runs)
-    queue = fanout.subscribe(user_id)
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        await socket.send(progress.connection_established(user_id))
-        tasks += [asyncio.create_task(socket.forward(queue)), asyncio.create_task(socket.receive())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        fanout.unsubscribe(user_id, queue)
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.gather(*tasks, return_exceptions=True)
+    named = websocket.query_params.get("conversation_id") or None
+    socket = _Socket(websocket, services, user_id, named)
+    if not await _named_conversation(socket):
+        return
+    cursor = await _cursor(socket)
+    since = cursor[0] if cursor is not None else None
+    async with services.fanout.follow(user_id, since) as runs:
+        await socket.send(progress.connection_established(user_id, named))
+        tasks = [
+            asyncio.create_task(socket.follow(runs, cursor)),
+            asyncio.create_task(socket.receive()),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,5 +1,7 @@
 """The built-in todo tools, mounted in process: the MCP tool functions of :mod:`.server`
-called directly, with the user taken from the run's :class:`~parley.tools.base.ToolContext`."""
+called directly, with the user taken from the run's :class:`~parley.tools.base.ToolContext`.
+``list_tasks`` reports how many tasks it found as the call's progress (the progress socket's
+``tool_progress`` ``count``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pydantic import BaseModel
 from parley.store import Store
 from parley.tools.base import Tool, ToolContext, ToolOutput
 from parley.tools.mcp import tool_hints
-from parley.tools.todo.server import SERVER_NAME, current_user, todo_tool_specs
+from parley.tools.todo.server import SERVER_NAME, TaskList, current_user, todo_tool_specs
 
 __all__ = ["SERVER_NAME", "TodoTool", "todo_tools"]
 
@@ -41,9 +43,15 @@ class TodoTool(Tool):
             return ToolOutput(content=_message(exc), is_error=True)
         finally:
             current_user.reset(token)
+        if isinstance(result, TaskList):
+            await context.progress(_found(result.count), result.count, result.count)
         if isinstance(result, BaseModel):
             return ToolOutput(content=result.model_dump(mode="json"))
         return ToolOutput(content=result)
+
+
+def _found(count: int) -> str:
+    return f"Found {count} task{'' if count == 1 else 's'}"
 
 
 def _message(exc: ToolError) -> str:

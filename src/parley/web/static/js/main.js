@@ -568,6 +568,19 @@ async function signInWithLink(code) {
   } else showSignin(message);
 }
 
+/** With `PARLEY_AUTH=none` parley answers a call that carries no token (one local user): the
+ * page goes straight to the chat. Any other answer (a 401) asks to sign in. */
+async function openWithoutToken() {
+  try {
+    await api.get("/api/conversations?limit=1");
+  } catch {
+    showSignin();
+    return;
+  }
+  $("signout").hidden = true;
+  await showApp();
+}
+
 function signOut(message = "") {
   detachRun();
   state.token = null;
@@ -580,7 +593,7 @@ function signOut(message = "") {
 async function showApp() {
   $("signin").hidden = true;
   $("app").hidden = false;
-  const who = tokenSubject(state.token) || "signed in";
+  const who = state.token ? tokenSubject(state.token) || "signed in" : "local user";
   $("me").textContent = who;
   $("me-avatar").textContent = who.slice(0, 1).toUpperCase();
   showEmpty();
@@ -594,7 +607,7 @@ wire();
 const signinCode = new URLSearchParams(location.search).get("signin");
 if (signinCode) signInWithLink(signinCode);
 else if (state.token) showApp();
-else showSignin();
+else openWithoutToken();
 
 // A small handle for tests and for the curious.
 window.parley = {

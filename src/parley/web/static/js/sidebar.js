@@ -1,5 +1,6 @@
 // The conversation list: newest first, searched by the server, paged with next_cursor; rename
-// in place, delete with an inline confirmation.
+// in place, archive (archived ones under a collapsible "Archived", loaded when it is opened),
+// delete with an inline confirmation.
 
 import { enc } from "./api.js";
 import { debounce, h, icon, relativeDay, toast } from "./util.js";
@@ -20,6 +21,20 @@ export class Sidebar {
     this.activeId = null;
     this.loading = false;
     this.generation = 0;
+    this.archived = { items: [], cursor: null, loaded: false, loading: false };
+    this.archivedList = h("div", { class: "conv-archived-list" });
+    this.archivedMore = h("button", { type: "button", class: "btn btn-sm conv-more", hidden: true }, "Show more");
+    this.archivedBox = h(
+      "details",
+      { class: "conv-archived", id: "archived" },
+      h("summary", { class: "conv-group" }, icon("right", "chev"), "Archived"),
+      this.archivedList,
+      this.archivedMore,
+    );
+    this.archivedBox.addEventListener("toggle", () => {
+      if (this.archivedBox.open && !this.archived.loaded) this.fetchArchived();
+    });
+    this.archivedMore.addEventListener("click", () => this.fetchArchived());
     this.search.addEventListener(
       "input",
       debounce(() => this.load(this.search.value.trim()), 250),
@@ -46,7 +61,7 @@ export class Sidebar {
   async fetchPage(generation) {
     this.loading = true;
     try {
-      const params = new URLSearchParams({ limit: "30" });
+      const params = new URLSearchParams({ status: "active", limit: "30" });
       if (this.cursor) params.set("cursor", this.cursor);
       if (this.query) params.set("q", this.query);
       const page = await this.api.get(`/api/conversations?${params}`);
@@ -69,10 +84,36 @@ export class Sidebar {
     }
   }
 
-  /** A conversation was created or changed: put it first (unless a search hides it). */
+  /** The next page of archived conversations (the first when the section is opened). */
+  async fetchArchived() {
+    const archived = this.archived;
+    if (archived.loading || (archived.loaded && !archived.cursor)) return;
+    archived.loading = true;
+    try {
+      const params = new URLSearchParams({ status: "archived", limit: "30" });
+      if (archived.cursor) params.set("cursor", archived.cursor);
+      const page = await this.api.get(`/api/conversations?${params}`);
+      const known = new Set(archived.items.map((c) => c.id));
+      archived.items.push(...page.items.filter((c) => !known.has(c.id)));
+      archived.cursor = page.next_cursor;
+      archived.loaded = true;
+      this.renderArchived();
+    } catch (error) {
+      if (error.status !== 401) toast(`Could not list archived conversations: ${error.message}`, "error");
+    } finally {
+      archived.loading = false;
+    }
+  }
+
+  /** A conversation was created or changed: put it first in its list (unless a search hides it). */
   upsert(convo) {
     this.items = this.items.filter((c) => c.id !== convo.id);
-    if (!this.query) this.items.unshift(convo);
+    this.archived.items = this.archived.items.filter((c) => c.id !== convo.id);
+    if (convo.status === "archived") {
+      if (this.archived.loaded) this.archived.items.unshift(convo);
+    } else if (!this.query) {
+      this.items.unshift(convo);
+    }
     this.render();
   }
 
@@ -91,7 +132,16 @@ export class Sidebar {
     if (!this.items.length) {
       nodes.push(h("div", { class: "conv-empty muted" }, this.query ? "Nothing matches." : "No conversations yet."));
     }
+    if (!this.query) nodes.push(this.archivedBox);
     this.nav.replaceChildren(...nodes);
+    this.renderArchived();
+  }
+
+  renderArchived() {
+    const rows = this.archived.items.map((convo) => this.item(convo));
+    if (this.archived.loaded && !rows.length) rows.push(h("div", { class: "conv-empty muted" }, "Nothing archived."));
+    this.archivedList.replaceChildren(...rows);
+    this.archivedMore.hidden = !this.archived.cursor;
     this.setActive(this.activeId);
   }
 
@@ -99,11 +149,26 @@ export class Sidebar {
     const title = convo.title || "New chat";
     const open = h("a", { class: "conv-open", href: `#/c/${enc(convo.id)}`, title }, h("span", { class: "conv-title" }, title));
     const rename = h("button", { type: "button", class: "act", title: "Rename", "aria-label": `Rename ${title}` }, icon("edit"));
+    const archived = convo.status === "archived";
+    const verb = archived ? "Unarchive" : "Archive";
+    const archive = h("button", { type: "button", class: "act", title: verb, "aria-label": `${verb} ${title}` }, icon(verb.toLowerCase()));
     const remove = h("button", { type: "button", class: "act", title: "Delete", "aria-label": `Delete ${title}` }, icon("trash"));
-    const row = h("div", { class: "conv", dataset: { id: convo.id } }, open, h("span", { class: "conv-acts" }, rename, remove));
+    const row = h("div", { class: "conv", dataset: { id: convo.id } }, open, h("span", { class: "conv-acts" }, rename, archive, remove));
     rename.addEventListener("click", () => this.startRename(row, convo));
+    archive.addEventListener("click", () => this.setStatus(convo, archived ? "active" : "archived", archive));
     remove.addEventListener("click", () => this.confirmDelete(row, convo));
     return row;
+  }
+
+  /** Archive (status "archived") or restore (status "active") a conversation. */
+  async setStatus(convo, status, button) {
+    button.disabled = true;
+    try {
+      this.upsert(await this.api.patch(`/api/conversations/${enc(convo.id)}`, { status }));
+    } catch (error) {
+      button.disabled = false;
+      toast(`Could not ${status === "archived" ? "archive" : "unarchive"}: ${error.message}`, "error");
+    }
   }
 
   startRename(row, convo) {
@@ -151,6 +216,7 @@ export class Sidebar {
       try {
         await this.api.delete(`/api/conversations/${enc(convo.id)}`);
         this.items = this.items.filter((c) => c.id !== convo.id);
+        this.archived.items = this.archived.items.filter((c) => c.id !== convo.id);
         this.render();
         this.ctx.deleted(convo.id);
       } catch (error) {
