@@ -320,7 +320,9 @@ class RunManager:
     async def _rebuild(self, user_id: str, run: Run) -> PreparedTurn:
         state = run.state or RunState()
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
-        history = await self.store.branch(user_id, run.conversation_id, leaf_id=message.parent_id)
+        convo = await self.store.get_conversation(user_id, run.conversation_id)
+        model = self.engine.providers.resolve(state.model)
+        history, context = await self.engine.context.load(user_id, convo, message.parent_id, model)
         await self.store.begin_turn_continue(user_id, run.conversation_id, message.id)
         return PreparedTurn(
             run_id=run.id,
@@ -328,7 +330,7 @@ class RunManager:
             conversation_id=run.conversation_id,
             user_message_id=run.user_message_id,
             message_id=run.message_id,
-            model=self.engine.providers.resolve(state.model),
+            model=model,
             temperature=state.temperature,
             max_tokens=state.max_tokens,
             system=state.system,
@@ -337,6 +339,7 @@ class RunManager:
             max_steps=state.max_steps if state.max_steps is not None else self.settings.max_steps,
             parts=list(message.parts),
             step=state.step,
+            context=context,
         )
 
     async def answer_elicitation(

@@ -25,8 +25,10 @@ from parley.chat.ids import new_id
 from parley.chat.messages import Part, PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
+from parley.engine.context import ContextWindow, TurnContext
 from parley.engine.history import assistant_messages, to_chat, user_message
 from parley.engine.message_limits import MessageLimits
+from parley.engine.summaries import Summaries, title_from
 from parley.engine.tools import ToolRunner, ToolSet
 from parley.errors import ApiKeyMissing, ParleyError, ValidationFailed
 from parley.limits import Limiter, Reservation, price_of
@@ -112,6 +114,7 @@ class PreparedTurn:
     cost: float = 0.0
     # Resolved once the first model request is on the wire, or will not be (see RunManager.start).
     asked: asyncio.Future[None] | None = None
+    context: TurnContext = field(default_factory=TurnContext)  # the summary, what was sent
 
     def model_asked(self) -> None:
         if self.asked is not None and not self.asked.done():
@@ -135,6 +138,9 @@ class Engine:
         self.tools = tools
         self.limiter = limiter
         self.message_limits = MessageLimits.of(settings)
+        # long conversations: what the model sees, and the summaries and titles after a reply
+        self.context = ContextWindow(settings, store)
+        self.summaries = Summaries(settings, store, providers, self.context)
 
     # prepare ----------------------------------------------------------------------------
 
@@ -168,10 +174,10 @@ class Engine:
         if request.parts and not model.capabilities.vision and _has_images(request.parts):
             raise ValidationFailed(f"the model {model.ref} cannot take image attachments")
         parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)
-        history = await self.store.branch(user_id, conversation_id, leaf_id=parent_id)
+        history, context = await self.context.load(user_id, convo, parent_id, model)
         side_effects = await self._side_effects(user_id, conversation_id, side_ids)
         run_id = new_id("run")
-        title = _title_from(user_parts) if user_parts else None
+        title = title_from(user_parts) if user_parts else None
         reservation = await self._admit(user_id, run_id, model, history, user_parts, request)
         try:
             user_message, assistant = await self.store.begin_turn(
@@ -208,6 +214,7 @@ class Engine:
             tools=self._tools(model, profile, request, user_id),
             max_steps=profile.max_steps if profile else self.settings.max_steps,
             side_effects=side_effects,
+            context=context,
         )
 
     def _tools(
@@ -403,6 +410,7 @@ class Engine:
                         prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
                     )
                     turn.usage = turn.usage + step_usage
+                    self.context.calibrate(turn, chunk.prompt_tokens)
                     await self._charge(turn, step_usage)
                     yield ev.Usage(
                         prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens
@@ -425,9 +433,8 @@ class Engine:
 
     def _messages(self, turn: PreparedTurn, builder: PartsBuilder) -> list[ChatMessage]:
         limit = self.settings.tool_result_max_chars
-        messages = to_chat(turn.history, system=turn.system, max_result_chars=limit)
-        messages.extend(assistant_messages(builder.parts, limit))  # this reply's steps so far
-        return messages
+        steps = assistant_messages(builder.parts, limit)  # this reply's steps so far
+        return self.context.fit(turn, steps)  # what fits the model's window (engine/context.py)
 
     async def _admit(
         self,
@@ -519,6 +526,8 @@ class Engine:
             )
         )
         await asyncio.shield(self._release(turn))
+        if status == "complete":
+            self.summaries.after_reply(turn, builder.parts)  # in the background
 
 
 class _ToolCallAssembler:
@@ -658,12 +667,3 @@ def _depth_of(history: list[Message], message_id: str | None) -> int | None:
 
 def _has_images(parts: list[Part]) -> bool:
     return any(str(p.get("mediaType", "")).startswith("image/") for p in parts)
-
-
-def _title_from(parts: list[Part]) -> str | None:
-    text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
-    if not text:
-        return None
-    words = text.split()
-    title = " ".join(words[:8])
-    return title[:80] + ("…" if len(words) > 8 or len(title) > 80 else "")
