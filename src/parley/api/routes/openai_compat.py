@@ -174,7 +174,7 @@ async def model(model_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, A
     return _model_object(model_id)
 
 
-def _target(name: str, s: Services) -> tuple[str | None, str | None]:
+def model_target(name: str, s: Services) -> tuple[str | None, str | None]:
     """``(profile, None)`` for ``profile/NAME``, else ``(None, model)``; unknown ones raise."""
     if name.startswith("profile/"):
         profile = name.removeprefix("profile/")
@@ -194,7 +194,7 @@ def _target(name: str, s: Services) -> tuple[str | None, str | None]:
 async def completions(
     body: CompletionRequest, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:
-    profile, model_name = _target(body.model, s)
+    profile, model_name = model_target(body.model, s)
     history = client_history(body.messages)
     external = _external_tools(body) if profile is None else []
     turn_request = TurnRequest(
