@@ -213,6 +213,24 @@ def test_a_tool_call_stays_with_its_result_and_an_oversized_message_is_cut(
     assert again == tight  # deterministic
 
 
+def test_the_window_starts_with_a_users_message(live: Live) -> None:
+    window = live.services.engine.context
+    history = [
+        Message(role="user", parts=[{"type": "text", "text": "old " * 300}], depth=0),
+        Message(role="assistant", parts=[{"type": "text", "text": "an answer"}], depth=1),
+        Message(role="user", parts=[{"type": "text", "text": "and now?"}], depth=2),
+    ]
+    fitted = window.choose(
+        history, [], system="sys", summary=None, summary_depth=-1, budget=200, counter=ESTIMATE
+    )
+    assert [m.role for m in fitted.messages] == ["system", "user"]
+    assert fitted.oldest is history[2] and fitted.left_out == 2
+    roomy = window.choose(
+        history, [], system="sys", summary=None, summary_depth=-1, budget=2_000, counter=ESTIMATE
+    )
+    assert [m.role for m in roomy.messages] == ["system", "user", "assistant", "user"]
+
+
 def _gguf() -> str:
     pytest.importorskip("llama_cpp")
     from parley.providers.local import default_model_path

@@ -187,6 +187,7 @@ class ContextWindow:
         head = system_message(system, summary)
         used = REPLY_PRIMING + counter.messages(head) + counter.messages(steps)
         kept: list[list[ChatMessage]] = []
+        costs: list[int] = []
         oldest: Message | None = None
         for index, message in enumerate(reversed(history)):
             chat = self._chat([message])
@@ -197,8 +198,15 @@ class ContextWindow:
                 chat = cut(chat, budget - used, counter)  # the newest goes in, cut
                 cost = counter.messages(chat)
             kept.append(chat)
+            costs.append(cost)
             used += cost
             oldest = message
+        while len(kept) > 1 and oldest is not None and oldest.role != "user":
+            # the window starts with the person's words (Anthropic refuses a conversation
+            # that opens with the assistant); what is dropped is left out, as what did not fit
+            kept.pop()
+            used -= costs.pop()
+            oldest = history[len(history) - len(kept)]
         if oldest is None and history:
             oldest = history[-1]
         if used > budget and steps:  # the reply's own tool results outgrew the window
