@@ -195,25 +195,15 @@ async def _record_history(
             )
             parent = stored.id
     elif history.user_parts is None:
-        await _attach_tool_outputs(user, s, convo, history.tool_outputs)
-
-
-async def _attach_tool_outputs(
-    user: str, s: Services, convo: Conversation, outputs: dict[str, Any]
-) -> None:
-    leaf = await s.store.get_message(user, convo.id, convo.active_leaf_id or "")
-    parts = [dict(p) for p in leaf.parts]
-    matched = 0
-    for part in parts:
-        if part.get("type") == "dynamic-tool" and part.get("toolCallId") in outputs:
-            part.update(state="output-available", output=outputs[part["toolCallId"]])
-            matched += 1
-    if leaf.role != "assistant" or not matched:
-        raise ValidationFailed(
-            "the last message must be a user message, or tool messages answering the tool "
-            "calls of this thread's last reply"
+        await doors.record_tool_outputs(
+            s,
+            user,
+            convo.id,
+            convo.active_leaf_id or "",
+            history.tool_outputs,
+            refusal="the last message must be a user message, or tool messages answering the "
+            "tool calls of this thread's last reply",
         )
-    await s.store.checkpoint(user, leaf.id, parts)
 
 
 # interrupts --------------------------------------------------------------------------------

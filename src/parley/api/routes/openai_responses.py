@@ -273,28 +273,19 @@ async def _place(
     if history.earlier_outputs:
         if anchor is None:
             raise ValidationFailed("a function_call_output answers no function_call before it")
-        await _answer_calls(user, s, convo.id, anchor, history.earlier_outputs)
+        await doors.record_tool_outputs(
+            s,
+            user,
+            convo.id,
+            anchor,
+            history.earlier_outputs,
+            refusal="function_call_output {unanswered}: no such call in the response",
+            every=True,
+        )
     for role, parts in history.messages:
         stored = await s.store.add_message(user, convo.id, role=role, parts=parts, parent_id=anchor)
         anchor = stored.id
     return anchor
-
-
-async def _answer_calls(
-    user: str, s: Services, conversation_id: str, message_id: str, outputs: dict[str, Any]
-) -> None:
-    """The client ran the function calls of ``message_id``: record their results."""
-    message = await s.store.get_message(user, conversation_id, message_id)
-    parts = [dict(p) for p in message.parts]
-    unanswered = set(outputs)
-    for part in parts:
-        if part.get("type") == "dynamic-tool" and part.get("toolCallId") in unanswered:
-            part.update(state="output-available", output=outputs[part["toolCallId"]])
-            unanswered.discard(part["toolCallId"])
-    if message.role != "assistant" or unanswered:
-        names = ", ".join(sorted(unanswered))
-        raise ValidationFailed(f"function_call_output {names}: no such call in the response")
-    await s.store.checkpoint(user, message.id, parts)
 
 
 # responses ------------------------------------------------------------------------------
