@@ -237,7 +237,11 @@ def pending_out(pending: PendingInput) -> dict[str, Any]:
         "expires_at": _iso(pending.expires_at),
     }
     if pending.kind == "approval":
-        out.update(tool_name=pending.payload.get("tool_name"), args=pending.payload.get("args"))
+        out.update(
+            tool_name=pending.payload.get("tool_name"),
+            server=pending.payload.get("server"),
+            args=pending.payload.get("args"),
+        )
     else:
         out.update(
             elicitation_id=pending.id,
@@ -255,6 +259,24 @@ class SigninLinkCode(ClientBody):
     model_config = _BOUNDED
 
     code: str = Field(min_length=1, max_length=128)
+
+
+class PasswordSignIn(ClientBody):
+    """A local account's name and password (``parley user add NAME``)."""
+
+    model_config = _BOUNDED
+
+    user: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionInfo(BaseModel):
+    """Who the page is signed in as, and how: ``session`` (the cookie), ``token`` (a bearer
+    token) or ``none`` (``PARLEY_AUTH=none``: the one local user)."""
+
+    user: str
+    via: Literal["session", "token", "none"]
+    expires_in: int | None = None
 
 
 class RunTicketIssued(BaseModel):

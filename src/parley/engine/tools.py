@@ -214,7 +214,12 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload={"tool_name": tool.name, "args": call.args, "audit_id": audit.id},
+            payload={
+                "tool_name": tool.name,
+                "server": tool.server,
+                "args": call.args,
+                "audit_id": audit.id,
+            },
             status="pending",
             expires_at=expires,
         )
@@ -225,6 +230,7 @@ class ToolRunner:
             args=call.args,
             approval_id=pending.id,
             expires_at=expires.isoformat(),
+            server=tool.server,
         )
 
     def _audit_row(
