@@ -54,6 +54,8 @@ def test_parley_serve_prints_a_sign_in_link_after_its_banner_that_works_once(
     assert first.json()["user"] == user
     assert second.status_code == 401
     assert "Traceback" not in output.text
+    banner = " ".join(output.text.replace("│", " ").split())
+    assert "or create an account with `parley user add NAME`" in banner
 
 
 def test_parley_serve_prints_no_link_when_tokens_are_signed_with_a_configured_secret(

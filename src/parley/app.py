@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import parley.providers.builtin  # noqa: F401  (registers the built-in providers)
 from parley import __version__
+from parley.accounts import SignIns
 from parley.api import errors
 from parley.api.deps import Services
 from parley.api.middleware import Edge
@@ -37,7 +38,14 @@ from parley.config import Settings, check_single_user
 from parley.engine.runner import RunManager, new_instance_id
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
-from parley.limits import Limiter, MemoryBackend, RedisBackend
+from parley.limits import (
+    Attempts,
+    Limiter,
+    MemoryAttempts,
+    MemoryBackend,
+    RedisAttempts,
+    RedisBackend,
+)
 from parley.logging import configure as configure_logging
 from parley.metrics import Metrics
 from parley.metrics import router as metrics_router
@@ -92,6 +100,7 @@ async def build_services(
         engine=chat_engine,
         runs=manager,
         tickets=tickets_for(settings),
+        signins=SignIns(store, build_attempts(hub)),
         metrics=metrics,
         fanout=fanout,
     )
@@ -103,6 +112,12 @@ def build_limiter(settings: Settings, hub: RunHub) -> Limiter:
     if redis is not None:
         return Limiter(settings, RedisBackend(redis, settings.run_timeout))
     return Limiter(settings, MemoryBackend(settings.run_timeout))
+
+
+def build_attempts(hub: RunHub) -> Attempts:
+    """Sign-in attempts counted in the hub's Redis when there is one, else per process."""
+    redis = getattr(hub, "redis", None)
+    return RedisAttempts(redis) if redis is not None else MemoryAttempts()
 
 
 async def build_hub(settings: Settings, instance: str) -> RunHub:

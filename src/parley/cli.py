@@ -1,11 +1,12 @@
-"""The ``parley`` command: serve, token, signin-link, migrate, config, models, chat, mcp. Thin: it
+"""The ``parley`` command: serve, token, signin-link, user, migrate, config, models, chat, mcp. Thin: it
 calls the package."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,12 +28,19 @@ from parley.errors import ConfigError, PortInUse
 
 if TYPE_CHECKING:
     from parley.providers.registry import ResolvedModel
+    from parley.store.accounts import Accounts
+
+T = TypeVar("T")
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="parley: a self-hosted AI chat backend."
 )
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers that ship with parley.")
 app.add_typer(mcp_app, name="mcp")
+user_app = typer.Typer(
+    no_args_is_help=True, help="Local accounts: a name and a password to sign in on the page."
+)
+app.add_typer(user_app, name="user")
 console = Console(stderr=True)
 
 
@@ -206,7 +214,13 @@ def _banner(settings: Settings, url: str) -> None:
         lines.append(
             "auth: local secret in the data dir; open the sign-in link below (once, within"
             f" {CODE_TTL / 60:g} minutes; `parley signin-link` prints another),"
-            " or `parley token --user alice`"
+            " or create an account with `parley user add NAME` and sign in on the page;"
+            " API clients: `parley token --user alice`"
+        )
+    else:
+        lines.append(
+            "auth: bearer tokens for API clients; for the page, create an account with"
+            " `parley user add NAME`"
         )
     console.print(Panel("\n".join(lines), title="parley", expand=False))
 
@@ -262,6 +276,93 @@ def signin_link(
         reason = (str(exc) or type(exc).__name__).splitlines()[0]
         _fail(f"parley: cannot keep the sign-in code: {reason} (has `parley migrate` run?)")
     typer.echo(signin.link(base, code))
+
+
+PASSWORD_STDIN = typer.Option(
+    "--password-stdin", help="Read the password from standard input (its first line)."
+)
+
+
+def _password(from_stdin: bool) -> str:
+    """The new password: stdin's first line, else asked twice without echo."""
+    import sys
+
+    from parley import accounts
+    from parley.errors import ValidationFailed
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        accounts.check_password(password)
+    except ValidationFailed as exc:
+        _fail(f"parley: {exc.message}")
+    return password
+
+
+def _accounts_do(work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """``work`` on the accounts of the configured database (migrated first, as serve does)."""
+    from parley import accounts
+    from parley.store import migrate as migrations
+    from parley.store.errors import StorageError
+
+    settings = _settings()
+    try:
+        if settings.auto_migrate:
+            migrations.upgrade(settings.effective_database_url)
+        return accounts.run_apart(settings, work)
+    except StorageError as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
+        _fail(f"parley: the accounts cannot be reached: {reason} (has `parley migrate` run?)")
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The user name (the user id of their data).")],
+    password_stdin: Annotated[bool, PASSWORD_STDIN] = False,
+) -> None:
+    """Create an account: NAME signs in on the page with the password given."""
+    from parley import accounts
+    from parley.errors import ValidationFailed
+
+    try:
+        accounts.check_name(name)
+    except ValidationFailed as exc:
+        _fail(f"parley: {exc.message}")
+    hashed = accounts.hash_password(_password(password_stdin))
+    if not _accounts_do(lambda a: a.add(name, hashed)):
+        _fail(f"parley: {name!r} has an account already (`parley user passwd {name}`)")
+    console.print(f"account {escape(name)} created: sign in on the page with it")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """The accounts, one per line: name and when it was created."""
+    for name, created in _accounts_do(lambda a: a.names()):
+        typer.echo(f"{name}\t{created.isoformat(timespec='seconds')}")
+
+
+@user_app.command("remove")
+def user_remove(name: Annotated[str, typer.Argument(help="The account to remove.")]) -> None:
+    """Remove an account and end its sessions (its conversations are kept)."""
+    if not _accounts_do(lambda a: a.remove(name)):
+        _fail(f"parley: there is no account {name!r}")
+    console.print(f"account {escape(name)} removed; its sessions have ended")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="The account.")],
+    password_stdin: Annotated[bool, PASSWORD_STDIN] = False,
+) -> None:
+    """Set a new password; the account's sessions end (it signs in again)."""
+    from parley import accounts
+
+    hashed = accounts.hash_password(_password(password_stdin))
+    if not _accounts_do(lambda a: a.set_password(name, hashed)):
+        _fail(f"parley: there is no account {name!r} (`parley user add {name}`)")
+    console.print(f"password of {escape(name)} changed; its sessions have ended")
 
 
 @app.command()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -305,3 +307,52 @@ class RedisBackend:
 
     async def finish(self, user_id: str, run_id: str) -> None:
         await self.redis.zrem(f"parley:limit:{user_id}:running", run_id)
+
+
+class Attempts(Protocol):
+    """Attempts counted per key in a sliding window (sign-ins per account, per address)."""
+
+    async def attempt(self, key: str, limit: int, window: float) -> float | None:
+        """Count one attempt (a refused one too); None when it is within ``limit`` in the last
+        ``window`` seconds, else the seconds until one would be."""
+
+
+class MemoryAttempts:
+    """One process's count of attempts."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seen: dict[str, deque[float]] = {}
+        self.clock = clock
+
+    async def attempt(self, key: str, limit: int, window: float) -> float | None:
+        now = self.clock()
+        seen = self.seen.setdefault(key, deque())
+        while seen and seen[0] <= now - window:
+            seen.popleft()
+        seen.append(now)
+        if len(self.seen) > 100_000:  # many keys: forget those whose attempts all aged out
+            self.seen = {k: v for k, v in self.seen.items() if v[-1] > now - window}
+        if len(seen) <= limit:
+            return None
+        return max(1.0, math.ceil(seen[-limit - 1] + window - now))
+
+
+class RedisAttempts:
+    """Attempts counted in Redis, shared by every process: one sorted set per key."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def attempt(self, key: str, limit: int, window: float) -> float | None:
+        now = time.time()
+        name = f"parley:attempts:{key}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(name, "-inf", now - window)
+            pipe.zadd(name, {f"{now}:{secrets.token_hex(6)}": now})
+            pipe.zrange(name, 0, -1, withscores=True)
+            pipe.expire(name, math.ceil(window) + 1)
+            _, _, seen, _ = await pipe.execute()
+        if len(seen) <= limit:
+            return None
+        oldest_counted = float(seen[-limit - 1][1])
+        return max(1.0, math.ceil(oldest_counted + window - now))

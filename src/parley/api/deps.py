@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.requests import HTTPConnection
 
-from parley.auth import RunTickets, Verifier
+from parley.accounts import COOKIE, SignIns, check_cross_site
+from parley.auth import Principal, RunTickets, Verifier
 from parley.config import Settings
 from parley.engine.runner import RunManager
 from parley.engine.turn import Engine
@@ -31,6 +33,7 @@ class Services:
     engine: Engine
     runs: RunManager
     tickets: RunTickets
+    signins: SignIns
     metrics: Metrics = field(default_factory=Metrics)
     fanout: UserFanout = field(default_factory=MemoryFanout)  # the progress socket's runs
 
@@ -42,8 +45,8 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer_token(connection: HTTPConnection) -> str | None:
+    header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         return None
@@ -51,12 +54,24 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def current_user(request: Request) -> str:
-    """The caller (the one local user with ``PARLEY_AUTH=none``), made known to the store."""
+    """The caller (the one local user with ``PARLEY_AUTH=none``), made known to the store: the
+    bearer token's, else the session cookie's (:func:`parley.accounts.check_cross_site`)."""
     services: Services = request.app.state.services
-    principal = await services.verifier.verify(bearer_token(request))
+    principal = await caller(request, services, request.method)
     await services.store.ensure_user(principal.user_id)
     request.state.user_id = principal.user_id
     return principal.user_id
+
+
+async def caller(connection: HTTPConnection, services: Services, method: str) -> Principal:
+    """Who sent a request or opened a socket: a bearer token when it has one, else a session
+    cookie that came from parley's own page."""
+    token = bearer_token(connection)
+    cookie = connection.cookies.get(COOKIE)
+    if token is not None or not cookie or services.settings.auth == "none":
+        return await services.verifier.verify(token)
+    check_cross_site(connection, method)
+    return Principal(user_id=await services.signins.user_of(cookie))
 
 
 TICKET_HELP = "A ticket from POST /api/runs/{run_id}/ticket, for a client that cannot send a header"

@@ -223,6 +223,32 @@ class SigninCode(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Account(Base):
+    """A local account: a user who signs in on the page with a password (argon2, via pwdlib)."""
+
+    __tablename__ = "accounts"
+
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in page's cookie session, kept as the sha256 of its cookie: gone at sign-out."""
+
+    __tablename__ = "web_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("accounts.user_id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The tables as Core sees them: the store's statements are written against these.
 users = cast(Table, User.__table__)
 conversations = cast(Table, Conversation.__table__)
@@ -233,3 +259,5 @@ pending_inputs = cast(Table, PendingInput.__table__)
 approval_rules = cast(Table, ApprovalRule.__table__)
 tasks = cast(Table, Task.__table__)
 signin_codes = cast(Table, SigninCode.__table__)
+accounts = cast(Table, Account.__table__)
+web_sessions = cast(Table, WebSession.__table__)

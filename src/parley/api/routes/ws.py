@@ -1,6 +1,6 @@
-"""The progress socket: ``WS /ws/{user_id}/chat?token=<JWT>``.
+"""The progress socket: ``WS /ws/{user_id}/chat?token=<JWT>`` (or the page's session cookie).
 
-It closes with 4401 for a missing or bad token and 4403 when ``{user_id}`` is not the token's
+It closes with 4401 for a missing or bad token (or a cookie sent from another site's page) and 4403 when ``{user_id}`` is not the token's
 ``sub``. Otherwise it sends ``connection_established``, then progress messages
 (:mod:`parley.protocols.ws`) for every run of that user, whichever door and whichever process
 started it. Each message about a run has ``event_id``, ``"{run_id}:{seq}"``; a client that
@@ -28,9 +28,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 
-from parley.api.deps import Services
+from parley.accounts import COOKIE
+from parley.api.deps import Services, caller
+from parley.auth import Principal
 from parley.engine.turn import TurnRequest
-from parley.errors import NotFound, ParleyError, Unauthenticated, ValidationFailed
+from parley.errors import Forbidden, NotFound, ParleyError, Unauthenticated, ValidationFailed
 from parley.protocols import ws as progress
 from parley.runs.fanout import RunRef
 from parley.wire import LONE_SURROGATE, holds_lone_surrogate
@@ -141,13 +143,9 @@ class _Socket:
 
 
 async def _authenticate(websocket: WebSocket, services: Services, user_id: str) -> bool:
-    token = websocket.query_params.get("token", "")
-    if not token:
-        scheme, _, rest = websocket.headers.get("authorization", "").partition(" ")
-        token = rest.strip() if scheme.lower() == "bearer" else ""
     try:
-        principal = await services.verifier.verify(token)
-    except Unauthenticated as exc:
+        principal = await _caller(websocket, services)
+    except (Unauthenticated, Forbidden) as exc:
         await websocket.close(code=4401, reason=exc.message[:120])
         return False
     if principal.user_id != user_id:
@@ -155,6 +153,17 @@ async def _authenticate(websocket: WebSocket, services: Services, user_id: str) 
         return False
     await services.store.ensure_user(user_id)
     return True
+
+
+async def _caller(websocket: WebSocket, services: Services) -> Principal:
+    """``?token=``, else the bearer header, else the page's session cookie; a browser always
+    names the ``Origin`` of a socket, and a cookie opens only those of parley's own page."""
+    token = websocket.query_params.get("token", "")
+    if token:
+        return await services.verifier.verify(token)
+    if COOKIE in websocket.cookies and "origin" not in websocket.headers:
+        raise Forbidden("a socket signed in by cookie must come from parley's page")
+    return await caller(websocket, services, "GET")
 
 
 async def _named_conversation(socket: _Socket) -> bool:
