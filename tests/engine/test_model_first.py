@@ -17,7 +17,7 @@ from tests.conftest import Live
 from tests.fakes.openai_server import FakeOpenAI, hang
 
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.providers.base import Provider, ProviderEvent, ProviderRequest, TextChunk
 from parley.providers.openai import OpenAIProvider, RetryPolicy
 from parley.providers.scripted import ScriptedProvider

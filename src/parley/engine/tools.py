@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 import structlog
@@ -19,54 +18,41 @@ from parley.chat.messages import PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
 from parley.engine.history import DENIED
+from parley.engine.requests import PreparedTurn
+from parley.engine.toolset import ToolSet
 from parley.engine.waiters import Waiters
 from parley.providers.base import ToolSpec
 from parley.store import Store
 from parley.store.errors import StorageError
 from parley.store.values import PendingInput, ToolCall, ToolChoice, utcnow
-from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
+from parley.tools.base import Deadline, ElicitCallback, Tool, ToolContext, ToolOutput
 from parley.tools.registry import ToolRegistry, delegate_tool_name
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
 
 log = structlog.get_logger("parley.tools")
 _DONE = object()
 TIMEOUT = "timeout"  # who answered an approval nobody answered in time
 
 
-@dataclass
-class ToolSet:
-    """The tools one run may call, and its approval policy."""
-
-    tools: dict[str, Tool] = field(default_factory=dict)
-    approve_all: bool = False
-    patterns: list[str] = field(default_factory=list)
-    servers: list[str] | None = None
-    external: dict[str, ToolSpec] = field(default_factory=dict)
-
-    def specs(self) -> list[ToolSpec]:
-        own = [t.spec() for t in self.tools.values()]
-        return own + [s for name, s in self.external.items() if name not in self.tools]
-
-    def hands_back(self, calls: Sequence[ev.ToolCallReady]) -> bool:
-        """Whether a step called a tool the client runs itself (``TurnRequest.external_tools``):
-        then the run ends with ``tool_calls`` and the client gets the calls."""
-        return any(c.tool_name in self.external and c.tool_name not in self.tools for c in calls)
-
-    def state(self) -> ToolChoice:
-        return ToolChoice(
-            patterns=self.patterns, servers=self.servers, approve_all=self.approve_all
-        )
-
-
 class ToolRunner:
-    """Chooses tools for a run and executes the calls of one model step."""
+    """Chooses tools for a run and executes the calls of one model step.
 
-    def __init__(self, settings: Settings, store: Store, registry: ToolRegistry) -> None:
+    ``elicit`` is the hook for where the questions a tool asks go: by default to the person,
+    as an ``ElicitationRequested`` event and a pending input they answer through the run
+    manager; a subagent's tools ask through the tool call of their parent instead.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: ToolRegistry,
+        *,
+        elicit: ElicitCallback | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.elicit = elicit
         self.waiters = Waiters()
 
     def toolset(
@@ -397,7 +383,9 @@ class ToolRunner:
                 )
             )
 
-        async def elicit(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        async def ask(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+            if self.elicit is not None:
+                return await self.elicit(message, schema)
             if deadline is None:
                 return await self._elicit(turn, call, tool, queue, message, schema)
             async with deadline.paused():
@@ -413,7 +401,7 @@ class ToolRunner:
             run_id=turn.run_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            elicit=elicit,
+            elicit=ask,
             progress=progress,
             message_id=turn.message_id,
             add_usage=add_usage,

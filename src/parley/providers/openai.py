@@ -47,6 +47,7 @@ from parley.wire import compact
 log = structlog.get_logger("parley.providers")
 
 LOST_MID_STREAM = "connection to the model was lost mid-stream"
+RETRYABLE = (errors.ProviderUnavailable, errors.ProviderDisconnected)  # before the first event
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -81,7 +82,8 @@ async def stream_with_retries(
     *,
     provider: str,
 ) -> AsyncGenerator[ProviderEvent, None]:
-    """Run ``attempt()`` again after a :class:`~parley.errors.ProviderUnavailable` until it yields."""
+    """Run ``attempt()`` again after a failure that may pass (the API unreachable or overloaded,
+    or the connection lost) as long as no event has reached the caller."""
     for retry in itertools.count():
         events = attempt()
         started = False
@@ -90,7 +92,7 @@ async def stream_with_retries(
                 started = True
                 yield event
             return
-        except errors.ProviderUnavailable as exc:
+        except RETRYABLE as exc:
             if started or retry >= policy.max_retries:
                 raise
             delay = policy.delay(retry, _seconds(exc.extra.get("retry_after")))
@@ -286,7 +288,7 @@ class OpenAIProvider(Provider):
                 async for event in events:
                     yield event
         if state.finish is None:
-            raise errors.ProviderUnavailable(LOST_MID_STREAM)
+            raise errors.ProviderDisconnected(LOST_MID_STREAM)
         if state.usage is not None:
             yield state.usage
 
@@ -332,7 +334,7 @@ class OpenAIProvider(Provider):
             when = "mid-stream" if streaming else "before answering"
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if streaming:
-            return errors.ProviderUnavailable(LOST_MID_STREAM)
+            return errors.ProviderDisconnected(LOST_MID_STREAM)
         return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc!r:.200}")
 
     def _error(self, exc: Exception, *, model: str | None, streaming: bool) -> errors.ParleyError:
@@ -341,7 +343,7 @@ class OpenAIProvider(Provider):
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if isinstance(exc, openai.APIConnectionError):
             if streaming:
-                return errors.ProviderUnavailable(LOST_MID_STREAM)
+                return errors.ProviderDisconnected(LOST_MID_STREAM)
             return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc.message}")
         if isinstance(exc, openai.APIStatusError):
             detail = error_detail(exc.body, exc.message)

@@ -72,7 +72,7 @@ class Message:
 
 
 class ToolChoice(BaseModel):
-    """Which tools a suspended run had: what :class:`~parley.engine.tools.ToolSet` is made of."""
+    """Which tools a suspended run had: what :class:`~parley.engine.toolset.ToolSet` is made of."""
 
     model_config = ConfigDict(frozen=True)
 

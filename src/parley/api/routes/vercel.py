@@ -56,7 +56,7 @@ from parley.api.openapi import (
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.chat.files import file_part
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data

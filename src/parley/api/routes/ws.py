@@ -29,7 +29,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 
 from parley.api.deps import Services
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import NotFound, ParleyError, Unauthenticated, ValidationFailed
 from parley.protocols import ws as progress
 from parley.runs.fanout import RunRef
