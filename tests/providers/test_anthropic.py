@@ -26,7 +26,7 @@ from parley.providers.base import (
     ToolSpec,
     UsageChunk,
 )
-from parley.providers.openai import LOST_MID_STREAM, RetryPolicy
+from parley.providers.http import LOST_MID_STREAM, RetryPolicy
 
 HELLO = ProviderRequest(model="claude-test", messages=[ChatMessage(role="user", content="hi")])
 

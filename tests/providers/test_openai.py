@@ -33,12 +33,8 @@ from parley.providers.base import (
     ToolSpec,
     UsageChunk,
 )
-from parley.providers.openai import (
-    LOST_MID_STREAM,
-    OpenAIProvider,
-    RetryPolicy,
-    retry_after,
-)
+from parley.providers.http import LOST_MID_STREAM, RetryPolicy, retry_after
+from parley.providers.openai import OpenAIProvider
 
 HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
 

@@ -22,7 +22,7 @@ from parley.engine.requests import PreparedTurn
 from parley.engine.tools import ToolRunner
 from parley.engine.toolset import ToolSet
 from parley.engine.turn import Engine
-from parley.store.values import Message
+from parley.store.values import ApprovalAsk, Message
 from parley.tools.base import ToolContext, ToolOutput
 
 
@@ -129,10 +129,10 @@ class Subagent:
         store, user = self.engine.store, turn.user_id
         for pending in await store.pending_for_run(user, turn.run_id):
             await store.answer_pending(user, pending.id, "cancelled", {"approved": False})
-            audit_id = pending.payload.get("audit_id")
-            if audit_id:
+            ask = pending.payload
+            if isinstance(ask, ApprovalAsk) and ask.audit_id:
                 await store.update_tool_call(
-                    user, audit_id, status="denied", error="an agent cannot ask for approval"
+                    user, ask.audit_id, status="denied", error="an agent cannot ask for approval"
                 )
         await store.move_run_tool_calls(
             user, turn.run_id, self.parent.message_id or turn.message_id

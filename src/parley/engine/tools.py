@@ -24,7 +24,14 @@ from parley.engine.waiters import Waiters
 from parley.providers.base import ToolSpec
 from parley.store import Store
 from parley.store.errors import StorageError
-from parley.store.values import PendingInput, ToolCall, ToolChoice, utcnow
+from parley.store.values import (
+    ApprovalAsk,
+    ElicitationAsk,
+    PendingInput,
+    ToolCall,
+    ToolChoice,
+    utcnow,
+)
 from parley.tools.base import Deadline, ElicitCallback, Tool, ToolContext, ToolOutput
 from parley.tools.registry import ToolRegistry, delegate_tool_name
 
@@ -115,13 +122,15 @@ class ToolRunner:
         approved: list[tuple[ev.ToolCallReady, Tool]] = []
         audit_ids: dict[str, str] = {}
         for pending in await self.store.pending_for_run(turn.user_id, turn.run_id):
-            if pending.kind != "approval" or pending.payload.get("resumed"):
+            ask = pending.payload
+            if not isinstance(ask, ApprovalAsk) or ask.resumed:
                 continue
-            event, runnable = await self._resolution(turn, pending)
+            event, runnable = await self._resolution(turn, pending, ask)
             yield event
             if runnable is not None:
                 approved.append(runnable)
-                audit_ids[runnable[0].tool_call_id] = pending.payload["audit_id"]
+                if ask.audit_id is not None:
+                    audit_ids[runnable[0].tool_call_id] = ask.audit_id
             elif isinstance(event, ev.ApprovalResolved):
                 yield ev.ToolFailed(
                     tool_call_id=event.tool_call_id,
@@ -135,33 +144,31 @@ class ToolRunner:
             yield event
 
     async def _resolution(
-        self, turn: PreparedTurn, pending: PendingInput
+        self, turn: PreparedTurn, pending: PendingInput, ask: ApprovalAsk
     ) -> tuple[ev.EngineEvent, tuple[ev.ToolCallReady, Tool] | None]:
-        payload = pending.payload
         answer = pending.answer or {}
         approved = pending.status == "approved"
         reason = answer.get("reason") or ("timed out" if pending.status == "expired" else None)
         await self.store.answer_pending(turn.user_id, pending.id, pending.status, answer)
-        await self.store.mark_resumed(turn.user_id, pending.id, payload)
+        await self.store.mark_resumed(turn.user_id, pending.id, ask)
         status = "approved" if approved else "denied"
         by = TIMEOUT if pending.status == "expired" else turn.user_id
-        await self.store.update_tool_call(
-            turn.user_id, payload["audit_id"], status=status, approved_by=by, error=reason
-        )
+        if ask.audit_id is not None:
+            await self.store.update_tool_call(
+                turn.user_id, ask.audit_id, status=status, approved_by=by, error=reason
+            )
         event = ev.ApprovalResolved(
             tool_call_id=pending.tool_call_id or "",
-            tool_name=payload["tool_name"],
+            tool_name=ask.tool_name,
             approved=approved,
             reason=reason,
             by=by,
         )
-        tool = turn.tools.tools.get(payload["tool_name"]) or self.registry.get(payload["tool_name"])
+        tool = turn.tools.tools.get(ask.tool_name) or self.registry.get(ask.tool_name)
         if not approved or tool is None:
             return event, None
         call = ev.ToolCallReady(
-            tool_call_id=pending.tool_call_id or "",
-            tool_name=payload["tool_name"],
-            args=payload["args"],
+            tool_call_id=pending.tool_call_id or "", tool_name=ask.tool_name, args=ask.args
         )
         return event, (call, tool)
 
@@ -200,7 +207,7 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload={"tool_name": tool.name, "args": call.args, "audit_id": audit.id},
+            payload=ApprovalAsk(tool_name=tool.name, args=call.args, audit_id=audit.id),
             status="pending",
             expires_at=expires,
         )
@@ -425,7 +432,9 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload={"message": message, "schema": schema, "server": tool.server or tool.name},
+            payload=ElicitationAsk(
+                message=message, requested_schema=schema, server=tool.server or tool.name
+            ),
             status="pending",
             expires_at=expires,
         )

@@ -29,17 +29,16 @@ from parley.providers.base import (
     ToolCallChunk,
     UsageChunk,
 )
-from parley.providers.openai import (
+from parley.providers.http import (
     LOST_MID_STREAM,
-    FinishReason,
     RetryPolicy,
     error_detail,
     no_model_list,
     not_the_api,
     status_error,
     stream_with_retries,
-    text_of,
 )
+from parley.providers.openai import FinishReason, text_of
 
 API = "the Anthropic API"
 ANTHROPIC_API = "https://api.anthropic.com"

@@ -31,7 +31,7 @@ from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import Conflict, ValidationFailed, status_of
 from parley.runs.base import RunHub, RunListener
 from parley.store import Store
-from parley.store.values import Run
+from parley.store.values import ApprovalAsk, ElicitationAsk, Run
 
 log = structlog.get_logger("parley.runs")
 
@@ -313,7 +313,9 @@ class RunManager:
     ) -> None:
         await self.store.get_run(user_id, run_id)
         pending = await self.store.get_pending(user_id, run_id, "approval", tool_call_id)
-        rule = self._rule(pending.payload["tool_name"], remember) if remember and approved else None
+        ask = pending.payload
+        tool_name = ask.tool_name if isinstance(ask, ApprovalAsk) else ""
+        rule = self._rule(tool_name, remember) if remember and approved else None
         answer = {"approved": approved, "reason": reason, "by": user_id}
         status = "approved" if approved else "denied"
         if not await self.store.answer_pending(user_id, pending.id, status, answer):
@@ -359,7 +361,8 @@ class RunManager:
         if pending.status != "pending":
             raise Conflict("this question was already answered")
         if action == "accept":
-            _check_form(pending.payload.get("schema") or {}, content)
+            ask = pending.payload
+            _check_form(ask.requested_schema if isinstance(ask, ElicitationAsk) else {}, content)
         answer = {"action": action, "content": content if action == "accept" else None}
         if not await self.store.answer_pending(user_id, pending.id, action, answer):
             raise Conflict("this question was already answered")
