@@ -19,10 +19,13 @@ from parley.api.deps import Services
 from parley.api.middleware import Edge
 from parley.api.openapi import ERROR_RESPONSES
 from parley.api.routes import (
+    ag_ui,
     chat,
+    chatkit,
     conversations,
     health,
     openai_compat,
+    openai_responses,
     runs,
     sessions,
     signin,
@@ -30,7 +33,7 @@ from parley.api.routes import (
     vercel,
     ws,
 )
-from parley.auth import verifier_for
+from parley.auth import tickets_for, verifier_for
 from parley.config import Settings, check_single_user
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
@@ -93,6 +96,7 @@ async def build_services(
         tools=tools,
         engine=chat_engine,
         runs=manager,
+        tickets=tickets_for(settings),
         metrics=metrics,
         fanout=fanout,
     )
@@ -133,6 +137,8 @@ async def build_hub(settings: Settings, instance: str, redis: Redis | None) -> R
 
 async def close_services(services: Services) -> None:
     await services.runs.aclose()
+    if services.engine.summaries is not None:
+        await services.engine.summaries.aclose()  # summaries and titles still being written
     await services.tools.aclose()
     await services.runs.hub.aclose()
     await services.fanout.aclose()
@@ -181,7 +187,7 @@ def create_app(
     app.include_router(metrics_router)
     for module in (health, signin, conversations, runs):
         app.include_router(module.router)
-    for door in (vercel, openai_compat, sessions, todo_chat, ws):
+    for door in (vercel, openai_compat, openai_responses, sessions, todo_chat, ws, chatkit, ag_ui):
         app.include_router(door.router)
     if settings.enable_chat_v2:
         app.include_router(vercel.playground)

@@ -1,5 +1,6 @@
 """Who is calling: bearer JWTs verified with PyJWT (HS256 with the local secret, or asymmetric
-keys from a JWKS), or, with ``PARLEY_AUTH=none``, one local user for every request.
+keys from a JWKS), or, with ``PARLEY_AUTH=none``, one local user for every request; and the
+short-lived run tickets a browser ``EventSource`` (which cannot send a header) follows a run with.
 
 Algorithms are pinned per key kind, so there is no ``none`` and no HS/RS confusion: a token signed
 with HS256 is never checked against a public key, and an RS256 token never against the secret.
@@ -7,7 +8,10 @@ with HS256 is never checked against a public key, and an RS256 token never again
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -143,6 +147,62 @@ class TokenVerifier:
             raise Unauthenticated("the token has expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated("the token is not valid") from exc
+
+
+TICKET_AUDIENCE = "parley:run-events"
+TICKET_TTL = 60  # seconds: long enough to open an EventSource and reconnect, at most two minutes
+_TICKET_KEY_LABEL = b"parley run ticket v1"
+
+
+class RunTickets:
+    """Read-only tickets for one run's event stream, for clients that cannot send a header.
+
+    A ticket is a HS256 JWT (``sub`` the user, ``run`` the run, ``aud`` :data:`TICKET_AUDIENCE`,
+    ``exp`` at most ``ttl`` seconds on) signed with a key derived from parley's secret, never the
+    secret itself: a ticket is no bearer token, and a bearer token is no ticket. Stateless: any
+    instance sharing the secret (``PARLEY_JWT_SECRET``) accepts it. ``clock`` is for tests.
+    """
+
+    def __init__(
+        self, secret: str, *, ttl: int = TICKET_TTL, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._key = hmac.new(secret.encode(), _TICKET_KEY_LABEL, hashlib.sha256).hexdigest()
+        self.ttl = ttl
+        self.clock = clock
+
+    def issue(self, user_id: str, run_id: str) -> str:
+        now = int(self.clock())
+        claims = {
+            "sub": user_id,
+            "run": run_id,
+            "aud": TICKET_AUDIENCE,
+            "iat": now,
+            "exp": now + self.ttl,
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def verify(self, ticket: str, run_id: str) -> Principal:
+        """The ticket's user, when it is this run's and unexpired; else :class:`Unauthenticated`."""
+        try:
+            claims = jwt.decode(
+                ticket,
+                self._key,
+                algorithms=HMAC_ALGORITHMS,
+                audience=TICKET_AUDIENCE,
+                options={"require": ["sub", "run", "exp"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("the ticket is not valid") from exc
+        if not isinstance(claims["exp"], int) or claims["exp"] <= self.clock():
+            raise Unauthenticated("the ticket has expired; ask for a new one")
+        if claims["run"] != run_id or not isinstance(claims["sub"], str):
+            raise Unauthenticated("the ticket is for another run")
+        return Principal(user_id=claims["sub"])
+
+
+def tickets_for(settings: Settings) -> RunTickets:
+    """Run tickets signed with (a key derived from) parley's HS256 secret."""
+    return RunTickets(ensure_jwt_secret(settings))
 
 
 def issue_token(secret: str, user_id: str, *, ttl_seconds: int = 86_400) -> str:

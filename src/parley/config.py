@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     full_collection_interval: float = 60.0
     max_steps: int = 8
     reply_tokens_estimate: int = 1024
+    # Long conversations (README): the model that writes summaries and titles (``provider/model``;
+    # unset: the conversation's own), how many messages left out of the context window are
+    # folded into the summary at once (0: never), and whether the model names conversations.
+    summary_model: str | None = None
+    summary_after: int = Field(default=10, ge=0)
+    auto_titles: bool = True
     approvals: Literal["none", "policy", "all"] = "policy"
     approval_timeout: float = 300.0
     tool_timeout: float = 60.0

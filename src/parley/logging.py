@@ -3,7 +3,8 @@
 Every line carries the context bound with ``structlog.contextvars`` (``request_id`` and ``route``
 from the request middleware, ``run_id`` inside a run). Secrets never reach a line: keys such as
 ``authorization``, ``token``, ``api_key``, ``password`` and ``secret`` are masked, and bearer
-tokens, JWTs and API keys are masked inside any text. Message text (``content``, ``text``,
+tokens, JWTs, API keys and credentials in a query string (``?token=``, ``?ticket=``: an access
+line's URL) are masked inside any text. Message text (``content``, ``text``,
 ``args``, ``result``…) is dropped unless ``log_content`` (``PARLEY_LOG_CONTENT=true``) is on.
 No line carries a raw control character: JSON escapes them, and so do readable lines.
 """
@@ -26,6 +27,7 @@ SECRET_KEYS = re.compile(
     r"|(_token|_secret|_password|_api_?key|_private_key)$"
 )
 SECRET_TEXT = (
+    (re.compile(r"(?i)(?<![\w-])(ticket|token|access_token)=[^&\s\"'#]+"), r"\1=" + MASK),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer " + MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), MASK),

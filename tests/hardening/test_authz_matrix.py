@@ -5,7 +5,9 @@ For every operation under ``/api``, ``/v1``, ``/sessions`` and ``/mcp``:
 * no token, and a bad token: 401 (``/v1`` in OpenAI's error shape, ``/api/{user_id}/`` in the
   todo app's ``{"error": "<message>"}``, the rest in the contract shape);
 * bob's token with alice's real ids in every path parameter: the status below, and alice's rows
-  are byte-for-byte unchanged afterwards.
+  are byte-for-byte unchanged afterwards;
+* a run ticket of alice's (``POST /api/runs/{run_id}/ticket``) in ``?ticket=`` and no token: a
+  401 everywhere but that run's ``GET /api/runs/{run_id}/events``.
 
 Allowed status for bob on alice's ids (DESIGN.md section 3):
 
@@ -51,7 +53,7 @@ from parley.store.values import PendingInput as NewPendingInput
 from parley.tools.base import FunctionTool, ToolContext
 from parley.tools.registry import ToolRegistry
 
-PREFIXES = ("/api/", "/v1/", "/sessions", "/mcp/")
+PREFIXES = ("/api/", "/v1/", "/sessions", "/mcp/", "/chatkit", "/ag-ui")
 TODO_APP = "/api/{user_id}/"
 SPECIAL: dict[tuple[str, str], int] = {
     ("GET", "/api/chat/{chat_id}/stream"): 204,
@@ -60,6 +62,7 @@ SPECIAL: dict[tuple[str, str], int] = {
 }
 TABLES = (Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task)
 QUERY_IDS = {"chatId": "chat_id"}  # required query parameters, by the id of alice's they name
+TICKET_OPENS = ("GET", "/api/runs/{run_id}/events")  # the one operation a run ticket opens
 
 
 @dataclass
@@ -133,6 +136,7 @@ async def alice(live: Live) -> Alice:
         "session_id": session,
         "message_id": message_id,
         "run_id": run_id,
+        "response_id": "resp_" + run_id.removeprefix("run_"),  # the Responses API's name for it
         "tool_call_id": "tc_alice",
         "elicitation_id": "elic_alice",
         "rule_id": str(rule.id),
@@ -177,6 +181,10 @@ FILLERS: dict[str, Any] = {
     "messages": [{"role": "user", "content": "hi"}],
     "code": "not-a-sign-in-code",
     "title": "bob's title",
+    "type": "threads.list",  # the ChatKit door's one body (its ids are in it: see below)
+    "params": {},
+    "threadId": "bobs-thread",  # the AG-UI door's ids are in its body: see below
+    "runId": "bobs-run",
 }
 
 
@@ -291,6 +299,25 @@ async def test_bobs_reads_without_path_parameters_never_mention_alices_ids(
             assert not leaked, f"GET {path} shows bob alice's ids {leaked}"
 
 
+async def test_a_run_ticket_opens_that_runs_events_and_no_other_operation(
+    live: Live, alice: Alice
+) -> None:
+    run_events = TICKET_OPENS[1].format(run_id=alice.ids["run_id"])
+    async with live.client("alice") as http:
+        issued = await http.post(f"/api/runs/{alice.ids['run_id']}/ticket")
+    ticket = issued.json()["ticket"]
+    async with live.client(None) as http:
+        async with http.stream("GET", run_events, params={"ticket": ticket}) as opened:
+            assert opened.status_code == 200  # control: the ticket itself is good
+        for method, path, op in await _operations(live):
+            if (method, path) == TICKET_OPENS:
+                continue
+            url, body = _url(path, op, alice.ids), _body(op, alice.ids)
+            params = {**_query(path, op, alice.ids), "ticket": ticket}
+            response = await http.request(method, url, json=body, params=params)
+            _assert_401(response, method, path)
+
+
 @pytest.mark.parametrize(("jwt", "code"), [(None, 4401), ("not-a-jwt", 4401), (token("bob"), 4403)])
 async def test_the_progress_socket_of_alice_refuses_other_tokens(
     live: Live, jwt: str | None, code: int
@@ -302,6 +329,70 @@ async def test_the_progress_socket_of_alice_refuses_other_tokens(
         with pytest.raises(ConnectionClosed) as closed:
             await socket.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+def _chatkit_requests(ids: dict[str, str]) -> list[dict[str, Any]]:
+    """Every ChatKit operation that names a thread or an item, with alice's ids."""
+    thread, item = ids["conversation_id"], ids["message_id"]
+    message = {"content": [{"type": "input_text", "text": "hi"}], "attachments": []}
+    message["inference_options"] = {}
+    action = {"type": "parley.approval", "payload": {"tool_call_id": "tc_alice", "approved": True}}
+    params: dict[str, dict[str, Any]] = {
+        "threads.get_by_id": {"thread_id": thread},
+        "threads.add_user_message": {"thread_id": thread, "input": message},
+        "threads.add_client_tool_output": {"thread_id": thread, "result": {}},
+        "threads.retry_after_item": {"thread_id": thread, "item_id": item},
+        "threads.custom_action": {"thread_id": thread, "item_id": item, "action": action},
+        "items.list": {"thread_id": thread, "after": item},
+        "items.feedback": {"thread_id": thread, "item_ids": [item], "kind": "positive"},
+        "threads.update": {"thread_id": thread, "title": "bob's title"},
+        "threads.delete": {"thread_id": thread},
+    }
+    return [{"type": kind, "params": p} for kind, p in params.items()]
+
+
+async def test_bob_naming_alices_thread_on_the_chatkit_door_finds_nothing(
+    live: Live, alice: Alice
+) -> None:
+    """The ChatKit door carries its ids in the body: each operation on alice's thread is a
+    404 for bob, and changes nothing; his list of threads is empty."""
+    before = await _snapshot(live)
+    async with live.client("bob") as http:
+        for body in _chatkit_requests(alice.ids):
+            response = await http.post("/chatkit", json=body)
+            assert response.status_code == 404, (body["type"], response.text[:200])
+            assert response.json()["error"]["code"] == "ERR_NOT_FOUND"
+        listed = await http.post("/chatkit", json={"type": "threads.list", "params": {}})
+    assert listed.json() == {"data": [], "has_more": False}
+    assert await _snapshot(live) == before
+    async with live.client("alice") as http:  # control: the same ids are alice's
+        mine = await http.post("/chatkit", json=_chatkit_requests(alice.ids)[0])
+    assert mine.status_code == 200 and mine.json()["id"] == alice.ids["conversation_id"]
+
+
+async def test_bob_naming_alices_conversation_as_an_ag_ui_thread_gets_his_own(
+    live: Live, alice: Alice
+) -> None:
+    """The AG-UI door carries its thread in the body: alice's conversation id as bob's
+    ``threadId`` starts a thread of his own, and resuming alice's approval there is a 404."""
+    before = await _snapshot(live)
+    live.scripted.enqueue([{"text": "Hello bob."}])
+    thread = alice.ids["conversation_id"]
+    said = {"threadId": thread, "runId": "r1"}
+    said["messages"] = [{"id": "m1", "role": "user", "content": "hi"}]
+    resume = {"threadId": thread, "runId": "r2", "messages": []}
+    resume["resume"] = [{"interruptId": "tc_alice", "status": "resolved", "payload": True}]
+    async with live.client("bob") as http:
+        refused = await http.post("/ag-ui", json=resume)
+        response, events = await collect(http, "POST", "/ag-ui", json_body=said)
+    started = events[0].data
+    assert response.status_code == 200 and started["type"] == "RUN_STARTED"
+    assert started["metadata"]["parley"]["conversationId"] != thread
+    snapshot = events[1].data["messages"]
+    assert [(m["role"], m["content"]) for m in snapshot] == [("user", "hi")]  # none of alice's
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["error"]["code"] == "ERR_NOT_FOUND"
+    assert await _snapshot(live) == before
 
 
 async def test_the_matrix_really_exercises_the_owner(live: Live, alice: Alice) -> None:

@@ -605,12 +605,68 @@ def _openai_body() -> dict[str, Any]:
     }
 
 
+def _responses_body() -> dict[str, Any]:
+    image = {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "auto"}
+    said = {"type": "output_text", "text": "ok", "annotations": []}
+    call = {"type": "function_call", "call_id": "c1", "name": "g", "arguments": "{}", "id": "fc1"}
+    return {
+        "model": "scripted/demo",
+        "instructions": "be brief",
+        "input": [
+            {"role": "developer", "content": "be kind"},
+            {"role": "user", "content": "go"},
+            {"type": "message", "role": "assistant", "content": [said], "status": "completed"},
+            call,
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+            {"role": "user", "content": [{"type": "input_text", "text": "and"}, image]},
+        ],
+        "tools": [{"type": "function", "name": "g", "description": "d", "strict": False}],
+        "tool_choice": "auto",
+        "metadata": {"k": "v"},
+        "user": "someone",
+    }
+
+
+def _chatkit_body() -> dict[str, Any]:
+    tag = {"type": "input_tag", "id": "t1", "text": "@tag", "data": {"k": "v"}, "group": "g"}
+    message = {
+        "content": [{"type": "input_text", "text": "hi"}, tag],
+        "attachments": [],
+        "quoted_text": "q",
+        "inference_options": {"model": "scripted/demo", "tool_choice": {"id": "x"}},
+    }
+    return {
+        "type": "threads.add_user_message",
+        "params": {"thread_id": "{cid}", "input": message},
+        "metadata": {"client_tools": [{"name": "f", "description": "d"}]},
+    }
+
+
+def _ag_ui_body() -> dict[str, Any]:
+    image = {"type": "image", "source": {"type": "data", "value": "AAAA", "mimeType": "image/png"}}
+    call = {"id": "c1", "type": "function", "function": {"name": "g", "arguments": "{}"}}
+    return {
+        "threadId": "{cid}",
+        "runId": "run-1",
+        "messages": [
+            {"id": "m0", "role": "developer", "content": "be kind"},
+            {"id": "m1", "role": "user", "content": "go"},
+            {"id": "m2", "role": "assistant", "content": "ok", "toolCalls": [call]},
+            {"id": "m3", "role": "tool", "toolCallId": "c1", "content": "done"},
+            {"id": "m4", "role": "user", "content": [{"type": "text", "text": "and"}, image]},
+        ],
+        "tools": [{"name": "g", "description": "d", "parameters": {"type": "object"}}],
+        "context": [{"description": "d", "value": "v"}],
+    }
+
+
 BODY_DOORS = [
     BodyDoor("send", "POST", "/api/conversations/{cid}/messages", _send_body()),
     BodyDoor("edit", "PUT", "/api/conversations/{cid}/messages/{mid}", _send_body()),
     BodyDoor("vercel", "POST", "/api/chat", _ui_body()),
     BodyDoor("playground", "POST", "/mcp/chat-v2", _ui_body()),
     BodyDoor("openai", "POST", "/v1/chat/completions", _openai_body(), openai=True),
+    BodyDoor("responses", "POST", "/v1/responses", _responses_body(), openai=True),
     BodyDoor(
         "create",
         "POST",
@@ -623,6 +679,8 @@ BODY_DOORS = [
     BodyDoor(
         "todo", "POST", "/api/alice/chat", {"message": "hi", "conversation_id": "{cid}"}, todo=True
     ),
+    BodyDoor("chatkit", "POST", "/chatkit", _chatkit_body()),
+    BodyDoor("ag-ui", "POST", "/ag-ui", _ag_ui_body()),
 ]
 
 

@@ -150,6 +150,37 @@ async def _openai_history(live: Live, _: str, text: str, files: list[str]) -> Ou
     )
 
 
+def _responses_content(text: str, files: list[str]) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = [{"type": "input_text", "text": text}]
+    for f in files:
+        content.append({"type": "input_image", "image_url": f"data:image/png;base64,{f}"})
+    return content
+
+
+async def _responses(live: Live, _: str, text: str, files: list[str]) -> Outcome:
+    items = [{"role": "user", "content": _responses_content(text, files)}]
+    return await _post(live, "/v1/responses", {"model": "scripted/demo", "input": items})
+
+
+async def _responses_history(live: Live, _: str, text: str, files: list[str]) -> Outcome:
+    """The message is an earlier item of the input, which parley would store."""
+    items = [
+        {"role": "user", "content": _responses_content(text, files)},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "And now?"},
+    ]
+    return await _post(live, "/v1/responses", {"model": "scripted/demo", "input": items})
+
+
+async def _ag_ui(live: Live, _: str, text: str, files: list[str]) -> Outcome:
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    for f in files:
+        source = {"type": "data", "value": f, "mimeType": "image/png"}
+        content.append({"type": "image", "source": source})
+    message = {"id": "m1", "role": "user", "content": content}
+    return await _post(live, "/ag-ui", {"threadId": "t1", "runId": "r1", "messages": [message]})
+
+
 async def _receive(ws: ClientConnection) -> dict[str, Any]:
     async with asyncio.timeout(5):
         message: dict[str, Any] = json.loads(await ws.recv())
@@ -178,7 +209,10 @@ DOORS = [
     Door("playground", "parley", _playground, takes_files=True),
     Door("openai", "openai", _openai, takes_files=True),
     Door("openai-history", "openai", _openai_history, takes_files=True),
+    Door("responses", "openai", _responses, takes_files=True),
+    Door("responses-history", "openai", _responses_history, takes_files=True),
     Door("socket", "socket", _socket),
+    Door("ag-ui", "parley", _ag_ui, takes_files=True),
 ]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
-from parley.auth import Verifier
+from parley.auth import RunTickets, Verifier
 from parley.config import Settings
 from parley.engine.turn import Engine
 from parley.errors import Forbidden
@@ -30,6 +30,7 @@ class Services:
     tools: ToolRegistry
     engine: Engine
     runs: RunManager
+    tickets: RunTickets
     metrics: Metrics = field(default_factory=Metrics)
     fanout: UserFanout = field(default_factory=MemoryFanout)  # the progress socket's runs
 
@@ -58,8 +59,27 @@ async def current_user(request: Request) -> str:
     return principal.user_id
 
 
+TICKET_HELP = "A ticket from POST /api/runs/{run_id}/ticket, for a client that cannot send a header"
+
+
+async def run_reader(
+    request: Request,
+    run_id: str,
+    ticket: Annotated[str | None, Query(max_length=1024, description=TICKET_HELP)] = None,
+) -> str:
+    """The caller of run ``{run_id}``'s read-only stream: a ``?ticket=`` issued for that run
+    (``POST /api/runs/{run_id}/ticket``), checked when given, else the bearer token."""
+    if ticket is None:
+        return await current_user(request)
+    services: Services = request.app.state.services
+    principal = services.tickets.verify(ticket, run_id)
+    request.state.user_id = principal.user_id
+    return principal.user_id
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 CurrentUser = Annotated[str, Depends(current_user)]
+RunReader = Annotated[str, Depends(run_reader)]
 
 
 def same_user(path_user: str, user: str) -> None:

@@ -1,5 +1,6 @@
 """What the doors for existing clients share: finding the caller's conversation for a client's
-chat id, and cutting a run's event stream into the part one HTTP response carries."""
+chat id, recording the results of tools a client ran, and cutting a run's event stream into the
+part one HTTP response carries."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from parley.api.deps import Services
 from parley.chat import events as ev
-from parley.errors import NotFound
+from parley.errors import NotFound, ValidationFailed
 from parley.store.values import Conversation
 
 Events = AsyncIterator[tuple[int, ev.EngineEvent]]
@@ -41,6 +42,32 @@ async def find_conversation(s: Services, user: str, key: str) -> Conversation | 
         except NotFound:
             pass
     return await s.store.find_conversation_by_external(user, key)
+
+
+async def record_tool_outputs(
+    s: Services,
+    user: str,
+    conversation_id: str,
+    message_id: str,
+    outputs: dict[str, Any],
+    *,
+    refusal: str,
+    every: bool = False,
+) -> None:
+    """The client ran tools the model called in reply ``message_id``: their results go into
+    its tool parts. :class:`ValidationFailed` (``refusal``) when it is not a reply, when no
+    output answers one of its calls, or, with ``every``, when one answers none."""
+    message = await s.store.get_message(user, conversation_id, message_id)
+    parts = [dict(p) for p in message.parts]
+    unanswered = set(outputs)
+    for part in parts:
+        if part.get("type") == "dynamic-tool" and part.get("toolCallId") in unanswered:
+            part.update(state="output-available", output=outputs[part["toolCallId"]])
+            unanswered.discard(part["toolCallId"])
+    answered = len(unanswered) < len(outputs)
+    if message.role != "assistant" or not answered or (every and unanswered):
+        raise ValidationFailed(refusal.format(unanswered=", ".join(sorted(unanswered))))
+    await s.store.checkpoint(user, message.id, parts)
 
 
 async def run_awaiting(s: Services, user: str, run_id: str) -> bool:

@@ -173,6 +173,7 @@ def conversation_out(convo: Conversation) -> dict[str, Any]:
         "id": convo.id,
         "title": convo.title,
         "summary": convo.summary,
+        "summary_message_id": convo.summary_message_id,
         "model": convo.model,
         "provider": convo.provider,
         "temperature": convo.temperature,
@@ -253,6 +254,13 @@ class SigninLinkCode(ClientBody):
     model_config = _BOUNDED
 
     code: str = Field(min_length=1, max_length=128)
+
+
+class RunTicketIssued(BaseModel):
+    """A read-only ticket for one run's events: ``GET /api/runs/{run_id}/events?ticket=``."""
+
+    ticket: str
+    expires_in: int
 
 
 class SignedIn(BaseModel):

@@ -11,9 +11,11 @@ from parley.chat.ids import new_id
 from parley.chat.messages import Part
 from parley.config import ProfileConfig, Settings
 from parley.engine.budget import Budget
+from parley.engine.context import ContextWindow
 from parley.engine.message_limits import MessageLimits
 from parley.engine.profiles import find_profile
 from parley.engine.requests import PreparedTurn, TurnRequest
+from parley.engine.summaries import title_from
 from parley.engine.tools import ToolRunner
 from parley.engine.toolset import ToolSet
 from parley.errors import ApiKeyMissing, ValidationFailed
@@ -30,12 +32,14 @@ class TurnPreparer:
         providers: ProviderRegistry,
         tools: ToolRunner,
         budget: Budget,
+        context: ContextWindow,
     ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
         self.tools = tools
         self.budget = budget
+        self.context = context
         self.message_limits = MessageLimits.of(settings)
 
     def check(self, request: TurnRequest, *, earlier: Iterable[list[Part]] = ()) -> None:
@@ -58,10 +62,10 @@ class TurnPreparer:
         if request.parts and not model.capabilities.vision and _has_images(request.parts):
             raise ValidationFailed(f"the model {model.ref} cannot take image attachments")
         parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)
-        history = await self.store.branch(user_id, conversation_id, leaf_id=parent_id)
+        history, context = await self.context.load(user_id, convo, parent_id, model)
         side_effects = await self._side_effects(user_id, conversation_id, side_ids)
         run_id = new_id("run")
-        title = _title_from(user_parts) if user_parts else None
+        title = title_from(user_parts) if user_parts else None
         reservation = await self.budget.admit(
             user_id, run_id, model, history, user_parts, request.max_tokens
         )
@@ -100,13 +104,16 @@ class TurnPreparer:
             tools=self._tools(model, profile, request, user_id),
             max_steps=profile.max_steps if profile else self.settings.max_steps,
             side_effects=side_effects,
+            context=context,
         )
 
     async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
         """The turn of a suspended run, from its stored state, its reply marked streaming again."""
         state = run.state or RunState()
         message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
-        history = await self.store.branch(user_id, run.conversation_id, leaf_id=message.parent_id)
+        convo = await self.store.get_conversation(user_id, run.conversation_id)
+        model = self.providers.resolve(state.model)
+        history, context = await self.context.load(user_id, convo, message.parent_id, model)
         await self.store.begin_turn_continue(user_id, run.conversation_id, message.id)
         return PreparedTurn(
             run_id=run.id,
@@ -114,7 +121,7 @@ class TurnPreparer:
             conversation_id=run.conversation_id,
             user_message_id=run.user_message_id,
             message_id=run.message_id,
-            model=self.providers.resolve(state.model),
+            model=model,
             temperature=state.temperature,
             max_tokens=state.max_tokens,
             system=state.system,
@@ -123,6 +130,7 @@ class TurnPreparer:
             max_steps=state.max_steps if state.max_steps is not None else self.settings.max_steps,
             parts=list(message.parts),
             step=state.step,
+            context=context,
         )
 
     def _tools(
@@ -217,12 +225,3 @@ def _depth_of(history: list[Message], message_id: str | None) -> int | None:
 
 def _has_images(parts: list[Part]) -> bool:
     return any(str(p.get("mediaType", "")).startswith("image/") for p in parts)
-
-
-def _title_from(parts: list[Part]) -> str | None:
-    text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
-    if not text:
-        return None
-    words = text.split()
-    title = " ".join(words[:8])
-    return title[:80] + ("…" if len(words) > 8 or len(title) > 80 else "")

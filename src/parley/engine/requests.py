@@ -14,6 +14,19 @@ from parley.limits import Reservation
 from parley.providers.registry import ResolvedModel
 from parley.store.values import Message
 
+
+@dataclass
+class TurnContext:
+    """A turn's view of its conversation's past; :meth:`ContextWindow.fit` fills the rest."""
+
+    summary: str | None = None
+    summary_message_id: str | None = None  # the summary's message, on this branch
+    summary_depth: int = -1  # its depth (-1: no summary)
+    sent_tokens: int = 0  # the last request, as counted (before calibration)
+    oldest_sent: Message | None = None  # the oldest stored message the model saw
+    left_out: int = 0  # messages of the branch the model saw neither nor in the summary
+
+
 Mode = Literal["send", "regenerate", "edit", "continue"]
 CancelReason = Literal["cancel", "timeout", "shutdown"]
 
@@ -69,6 +82,7 @@ class PreparedTurn:
     cost: float = 0.0
     # Resolved once the first model request is on the wire, or will not be (see RunManager.start).
     asked: asyncio.Future[None] | None = None
+    context: TurnContext = field(default_factory=TurnContext)  # the summary, what was sent
 
     def model_asked(self) -> None:
         if self.asked is not None and not self.asked.done():

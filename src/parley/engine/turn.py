@@ -25,12 +25,14 @@ from parley.chat import events as ev
 from parley.chat.messages import Part, PartsBuilder
 from parley.config import ProfileConfig, Settings
 from parley.engine.budget import Budget
-from parley.engine.history import assistant_messages, to_chat
+from parley.engine.context import ContextWindow
+from parley.engine.history import assistant_messages
 from parley.engine.prepare import TurnPreparer
 from parley.engine.profiles import find_profile
 from parley.engine.record import StoredTurns, TurnRecord
 from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.engine.step import StepAside, model_step
+from parley.engine.summaries import Summaries
 from parley.engine.tools import ToolRunner
 from parley.errors import ParleyError, RunTimeout
 from parley.limits import Limiter
@@ -53,6 +55,7 @@ class Engine:
         tools: ToolRunner,
         limiter: Limiter | None = None,
         record: TurnRecord | None = None,
+        context: ContextWindow | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -60,7 +63,10 @@ class Engine:
         self.tools = tools
         self.budget = Budget(settings, limiter)
         self.record = record or StoredTurns(store, settings.checkpoint_interval)
-        self.preparer = TurnPreparer(settings, store, providers, tools, self.budget)
+        # long conversations: what the model sees; the summaries and titles after a stored reply
+        self.context = context or ContextWindow(settings, store)
+        self.summaries = Summaries(settings, store, providers, self.context) if not record else None
+        self.preparer = TurnPreparer(settings, store, providers, tools, self.budget, self.context)
 
     # prepare ----------------------------------------------------------------------------
 
@@ -123,6 +129,8 @@ class Engine:
                 calls: list[ev.ToolCallReady] = []
                 messages = self._messages(turn, builder)
                 async for event in model_step(turn, messages, self.budget, calls):
+                    if isinstance(event, ev.Usage):
+                        self.context.calibrate(turn, event.prompt_tokens)
                     builder.apply(event)
                     yield event
                     checkpoint(builder)
@@ -183,9 +191,8 @@ class Engine:
 
     def _messages(self, turn: PreparedTurn, builder: PartsBuilder) -> list[ChatMessage]:
         limit = self.settings.tool_result_max_chars
-        messages = to_chat(turn.history, system=turn.system, max_result_chars=limit)
-        messages.extend(assistant_messages(builder.parts, limit))  # this reply's steps so far
-        return messages
+        steps = assistant_messages(builder.parts, limit)  # this reply's steps so far
+        return self.context.fit(turn, steps)  # what fits the model's window (engine/context.py)
 
     async def _suspend(self, turn: PreparedTurn, builder: PartsBuilder) -> None:
         await self.record.suspend(turn, builder.parts)
@@ -200,6 +207,8 @@ class Engine:
     ) -> None:
         await self.record.finish(turn, builder.parts, status, error)
         await asyncio.shield(self.budget.release(turn))
+        if status == "complete" and self.summaries is not None:
+            self.summaries.after_reply(turn, builder.parts)  # in the background
 
 
 def _started(turn: PreparedTurn) -> ev.RunStarted:

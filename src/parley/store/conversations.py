@@ -135,9 +135,11 @@ class ConversationStore(StoreBase):
         q: str | None = None,
         status: str = "active",
         skip: int = 0,
+        oldest_first: bool = False,
     ) -> tuple[Sequence[Conversation], str | None]:
-        """Newest first, keyset-paginated on ``(updated_at, id)``, and ``skip`` rows after the
-        cursor passed over (offset paging); ``status`` is one of :data:`LIST_STATUSES`."""
+        """Newest first (or ``oldest_first``), keyset-paginated on ``(updated_at, id)``, and
+        ``skip`` rows after the cursor passed over (offset paging); ``status`` is one of
+        :data:`LIST_STATUSES`."""
         if status not in LIST_STATUSES:
             raise ValidationFailed(f"status must be one of {', '.join(LIST_STATUSES)}")
         stmt: Select[Any] = select(tables.conversations).where(C.user_id == user_id)
@@ -145,10 +147,15 @@ class ConversationStore(StoreBase):
             stmt = stmt.where(C.status == status)
         if cursor:
             when, ident = decode_cursor(cursor)
-            stmt = stmt.where(or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident)))
+            if oldest_first:
+                after = or_(C.updated_at > when, and_(C.updated_at == when, C.id > ident))
+            else:
+                after = or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident))
+            stmt = stmt.where(after)
         if q:
             stmt = stmt.where(_search_clause(user_id, q))
-        stmt = stmt.order_by(C.updated_at.desc(), C.id.desc()).offset(skip).limit(limit + 1)
+        order = (C.updated_at, C.id) if oldest_first else (C.updated_at.desc(), C.id.desc())
+        stmt = stmt.order_by(*order).offset(skip).limit(limit + 1)
 
         def page(conn: Connection) -> list[Conversation]:
             return [Conversation.from_row(row) for row in conn.execute(stmt).mappings()]
@@ -180,6 +187,38 @@ class ConversationStore(StoreBase):
             return Conversation.from_row(row)
 
         return await self.write(change)
+
+    async def set_summary(
+        self,
+        user_id: str,
+        conversation_id: str,
+        summary: str,
+        *,
+        through: str,
+        expected: str | None,
+    ) -> bool:
+        """Store a summary covering the branch up to ``through``, unless the summary changed
+        since it was read (its message is no longer ``expected``); the list's order stays."""
+        covered = C.summary_message_id
+        same = covered.is_(None) if expected is None else covered == expected
+        stmt = (
+            update(tables.conversations)
+            .where(C.id == conversation_id, C.user_id == user_id, same)
+            .values(summary=summary, summary_message_id=through)
+        )
+        return bool(await self.write(lambda conn: conn.execute(stmt).rowcount))
+
+    async def replace_title(
+        self, user_id: str, conversation_id: str, title: str, *, expected: str
+    ) -> bool:
+        """Rename the conversation unless its title is no longer ``expected`` (a person
+        renamed it meanwhile)."""
+        stmt = (
+            update(tables.conversations)
+            .where(C.id == conversation_id, C.user_id == user_id, C.title == expected)
+            .values(title=title)
+        )
+        return bool(await self.write(lambda conn: conn.execute(stmt).rowcount))
 
     async def delete_conversation(self, user_id: str, conversation_id: str) -> None:
         def remove(conn: Connection) -> None:

@@ -27,16 +27,17 @@ M = tables.messages.c
 # Walk ``parent_id`` up from the leaf and return the branch's messages, oldest first, in one
 # statement. Each step is a primary-key lookup and the owner is checked on the way out: with
 # the owner in the step, PostgreSQL on stale statistics scanned the whole conversation at every
-# step.
+# step. The walk stops after ``limit`` messages or above ``floor`` (a depth): a turn reads the
+# newest messages of its branch, down to what the conversation's summary covers, never the rest.
 BRANCH = text(
     f"""
     WITH RECURSIVE branch(id, parent_id, n) AS (
         SELECT id, parent_id, 1 FROM messages
-         WHERE id = :leaf AND conversation_id = :conv AND user_id = :user
+         WHERE id = :leaf AND conversation_id = :conv AND user_id = :user AND depth > :floor
         UNION ALL
         SELECT m.id, m.parent_id, b.n + 1
           FROM branch b JOIN messages m ON m.id = b.parent_id
-         WHERE b.n < :limit
+         WHERE b.n < :limit AND m.depth > :floor
     )
     SELECT {", ".join(f"messages.{c.name}" for c in tables.messages.columns)}
       FROM branch JOIN messages ON messages.id = branch.id
@@ -44,6 +45,23 @@ BRANCH = text(
      ORDER BY branch.n DESC
     """
 ).columns(*tables.messages.columns)
+
+
+# The id of the message at ``depth`` on the branch through ``start``, reading ids only and at
+# most ``limit`` of them: whether a summary's message is on a branch.
+ANCESTOR = text(
+    """
+    WITH RECURSIVE up(id, parent_id, depth, n) AS (
+        SELECT id, parent_id, depth, 1 FROM messages
+         WHERE id = :start AND conversation_id = :conv AND user_id = :user
+        UNION ALL
+        SELECT m.id, m.parent_id, m.depth, u.n + 1
+          FROM up u JOIN messages m ON m.id = u.parent_id
+         WHERE u.n < :limit AND m.depth >= :depth
+    )
+    SELECT id FROM up WHERE depth = :depth
+    """
+)
 
 
 def message(conn: Connection, user_id: str, conversation_id: str, message_id: str) -> Message:
@@ -58,10 +76,16 @@ def message(conn: Connection, user_id: str, conversation_id: str, message_id: st
 
 
 def branch_rows(
-    conn: Connection, user_id: str, conversation_id: str, leaf_id: str, limit: int | None
+    conn: Connection,
+    user_id: str,
+    conversation_id: str,
+    leaf_id: str,
+    limit: int | None,
+    floor: int = -1,
 ) -> list[Message]:
     params: dict[str, Any] = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
     params["limit"] = limit if limit is not None else 1_000_000_000
+    params["floor"] = floor
     return [Message(**row) for row in conn.execute(BRANCH, params).mappings()]
 
 
@@ -125,14 +149,26 @@ class MessageStore(StoreBase):
         *,
         leaf_id: str | None,
         limit: int | None = None,
+        floor: int = -1,
     ) -> list[Message]:
-        """The messages from ``leaf_id`` up to the root, oldest first (at most ``limit``)."""
+        """The messages from ``leaf_id`` up to the root, oldest first: at most ``limit``, and
+        only those deeper than ``floor``."""
         if leaf_id is None:
             return []
         return await self.read(
-            lambda conn: branch_rows(conn, user_id, conversation_id, leaf_id, limit),
+            lambda conn: branch_rows(conn, user_id, conversation_id, leaf_id, limit, floor),
             on_loop=True,
         )
+
+    async def ancestor_at(
+        self, user_id: str, conversation_id: str, start: str, depth: int, *, limit: int
+    ) -> str | None:
+        """The id of the message at ``depth`` on the branch through ``start`` (``start``
+        itself included), or None when it lies more than ``limit`` messages up."""
+        params: dict[str, Any] = {"start": start, "conv": conversation_id, "user": user_id}
+        params.update(depth=depth, limit=limit)
+        found = await self.read(lambda conn: conn.execute(ANCESTOR, params).scalar())
+        return str(found) if found is not None else None
 
     async def messages_before(
         self,
@@ -234,8 +270,16 @@ class MessageStore(StoreBase):
             fields = {name: getattr(source, name) for name in CONVERSATION_FIELDS}
             fields["title"] = f"{source.title or 'Conversation'} (fork)"
             fields["metadata"] = {**source.metadata_, "forked_from": source.id}
+            copies = _copy_chain(history, "")
+            # the fork keeps the summary when it covers part of the copied branch
+            covered = [i for i, m in enumerate(history) if m.id == source.summary_message_id]
+            if covered:
+                fields["summary_message_id"] = copies[covered[0]]["id"]
+            elif source.summary_message_id is not None:
+                fields["summary"] = None
             convo = new_conversation(conn, user_id, fields)
-            copies = _copy_chain(history, convo.id)
+            for row in copies:
+                row["conversation_id"] = convo.id
             insert_messages(conn, copies)
             set_leaf(conn, user_id, convo.id, copies[-1]["id"])
             return conversation(conn, user_id, convo.id)

@@ -76,6 +76,8 @@ class Conversation(Base):
     user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str | None] = mapped_column(String(500))
     summary: Mapped[str | None] = mapped_column(Text)
+    # the newest message the summary covers (its branch up to there); none: a summary a user set
+    summary_message_id: Mapped[str | None] = mapped_column(String(40))
     model: Mapped[str | None] = mapped_column(String(255))
     provider: Mapped[str | None] = mapped_column(String(100))
     temperature: Mapped[float | None] = mapped_column(Float)

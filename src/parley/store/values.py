@@ -41,6 +41,7 @@ class Conversation:
     user_id: str
     title: str | None = None
     summary: str | None = None
+    summary_message_id: str | None = None  # the newest message the summary covers
     model: str | None = None
     provider: str | None = None
     temperature: float | None = None

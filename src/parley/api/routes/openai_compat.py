@@ -175,7 +175,7 @@ async def model(model_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, A
     return _model_object(model_id)
 
 
-def _target(name: str, s: Services) -> tuple[str | None, str | None]:
+def model_target(name: str, s: Services) -> tuple[str | None, str | None]:
     """``(profile, None)`` for ``profile/NAME``, else ``(None, model)``; unknown ones raise."""
     if name.startswith("profile/"):
         profile = name.removeprefix("profile/")
@@ -195,7 +195,7 @@ def _target(name: str, s: Services) -> tuple[str | None, str | None]:
 async def completions(
     body: CompletionRequest, request: Request, user: CurrentUser, s: ServicesDep
 ) -> Response:
-    profile, model_name = _target(body.model, s)
+    profile, model_name = model_target(body.model, s)
     history = client_history(body.messages)
     external = _external_tools(body) if profile is None else []
     turn_request = TurnRequest(
@@ -265,7 +265,15 @@ async def _conversation(
     if convo.active_leaf_id is None:
         await _seed(user, s, convo, history)
     elif history.user_parts is None:
-        await _attach_tool_outputs(user, s, convo, history)
+        await doors.record_tool_outputs(
+            s,
+            user,
+            convo.id,
+            convo.active_leaf_id or "",
+            history.tool_outputs,
+            refusal="the last message must be a user message, or tool results for the tool "
+            "calls of this conversation's last reply",
+        )
     return convo
 
 
@@ -274,23 +282,3 @@ async def _seed(user: str, s: Services, convo: Conversation, history: ClientHist
     for role, parts in history.messages:
         stored = await s.store.add_message(user, convo.id, role=role, parts=parts, parent_id=parent)
         parent = stored.id
-
-
-async def _attach_tool_outputs(
-    user: str, s: Services, convo: Conversation, history: ClientHistory
-) -> None:
-    """The client ran the tools of the conversation's last reply: record their results."""
-    outputs = history.tool_outputs
-    leaf = await s.store.get_message(user, convo.id, convo.active_leaf_id or "")
-    parts = [dict(p) for p in leaf.parts]
-    matched = 0
-    for part in parts:
-        if part.get("type") == "dynamic-tool" and part.get("toolCallId") in outputs:
-            part.update(state="output-available", output=outputs[part["toolCallId"]])
-            matched += 1
-    if leaf.role != "assistant" or not matched:
-        raise ValidationFailed(
-            "the last message must be a user message, or tool results for the tool calls of "
-            "this conversation's last reply"
-        )
-    await s.store.checkpoint(user, leaf.id, parts)

@@ -1,4 +1,9 @@
-"""Runs: resume a stream, cancel, answer approvals and elicitations, remembered rules."""
+"""Runs: follow or resume a stream, cancel, answer approvals and elicitations, remembered rules.
+
+A browser ``EventSource`` cannot send ``Authorization``: the page asks ``POST
+/api/runs/{run_id}/ticket`` (bearer) for a short-lived ticket and opens
+``/api/runs/{run_id}/events?ticket=``; the ticket opens that run's events and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.deps import CurrentUser, RunReader, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
-from parley.api.schemas import ApprovalAnswer, ElicitationAnswer
+from parley.api.schemas import ApprovalAnswer, ElicitationAnswer, RunTicketIssued
 from parley.api.streaming import sse_response
 from parley.errors import ValidationFailed
 from parley.protocols.native_sse import NativeSSE
@@ -30,16 +35,26 @@ def _after(last_event_id: str | None, after: int | None) -> int:
 @router.get("/api/runs/{run_id}/events", response_model=None, responses=STREAM_RESPONSES)
 async def events(
     run_id: str,
-    user: CurrentUser,
+    user: RunReader,
     s: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    """The run's native SSE stream, from the start or after ``Last-Event-ID``."""
+    """The run's native SSE stream, from the start or after ``Last-Event-ID``; authorized by
+    the bearer token or by a ``?ticket=`` for this run."""
     run = await s.store.get_run(user, run_id)
     stream = s.runs.events(user, run_id, _after(last_event_id, after))
     encoder = NativeSSE(run_id=run.id, conversation_id=run.conversation_id)
     return sse_response(encoder, stream, ping=s.settings.heartbeat_interval)
+
+
+@router.post("/api/runs/{run_id}/ticket")
+async def ticket(run_id: str, user: CurrentUser, s: ServicesDep) -> RunTicketIssued:
+    """A ticket that opens this run's events (``?ticket=``) for a client that cannot send a
+    header (a browser ``EventSource``), for ``expires_in`` seconds."""
+    run = await s.store.get_run(user, run_id)
+    issued = s.tickets.issue(user, run.id)
+    return RunTicketIssued(ticket=issued, expires_in=s.tickets.ttl)
 
 
 @router.get("/api/runs/{run_id}")
