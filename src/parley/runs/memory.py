@@ -48,14 +48,42 @@ def _event(kept: _Kept) -> EngineEvent:
 
 
 @dataclass
-class _Log:
+class RunLog:
     """A run's events; the first has id ``base + 1`` (``base`` is above 0 in a log reopened
-    after a restart, so that the run's ids go on from where they were)."""
+    after a restart, so that the run's ids go on from where they were). ``moved`` is set when the
+    run goes on in another process (the Redis hub's copy of a run it stopped driving): its
+    readers then end where it stopped, to read the rest from the shared log."""
 
     events: list[_Kept] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished_at: float | None = None
     base: int = 0
+    moved: bool = False
+
+    def append(self, event: EngineEvent) -> int:
+        """Add an event and wake the readers; returns its id."""
+        self.events.append(_keep(event))
+        if is_terminal(event):
+            self.finished_at = time.monotonic()
+        self.wake()
+        return self.base + len(self.events)
+
+    async def follow(self, after: int) -> AsyncIterator[tuple[int, EngineEvent]]:
+        """The events after ``after``, live, until the terminal event (alone when the run ended
+        at or before ``after``) or until the log is ``moved``."""
+        position = max(0, after - self.base)
+        while True:
+            if self.finished_at is not None and position >= len(self.events):
+                position = len(self.events) - 1  # at or past the end: the terminal event alone
+            while position < len(self.events):
+                event = _event(self.events[position])
+                position += 1
+                yield self.base + position, event
+                if is_terminal(event):
+                    return
+            if self.moved:
+                return
+            await self.changed()
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -80,22 +108,20 @@ class MemoryRunHub:
     def __init__(self, *, ttl: float = 600.0, instance: str = "local") -> None:
         self.ttl = ttl
         self.instance = instance
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[str, RunLog] = {}
         self._owners: dict[str, ControlHandler] = {}
         self._ended: deque[tuple[float, str]] = deque()  # (finished_at, run id), oldest first
 
     async def open(self, run_id: str, after: int = 0) -> None:
         self._expire()
-        log = self._logs.setdefault(run_id, _Log(base=max(0, after)))
+        log = self._logs.setdefault(run_id, RunLog(base=max(0, after)))
         log.finished_at = None
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
-        log = self._logs.setdefault(run_id, _Log())
-        log.events.append(_keep(event))
-        if is_terminal(event):
-            log.finished_at = time.monotonic()
+        log = self._logs.setdefault(run_id, RunLog())
+        log.append(event)
+        if log.finished_at is not None and is_terminal(event):
             self._ended.append((log.finished_at, run_id))
-        log.wake()
 
     async def subscribe(
         self, run_id: str, after: int = 0
@@ -103,17 +129,8 @@ class MemoryRunHub:
         log = self._logs.get(run_id)
         if log is None:
             return
-        position = max(0, after - log.base)
-        while True:
-            if log.finished_at is not None and position >= len(log.events):
-                position = len(log.events) - 1  # at or past the end: the terminal event alone
-            while position < len(log.events):
-                event = _event(log.events[position])
-                position += 1
-                yield log.base + position, event
-                if is_terminal(event):
-                    return
-            await log.changed()
+        async for item in log.follow(after):
+            yield item
 
     async def exists(self, run_id: str) -> bool:
         self._expire()

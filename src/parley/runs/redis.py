@@ -4,6 +4,13 @@
   event's sequence number is the id's second half), replayed with XRANGE and followed with XREAD.
 - The terminal event sets ``parley:run:{id}:done``; the stream and that key expire ``ttl`` seconds
   later. A reader at or past the end of a finished run gets the terminal event alone, at once.
+- The process driving a run keeps its events in memory as well (a :class:`RunLog`): its own
+  subscribers read them there, as from the in-process hub, and only other processes' subscribers
+  (and late ones, once the run has ended or left) read Redis. What a run published while its
+  last write was on the way is written as one stream entry, whose id is that of its last event
+  (its events are the lines of its field ``e``, ids counting up to the entry's): one command per
+  batch, not one per token. A batch cut off by a lost connection is sent again once Redis
+  answers; readers skip the ids they have had, so nothing is missed or doubled.
 - The owner of a running run holds ``parley:run:{id}:owner`` (its instance id), refreshed by a
   heartbeat; control messages (cancel, elicitation answers) are published on the owner's channel
   ``parley:ctl:{instance}``. A run whose owner key has expired has lost its process.
@@ -23,6 +30,7 @@ import structlog
 
 from parley.chat.events import EngineEvent, dump_event, is_terminal, load_event
 from parley.runs.base import ControlHandler
+from parley.runs.memory import RunLog
 
 log = structlog.get_logger("parley.runs.redis")
 PREFIX = "parley"
@@ -37,11 +45,20 @@ def _seq(stream_id: bytes | str) -> int:
     return int(text.split("-", 1)[1])
 
 
-@dataclass
-class _Outbox:
-    """A run's events on their way to its stream."""
+def _entry(stream_id: bytes, fields: dict[bytes, bytes]) -> list[tuple[int, EngineEvent]]:
+    """The events of a stream entry with their ids (the entry's id is its last event's)."""
+    lines = fields[b"e"].split(b"\n")
+    first = _seq(stream_id) - len(lines) + 1
+    return [(first + n, load_event(line)) for n, line in enumerate(lines)]
 
-    queued: list[str] = field(default_factory=list)
+
+@dataclass
+class _Local:
+    """A run this process drives: its events in memory, and those on their way to its stream."""
+
+    log: RunLog
+    queued: list[str] = field(default_factory=list)  # events after ``written``, as JSON
+    written: int = 0  # the id of the newest event Redis has
     writer: asyncio.Task[None] | None = None
     failure: Exception | None = None
 
@@ -51,6 +68,9 @@ def connect(url: str) -> aioredis.Redis:
     return aioredis.from_url(
         url, max_connections=2_000, socket_timeout=30, socket_connect_timeout=5
     )
+
+
+_RETRYABLE = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 
 
 class RedisRunHub:
@@ -64,6 +84,8 @@ class RedisRunHub:
         ttl: float = 600.0,
         owner_ttl: float = 10.0,
         block_ms: int = 5_000,
+        write_retry: float = 30.0,
+        flush_interval: float = 0.005,
     ) -> None:
         self.redis = redis
         self.instance = instance
@@ -72,7 +94,9 @@ class RedisRunHub:
         self.block_ms = block_ms
         self._handlers: dict[str, ControlHandler] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._outboxes: dict[str, _Outbox] = {}
+        self.write_retry = write_retry  # how long a run's writes wait for Redis to come back
+        self.flush_interval = flush_interval  # between a run's writes: what comes meanwhile
+        self._local: dict[str, _Local] = {}  # goes in the next one
 
     async def start(self) -> None:
         """Listen for this instance's control messages and keep its owner keys alive."""
@@ -102,51 +126,97 @@ class RedisRunHub:
                 await pipe.execute()
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
-        """Queue the event for the run's stream; a terminal event returns once all are written.
+        """Append the event to the run's log in memory (when this process drives the run) and
+        queue it for Redis; a terminal event returns once all are written.
 
         One writer task per run sends whatever was queued meanwhile in one pipeline, in order:
         a fast model's burst of tokens costs one round trip to Redis, not one per token.
         """
-        outbox = self._outboxes.get(run_id)
-        if outbox is None:
-            outbox = self._outboxes[run_id] = _Outbox()
-        outbox.queued.append(dump_event(event))
-        if outbox.writer is None or outbox.writer.done():
-            outbox.writer = asyncio.create_task(self._write(run_id, outbox))
+        local = self._local.get(run_id)
+        if local is None:  # not driven here (a sweep, a suspended run's cancel): to Redis alone
+            await self._publish_alone(run_id, event)
+            return
+        local.log.append(event)
+        local.queued.append(dump_event(event))
+        if local.writer is None or local.writer.done():
+            local.writer = asyncio.create_task(self._write(run_id, local))
         if is_terminal(event):
-            await self._drain(run_id, outbox)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
-                pipe.expire(_key(run_id, "events"), self.ttl)
-                pipe.expire(_key(run_id, "live"), self.ttl)
-                await pipe.execute()
-
-    async def _write(self, run_id: str, outbox: _Outbox) -> None:
-        stream = _key(run_id, "events")
-        while outbox.queued:
-            batch, outbox.queued = outbox.queued, []
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for data in batch:
-                        pipe.xadd(stream, {"e": data}, id="0-*")
-                    await pipe.execute()
-            except Exception as exc:
-                log.exception("redis_publish_failed", run_id=run_id, events=len(batch))
-                outbox.failure = exc  # the run's terminal publish raises it
-                return
-        if self._outboxes.get(run_id) is outbox:
-            del self._outboxes[run_id]  # a suspended run may go on in another process
+                await self._drain(local)
+                await self._mark_done(run_id)
+            finally:
+                if self._local.get(run_id) is local:
+                    del self._local[run_id]
 
-    async def _drain(self, run_id: str, outbox: _Outbox) -> None:
-        """Wait until every queued event of the run is in Redis; then forget the outbox."""
-        while outbox.writer is not None and not outbox.writer.done():
-            await asyncio.shield(outbox.writer)
-        self._outboxes.pop(run_id, None)
-        if outbox.failure is not None:
-            raise outbox.failure
+    async def _publish_alone(self, run_id: str, event: EngineEvent) -> None:
+        await self.redis.xadd(_key(run_id, "events"), {"e": dump_event(event)}, id="0-*")
+        if is_terminal(event):
+            await self._mark_done(run_id)
+
+    async def _mark_done(self, run_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
+            pipe.expire(_key(run_id, "events"), self.ttl)
+            pipe.expire(_key(run_id, "live"), self.ttl)
+            await pipe.execute()
+
+    async def _write(self, run_id: str, local: _Local) -> None:
+        """Send the queued events, one entry per batch. A lost connection sends the batch again
+        (with its id, so an entry Redis already has is refused, not doubled) until Redis answers
+        or ``write_retry`` seconds pass without it."""
+        stream = _key(run_id, "events")
+        waited, pause = 0.0, 0.05
+        while local.queued:
+            batch = list(local.queued)  # what is queued meanwhile waits for the next one
+            last = local.written + len(batch)
+            try:
+                await self.redis.xadd(stream, {"e": "\n".join(batch)}, id=f"0-{last}")
+            except aioredis.ResponseError as exc:
+                if "equal or smaller" not in str(exc):  # else: written before the cut
+                    log.error("redis_publish_refused", run_id=run_id, error=str(exc))
+                    local.failure = exc
+            except _RETRYABLE as exc:
+                if waited >= self.write_retry:
+                    log.error("redis_publish_failed", run_id=run_id, events=len(local.queued))
+                    local.failure = exc  # the run's terminal publish raises it
+                    local.queued = []
+                    return
+                log.warning("redis_publish_retry", run_id=run_id, events=len(batch))
+                await asyncio.sleep(pause)
+                waited, pause = waited + pause, min(1.0, pause * 2)
+                continue
+            del local.queued[: len(batch)]
+            local.written = last
+            waited, pause = 0.0, 0.05
+            if local.queued and local.log.finished_at is None:
+                await asyncio.sleep(self.flush_interval)
+
+    async def _drain(self, local: _Local) -> None:
+        """Wait until every queued event of the run is in Redis."""
+        while local.writer is not None and not local.writer.done():
+            await asyncio.shield(local.writer)
+        if local.failure is not None:
+            raise local.failure
 
     async def subscribe(
         self, run_id: str, after: int = 0
+    ) -> AsyncIterator[tuple[int, EngineEvent]]:
+        """From memory while this process drives the run and holds every event after ``after``;
+        from Redis otherwise, and for the rest of a run that went on elsewhere."""
+        local = self._local.get(run_id)
+        if local is not None and after >= local.log.base:
+            async for event_id, event in local.log.follow(after):
+                yield event_id, event
+                after = event_id
+                if is_terminal(event):
+                    return
+            if local.failure is not None:  # Redis does not have the rest
+                return
+        async for item in self._subscribe_shared(run_id, after):
+            yield item
+
+    async def _subscribe_shared(
+        self, run_id: str, after: int
     ) -> AsyncIterator[tuple[int, EngineEvent]]:
         """Replay with XREAD, then follow it blocking. A read that finds nothing asks whether the
         run is over: ended (its events all written before ``done`` is set), or forgotten."""
@@ -167,41 +237,53 @@ class RedisRunHub:
                     return
             for stream_id, fields in batch[0][1]:
                 last = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
-                event = load_event(fields[b"e"])
-                yield _seq(stream_id), event
-                if is_terminal(event):
-                    return
+                for event_id, event in _entry(stream_id, fields):
+                    if event_id <= after:  # had it: a batch sent again after a cut
+                        continue
+                    after = event_id
+                    yield event_id, event
+                    if is_terminal(event):
+                        return
 
     async def _read(self, run_id: str, stream: str, last: str, block: int | None) -> Any:
         while True:
             try:
                 return await self.redis.xread({stream: last}, count=500, block=block)
-            except (aioredis.TimeoutError, aioredis.ConnectionError):
+            except _RETRYABLE:
                 log.warning("redis_read_retry", run_id=run_id)
                 await asyncio.sleep(0.1)
 
     async def _state(self, run_id: str) -> str:
         """``done`` (the terminal event is written), ``live``, or ``gone`` (expired)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(_key(run_id, "done"))
-            pipe.exists(_key(run_id, "events"), _key(run_id, "live"))
-            done, held = await pipe.execute()
-        return "done" if done else "live" if held else "gone"
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.exists(_key(run_id, "done"))
+                    pipe.exists(_key(run_id, "events"), _key(run_id, "live"))
+                    done, held = await pipe.execute()
+                return "done" if done else "live" if held else "gone"
+            except _RETRYABLE:
+                log.warning("redis_read_retry", run_id=run_id)
+                await asyncio.sleep(0.1)
 
     async def _terminal(self, stream: str) -> AsyncIterator[tuple[int, EngineEvent]]:
         newest: Any = await self.redis.xrevrange(stream, "+", "-", count=1)
         for stream_id, fields in newest:
-            event = load_event(fields[b"e"])
+            event_id, event = _entry(stream_id, fields)[-1]
             if is_terminal(event):
-                yield _seq(stream_id), event
+                yield event_id, event
 
     async def exists(self, run_id: str) -> bool:
+        if run_id in self._local:
+            return True
         return bool(await self.redis.exists(_key(run_id, "events"), _key(run_id, "live")))
 
     async def last_id(self, run_id: str) -> int:
-        outbox = self._outboxes.get(run_id)
-        while outbox is not None and outbox.writer is not None and not outbox.writer.done():
-            await asyncio.shield(outbox.writer)
+        local = self._local.get(run_id)
+        if local is not None:
+            with contextlib.suppress(Exception):  # what it could not write is still its id
+                await self._drain(local)
+            return local.log.base + len(local.log.events)
         try:
             info: Any = await self.redis.xinfo_stream(_key(run_id, "events"))
         except aioredis.ResponseError:  # no such stream
@@ -209,16 +291,37 @@ class RedisRunHub:
         return _seq(info["last-generated-id"])
 
     async def is_finished(self, run_id: str) -> bool:
+        local = self._local.get(run_id)
+        if local is not None:
+            return local.log.finished_at is not None
         return bool(await self.redis.exists(_key(run_id, "done")))
 
     # ownership and control -------------------------------------------------------------------
 
     async def own(self, run_id: str, handler: ControlHandler) -> None:
+        """Route the run's control messages here, and keep its events in memory from the id
+        its stream has reached (0 for a new run)."""
         self._handlers[run_id] = handler
-        await self.redis.set(_key(run_id, "owner"), self.instance, px=int(self.owner_ttl * 1000))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(_key(run_id, "owner"), self.instance, px=int(self.owner_ttl * 1000))
+            pipe.xinfo_stream(_key(run_id, "events"))
+            owned, info = await pipe.execute(raise_on_error=False)
+        if isinstance(owned, Exception):
+            raise owned
+        if run_id not in self._local:
+            base = 0 if isinstance(info, Exception) else _seq(info["last-generated-id"])
+            self._local[run_id] = _Local(RunLog(base=base), written=base)
 
     async def disown(self, run_id: str) -> None:
+        """The run stopped here without ending (suspended, or shut down): its events are
+        written, and this process's readers go on from Redis."""
         self._handlers.pop(run_id, None)
+        local = self._local.pop(run_id, None)
+        if local is not None:
+            with contextlib.suppress(Exception):  # a failure is logged; its run has ended
+                await self._drain(local)
+            local.log.moved = True
+            local.log.wake()
         key = _key(run_id, "owner")
         if await self.redis.get(key) == self.instance.encode():
             await self.redis.delete(key)
@@ -291,7 +394,7 @@ class RedisRunHub:
                 log.exception("heartbeat_failed")
 
     async def aclose(self) -> None:
-        writers = [o.writer for o in self._outboxes.values() if o.writer is not None]
+        writers = [local.writer for local in self._local.values() if local.writer is not None]
         await asyncio.gather(*writers, return_exceptions=True)
         for task in self._tasks:
             task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +12,7 @@ from parley.api.deps import ServicesDep
 from parley.store.db import ping
 
 router = APIRouter(tags=["operations"])
+CHECK_TIMEOUT = 2.0  # seconds: a server that does not answer is as unready as one that refuses
 
 
 @router.get("/healthz")
@@ -22,14 +24,16 @@ async def healthz() -> dict[str, Any]:
 async def readyz(s: ServicesDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        await ping(s.store.engine)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await ping(s.store.engine)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     redis = getattr(s.runs.hub, "redis", None)
     if redis is not None:
         try:
-            await redis.ping()
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await redis.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
