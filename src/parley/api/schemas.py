@@ -238,7 +238,7 @@ def pending_out(pending: PendingInput) -> dict[str, Any]:
     }
     ask = pending.payload
     if isinstance(ask, ApprovalAsk):
-        out.update(tool_name=ask.tool_name, args=ask.args)
+        out.update(tool_name=ask.tool_name, server=ask.server, args=ask.args)
     else:
         out.update(
             elicitation_id=pending.id, message=ask.message, requested_schema=ask.requested_schema
@@ -254,6 +254,24 @@ class SigninLinkCode(ClientBody):
     model_config = _BOUNDED
 
     code: str = Field(min_length=1, max_length=128)
+
+
+class PasswordSignIn(ClientBody):
+    """A local account's name and password (``parley user add NAME``)."""
+
+    model_config = _BOUNDED
+
+    user: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionInfo(BaseModel):
+    """Who the page is signed in as, and how: ``session`` (the cookie), ``token`` (a bearer
+    token) or ``none`` (``PARLEY_AUTH=none``: the one local user)."""
+
+    user: str
+    via: Literal["session", "token", "none"]
+    expires_in: int | None = None
 
 
 class RunTicketIssued(BaseModel):

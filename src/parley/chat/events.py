@@ -63,6 +63,7 @@ class ApprovalRequested(_Event):
     args: dict[str, Any]
     approval_id: str
     expires_at: str
+    server: str | None = None  # the MCP server the tool is from
 
 
 class ApprovalResolved(_Event):

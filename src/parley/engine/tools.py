@@ -207,7 +207,9 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload=ApprovalAsk(tool_name=tool.name, args=call.args, audit_id=audit.id),
+            payload=ApprovalAsk(
+                tool_name=tool.name, server=tool.server, args=call.args, audit_id=audit.id
+            ),
             status="pending",
             expires_at=expires,
         )
@@ -218,6 +220,7 @@ class ToolRunner:
             args=call.args,
             approval_id=pending.id,
             expires_at=expires.isoformat(),
+            server=tool.server,
         )
 
     def _audit_row(

@@ -164,6 +164,7 @@ class ApprovalAsk(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tool_name: str
+    server: str | None = None  # the MCP server of the tool (None: parley's own)
     args: dict[str, Any] = Field(default_factory=dict)
     audit_id: str | None = None
     resumed: bool = False

@@ -1,4 +1,5 @@
-"""Runs: follow or resume a stream, cancel, answer approvals and elicitations, remembered rules.
+"""Runs: follow or resume a stream, cancel, answer approvals and elicitations, remembered rules,
+and the profiles a run can be given.
 
 A browser ``EventSource`` cannot send ``Authorization``: the page asks ``POST
 /api/runs/{run_id}/ticket`` (bearer) for a short-lived ticket and opens
@@ -15,6 +16,7 @@ from parley.api.deps import CurrentUser, RunReader, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import ApprovalAnswer, ElicitationAnswer, RunTicketIssued
 from parley.api.streaming import sse_response
+from parley.engine.profiles import BUILTIN_PROFILES
 from parley.errors import ValidationFailed
 from parley.protocols.native_sse import NativeSSE
 
@@ -116,3 +118,27 @@ async def rules(user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
 async def delete_rule(rule_id: str, user: CurrentUser, s: ServicesDep) -> Response:
     await s.store.delete_rule(user, rule_id)
     return Response(status_code=204)
+
+
+@router.get("/api/profiles")
+async def profiles(user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
+    """The profiles a conversation or a message may name, built-in and configured (a configured
+    one replaces a built-in one of its name): names, descriptions and models, no system prompt."""
+    configured = {**BUILTIN_PROFILES, **s.settings.profiles}
+    return {
+        "items": [
+            {"name": name, "description": profile.description, "model": profile.model}
+            for name, profile in sorted(configured.items())
+        ]
+    }
+
+
+@router.get("/api/limits")
+async def limits(user: CurrentUser, s: ServicesDep) -> dict[str, int]:
+    """What one message may carry (:mod:`parley.engine.message_limits`), for a page to say so
+    before it sends."""
+    return {
+        "message_chars": s.settings.max_message_chars,
+        "attachments": s.settings.max_attachments,
+        "attachment_bytes": s.settings.max_attachment_bytes,
+    }

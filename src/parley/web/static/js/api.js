@@ -1,4 +1,4 @@
-// The native API over fetch: bearer token, JSON bodies, parley's error shape.
+// The native API over fetch: a bearer token or the session cookie, JSON bodies, parley's error shape.
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -34,7 +34,8 @@ export class Api {
   }
 
   headers(extra = {}, json = false) {
-    const headers = { ...extra };
+    // the session cookie authorises a state-changing request only with this header (CSRF)
+    const headers = { "X-Requested-With": "parley", ...extra };
     const token = this.getToken();
     if (token) headers.Authorization = `Bearer ${token}`;
     if (json) headers["Content-Type"] = "application/json";

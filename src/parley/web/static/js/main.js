@@ -1,18 +1,20 @@
 // parley's chat page: sign-in, the conversation list, the thread, and runs streamed as they happen.
 
 import { Api, enc } from "./api.js";
+import { Attachments } from "./attachments.js";
 import { PAGE, Thread } from "./messages.js";
 import { applyEvent, elicitationPart } from "./parts.js";
 import { setupPickers } from "./pickers.js";
 import { RunStream } from "./runstream.js";
 import { Sidebar } from "./sidebar.js";
-import { copyText, h, hydrateIcons, icon, toast, tokenSubject, tokensLabel } from "./util.js";
+import { copyText, h, hydrateIcons, icon, sleep, toast, tokenSubject, tokensLabel } from "./util.js";
 
 const TOKEN_KEY = "parley.token";
 const $ = (id) => document.getElementById(id);
 
 const state = {
   token: localStorage.getItem(TOKEN_KEY),
+  user: null, // the signed-in name of a cookie session (a token's is its `sub`)
   convo: null,
   run: null,
   pending: new Map(),
@@ -33,6 +35,7 @@ const thread = new Thread($("scroller"), $("thread"), {
   copy: (text) => copyText(text),
   isBusy: () => state.run !== null,
   canAnswer: (part) => part.state === "approval-requested" && Boolean(runIdFor(part)),
+  serverOf: (part) => part.server || state.pending.get(part.toolCallId)?.server || null,
   answerApproval,
   answerElicitation,
   regenerate: (m) => regenerate(m),
@@ -187,10 +190,10 @@ function finish(run) {
 }
 
 /** Start a turn: optimistic messages, then the stream. */
-async function startTurn({ method, path, body, userText = null, replaceFrom = null }) {
+async function startTurn({ method, path, body, userText = null, userFiles = [], replaceFrom = null }) {
   if (state.run) return;
   if (replaceFrom) thread.truncateFrom(replaceFrom);
-  const user = userText == null ? null : message("user", [{ type: "text", text: userText }], "complete");
+  const user = userText == null ? null : message("user", [...userFiles, { type: "text", text: userText }], "complete");
   const assistant = message("assistant", [], "streaming");
   if (user) thread.push(user);
   thread.push(assistant);
@@ -255,6 +258,26 @@ async function sync(convoId, full = false) {
   }
   sidebar.upsert(convo);
   if (convo.active_run_id) attachRun(convo.active_run_id);
+  else if (!full && !convo.has_more && convo.messages.length <= 2) awaitTitle(convoId, convo.title);
+}
+
+/** After a first reply the model names the conversation in the background: ask again a few
+ * times, more slowly each time, and show the new title when it is there. */
+async function awaitTitle(convoId, title) {
+  for (const wait of [1000, 2000, 4000, 8000]) {
+    await sleep(wait);
+    if (state.convo?.id !== convoId) return;
+    let convo;
+    try {
+      convo = await api.get(`/api/conversations/${enc(convoId)}?limit=1`);
+    } catch {
+      return;
+    }
+    if (convo.title === title) continue;
+    if (state.convo?.id === convoId) setConvo({ ...state.convo, title: convo.title });
+    sidebar.upsert({ ...convo, messages: undefined });
+    return;
+  }
 }
 
 async function stop() {
@@ -318,12 +341,29 @@ function options(extra = {}) {
   return body;
 }
 
+/** Why a message cannot be sent now (a run is on), said rather than ignored. */
+function whySendingWaits() {
+  const parts = state.run?.message.parts || [];
+  if (parts.some((p) => p.state === "approval-requested")) {
+    return "A tool is waiting for your approval above: approve or deny it (or stop the reply with Esc), then send.";
+  }
+  if (parts.some((p) => p.type === "x-elicitation" && p.state === "pending")) {
+    return "A tool is asking you something above: answer it (or stop the reply with Esc), then send.";
+  }
+  return "The reply is still coming: wait for it, or stop it (Esc), then send.";
+}
+
 async function send() {
   const input = $("input");
   const text = input.value.trim();
-  if (!text || state.run) return;
+  if (!text && !attachments.count) return;
+  if (state.run) {
+    toast(whySendingWaits(), "warn");
+    return;
+  }
   input.value = "";
   autosize();
+  const files = attachments.take();
   if (!state.convo) {
     try {
       const convo = await api.post("/api/conversations", {});
@@ -332,19 +372,23 @@ async function send() {
       go(convo.id);
     } catch (error) {
       input.value = text;
+      attachments.restore(files.attachments);
       toast(`Could not start a conversation: ${error.message}`, "error");
       return;
     }
   }
-  if (!state.convo.title) {
+  if (!state.convo.title && text) {
     const title = text.split("\n")[0].slice(0, 80);
     setConvo({ ...state.convo, title });
     sidebar.upsert(state.convo);
   }
   const body = options({ content: text });
+  if (files.attachments.length) body.attachments = files.attachments;
   if (state.pickers?.profile) body.profile = state.pickers.profile;
-  const ok = await startTurn({ method: "POST", path: `/api/conversations/${enc(state.convo.id)}/messages`, body, userText: text });
+  const path = `/api/conversations/${enc(state.convo.id)}/messages`;
+  const ok = await startTurn({ method: "POST", path, body, userText: text, userFiles: files.parts });
   if (!ok && !input.value) input.value = text;
+  if (!ok) attachments.restore(files.attachments);
 }
 
 function regenerate(msg) {
@@ -447,6 +491,13 @@ const sidebar = new Sidebar(api, {
   },
 });
 
+const attachments = new Attachments(api, {
+  tray: $("attachments"),
+  picker: $("attach-input"),
+  button: $("attach"),
+  zone: $("composer"),
+});
+
 function openSidebar() {
   document.body.classList.add("sidebar-open");
   $("backdrop").hidden = false;
@@ -503,7 +554,9 @@ function wire() {
   window.addEventListener("popstate", route);
   $("signin-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    signIn($("signin-token").value.trim());
+    const token = $("signin-token").value.trim();
+    if (token) signIn(token);
+    else signInWithPassword($("signin-user").value.trim(), $("signin-password").value);
   });
 }
 
@@ -538,6 +591,29 @@ async function signIn(token) {
   await showApp();
 }
 
+/** A local account's name and password (`parley user add NAME`) for a session cookie, which the
+ * browser then sends with every call and stream (HttpOnly: this page never sees it). */
+async function signInWithPassword(user, password) {
+  if (!user || !password) {
+    showSignin("Enter your user name and password.");
+    return;
+  }
+  const button = $("signin-submit");
+  button.disabled = true;
+  try {
+    const session = await new Api(() => null, () => {}).post("/api/auth/signin", { user, password });
+    state.user = session.user;
+  } catch (error) {
+    showSignin(error.status === 401 ? "Wrong user name or password." : error.message);
+    $("signin-password").select();
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  $("signin-password").value = "";
+  await showApp();
+}
+
 /** The sign-in link `parley serve` printed (`/?signin=CODE`): the code leaves the address at
  * once, and is exchanged, once, for a token. */
 async function signInWithLink(code) {
@@ -568,21 +644,28 @@ async function signInWithLink(code) {
   } else showSignin(message);
 }
 
-/** With `PARLEY_AUTH=none` parley answers a call that carries no token (one local user): the
- * page goes straight to the chat. Any other answer (a 401) asks to sign in. */
+/** Without a token the page may still be signed in: by its session cookie, or with
+ * `PARLEY_AUTH=none` (one local user, no sign-out). Any other answer (a 401) asks to sign in. */
 async function openWithoutToken() {
+  let session;
   try {
-    await api.get("/api/conversations?limit=1");
+    session = await api.get("/api/auth/session");
   } catch {
     showSignin();
     return;
   }
-  $("signout").hidden = true;
+  state.user = session.via === "none" ? null : session.user;
+  $("signout").hidden = session.via === "none";
   await showApp();
 }
 
 function signOut(message = "") {
   detachRun();
+  if (!state.token && state.user) {
+    // the session ends on the server: its cookie opens nothing any more
+    api.fetch("POST", "/api/auth/signout").catch(() => {});
+  }
+  state.user = null;
   state.token = null;
   state.convo = null;
   localStorage.removeItem(TOKEN_KEY);
@@ -593,11 +676,12 @@ function signOut(message = "") {
 async function showApp() {
   $("signin").hidden = true;
   $("app").hidden = false;
-  const who = state.token ? tokenSubject(state.token) || "signed in" : "local user";
+  const who = state.token ? tokenSubject(state.token) || "signed in" : state.user || "local user";
   $("me").textContent = who;
   $("me-avatar").textContent = who.slice(0, 1).toUpperCase();
   showEmpty();
   state.pickers = await setupPickers(api);
+  attachments.loadLimits();
   await sidebar.load("");
   route();
   if (!state.convo) $("input").focus();

@@ -18,6 +18,9 @@ const STATUS_LABEL = {
   awaiting: "Waiting for you",
 };
 
+// A reply in one of these states asks nothing any more: an approval it shows was never answered.
+const ENDED = new Set(["complete", "cancelled", "error", "interrupted"]);
+
 function actionButton(name, title, onclick) {
   return h("button", { type: "button", class: "act", title, "aria-label": title, "data-act": name, onclick }, icon(name));
 }
@@ -68,7 +71,7 @@ export class MessageView {
     if (this.isUser) {
       const files = parts.filter((p) => p.type === "file").map(fileNode);
       const text = textOf(this.message);
-      this.body.replaceChildren(...files, h("div", { class: "bubble" }, text));
+      this.body.replaceChildren(...files, ...(text || !files.length ? [h("div", { class: "bubble" }, text)] : []));
       return;
     }
     this.body.replaceChildren();
@@ -90,6 +93,8 @@ export class MessageView {
       node = toolCard(part, {
         open,
         canAnswer: this.ctx.canAnswer(part),
+        stale: ENDED.has(this.message.status),
+        server: this.ctx.serverOf(part),
         answer: (approved, remember) => this.ctx.answerApproval(this.message, part, approved, remember),
       });
     } else if (part.type === "x-elicitation") {
@@ -233,7 +238,10 @@ export class Thread {
     this.loading = false;
     this.stick = true;
     this.ticking = false;
+    this.lastTop = 0;
     scroller.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    // A wheel turned up lets go of the bottom at once, before the scroll it causes is reported.
+    scroller.addEventListener("wheel", (e) => e.deltaY < 0 && this.letGo(), { passive: true });
   }
 
   // ---- rendering the window -------------------------------------------------------------------
@@ -277,6 +285,14 @@ export class Thread {
 
   toBottom() {
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.lastTop = this.scroller.scrollTop;
+  }
+
+  letGo() {
+    const s = this.scroller;
+    if (!this.stick || s.scrollHeight <= s.clientHeight + 2) return;
+    this.stick = false;
+    this.ctx.onStick(false);
   }
 
   /** Render older messages above the window (fetching a page when none are left in memory). */
@@ -303,6 +319,7 @@ export class Thread {
     this.container.prepend(...nodes);
     this.start = from;
     this.scroller.scrollTop = top + (this.scroller.scrollHeight - height);
+    this.lastTop = this.scroller.scrollTop;
     while (this.end - this.start > MAX_NODES) this.drop(this.messages[--this.end]);
     this.ctx.onWindow();
   }
@@ -323,17 +340,25 @@ export class Thread {
     const top = this.scroller.scrollTop;
     while (this.end - this.start > MAX_NODES) this.drop(this.messages[this.start++]);
     this.scroller.scrollTop = top - (height - this.scroller.scrollHeight);
+    this.lastTop = this.scroller.scrollTop;
   }
 
+  /** Follow the bottom only while the person is there: decided at once, in the scroll event, so
+   * that a token's scroll to the bottom (in the next frame) never overrides a scroll up. */
   onScroll() {
+    const s = this.scroller;
+    const below = s.scrollHeight - s.scrollTop - s.clientHeight;
+    const up = s.scrollTop < this.lastTop - 1;
+    this.lastTop = s.scrollTop;
+    const atEnd = this.end === this.messages.length;
+    if (!atEnd || (up && below > 2)) this.stick = false;
+    else if (below < 80) this.stick = true;
     if (this.ticking) return;
     this.ticking = true;
     requestAnimationFrame(() => {
       this.ticking = false;
-      const s = this.scroller;
-      const below = s.scrollHeight - s.scrollTop - s.clientHeight;
-      this.stick = below < 80 && this.end === this.messages.length;
       this.ctx.onStick(this.stick);
+      const below = s.scrollHeight - s.scrollTop - s.clientHeight;
       if (s.scrollTop < EDGE && (this.start > 0 || this.hasMore)) {
         this.older().then(() => this.recheck());
       } else if (below < EDGE && this.end < this.messages.length) {
@@ -396,6 +421,7 @@ export class Thread {
     if (view) {
       view.message = message;
       view.render();
+      this.follow();
     }
   }
 
@@ -414,7 +440,7 @@ export class Thread {
   }
 
   follow() {
-    if (this.stick) requestAnimationFrame(() => this.toBottom());
+    if (this.stick) requestAnimationFrame(() => this.stick && this.toBottom());
   }
 
   get domCount() {

@@ -40,6 +40,7 @@ const HANDLERS = {
     const part = message.parts[index];
     part.input = part.input ?? data.args;
     part.state = "approval-requested";
+    part.server = data.server ?? part.server;
     part.approval = { id: data.approval_id, expires_at: data.expires_at };
     return { part: index };
   },

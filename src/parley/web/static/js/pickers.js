@@ -1,5 +1,6 @@
 // Model and profile pickers. A list from the server when it offers one (GET /v1/models,
-// GET /api/profiles), free text otherwise; the choice is remembered in this browser.
+// GET /api/profiles, each profile's description its option's title), free text otherwise; the
+// choice is remembered in this browser.
 
 import { h } from "./util.js";
 
@@ -24,13 +25,24 @@ async function listFrom(api, path, pick) {
   }
 }
 
-function select(key, label, names) {
+/** GET /api/profiles: `{name: description}` of each profile, or null when it is not there. */
+async function profilesFrom(api) {
+  try {
+    const body = await api.get("/api/profiles");
+    const items = (body?.items || []).filter((p) => typeof p?.name === "string" && p.name);
+    return items.length ? Object.fromEntries(items.map((p) => [p.name, p.description || ""])) : null;
+  } catch {
+    return null;
+  }
+}
+
+function select(key, label, names, titles = {}) {
   const current = remembered(key);
   const node = h(
     "select",
     { "aria-label": label, class: `picker-input picker-${key}` },
     h("option", { value: "" }, `Default ${key}`),
-    names.map((n) => h("option", { value: n }, n)),
+    names.map((n) => h("option", { value: n, title: titles[n] || null }, n)),
   );
   if (current && !names.includes(current)) node.append(h("option", { value: current }, current));
   node.value = current;
@@ -64,17 +76,16 @@ function mount(slot, nodes) {
 export async function setupPickers(api) {
   const [models, profiles] = await Promise.all([
     listFrom(api, "/v1/models", (b) => (b?.data || []).map((m) => m.id)),
-    listFrom(api, "/api/profiles", (b) => {
-      const items = Array.isArray(b) ? b : b?.items || b?.data || Object.keys(b?.profiles || {});
-      return items.map((p) => (typeof p === "string" ? p : p.name || p.id));
-    }),
+    profilesFrom(api),
   ]);
   const modelSlot = document.getElementById("model-picker");
   const profileSlot = document.getElementById("profile-picker");
   const model = mount(modelSlot, models ? select("model", "Model", models) : freeText("model", "Model", []));
   const profile = mount(
     profileSlot,
-    profiles ? select("profile", "Profile", profiles) : freeText("profile", "Profile", KNOWN_PROFILES),
+    profiles
+      ? select("profile", "Profile", Object.keys(profiles), profiles)
+      : freeText("profile", "Profile", KNOWN_PROFILES),
   );
   return {
     get model() {

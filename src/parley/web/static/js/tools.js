@@ -12,6 +12,9 @@ const STATES = {
   "output-error": ["error", "Failed"],
   "output-denied": ["denied", "Denied"],
 };
+const STALE = ["denied", "Not run · stopped before an answer"];
+const FOLD_CHARS = 160;
+const FOLD_LINES = 6;
 
 function section(label, body, cls = "") {
   return h("div", { class: `tool-section ${cls}` }, h("div", { class: "tool-label" }, label), body);
@@ -27,12 +30,44 @@ function progressOf(part) {
   return h("div", { class: "tool-progress" }, h("span", { class: "spinner" }), h("span", {}, p.message || "Working…"), bar);
 }
 
+/** One argument: its JSON, folded behind its start when it is long (a long string then unfolds
+ * as its text, lines and all). */
+function argumentNode(name, value) {
+  let text;
+  try {
+    text = JSON.stringify(value, null, 2) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  const key = name == null ? null : h("code", { class: "arg-key" }, name);
+  if (text.length <= FOLD_CHARS && text.split("\n").length <= FOLD_LINES) {
+    return h("div", { class: "arg" }, key, h("pre", { class: "json arg-value" }, text));
+  }
+  const preview = text.replace(/\s+/g, " ").slice(0, 80);
+  return h(
+    "details",
+    { class: "arg arg-fold" },
+    h("summary", {}, key, h("span", { class: "arg-preview" }, `${preview}…`), h("span", { class: "muted small" }, `${text.length} characters`)),
+    h("pre", { class: "json arg-value" }, typeof value === "string" ? value : text),
+  );
+}
+
+/** The arguments of a call awaiting approval, one by one. */
+function argumentList(input) {
+  const entries = input && typeof input === "object" && !Array.isArray(input) ? Object.entries(input) : null;
+  if (entries && !entries.length) return h("div", { class: "approval-args muted small" }, "No arguments.");
+  const nodes = entries ? entries.map(([name, value]) => argumentNode(name, value)) : [argumentNode(null, input)];
+  return h("div", { class: "approval-args" }, nodes);
+}
+
 /**
  * A tool call card. `answer(approved, remember)` answers an open approval; `canAnswer` tells
- * whether the approval is still open in this run.
+ * whether the approval is still open in this run; `stale` that its run ended without an answer
+ * (stopped): the card says so instead of asking. `server` is the MCP server the tool is from.
  */
-export function toolCard(part, { open = false, canAnswer = false, answer } = {}) {
-  const [kind, label] = STATES[part.state] || ["running", part.state];
+export function toolCard(part, { open = false, canAnswer = false, stale = false, server = null, answer } = {}) {
+  const asking = part.state === "approval-requested" && !stale;
+  const [kind, label] = part.state === "approval-requested" && stale ? STALE : STATES[part.state] || ["running", part.state];
   const details = h(
     "details",
     { class: "tool-details" },
@@ -41,6 +76,7 @@ export function toolCard(part, { open = false, canAnswer = false, answer } = {})
       {},
       icon("tool", "tool-icon"),
       h("span", { class: "tool-name" }, part.toolName || "tool"),
+      server ? h("span", { class: "tool-server", title: "MCP server" }, server) : null,
       h("span", { class: "tool-state" }, kind === "running" ? h("span", { class: "spinner" }) : null, label),
       icon("down", "chev"),
     ),
@@ -57,20 +93,22 @@ export function toolCard(part, { open = false, canAnswer = false, answer } = {})
   const card = h("div", { class: `tool tool-${kind}`, dataset: { toolCallId: part.toolCallId, state: part.state } }, details);
   const progress = progressOf(part);
   if (progress && kind === "running") card.append(progress);
-  if (part.state === "approval-requested") card.append(approvalBar(part, canAnswer, answer));
+  if (asking) card.append(approvalBar(part, server, canAnswer, answer));
   return card;
 }
 
-function approvalBar(part, canAnswer, answer) {
+function approvalBar(part, server, canAnswer, answer) {
   const buttons = [
     h("button", { type: "button", class: "btn btn-primary btn-sm", "data-action": "approve" }, icon("check"), "Approve"),
     h("button", { type: "button", class: "btn btn-sm", "data-action": "deny" }, icon("x"), "Deny"),
     h("button", { type: "button", class: "btn btn-ghost btn-sm", "data-action": "always", title: `Approve, and always allow ${part.toolName}` }, "Always allow"),
   ];
+  const from = server ? [" from ", h("code", { class: "approval-server" }, server)] : [];
   const bar = h(
     "div",
     { class: "approval" },
-    h("div", { class: "approval-text" }, icon("shield"), h("span", {}, "Run ", h("code", {}, part.toolName), " with these arguments?")),
+    h("div", { class: "approval-text" }, icon("shield"), h("span", {}, "Run ", h("code", {}, part.toolName), ...from, " with these arguments?")),
+    argumentList(part.input ?? {}),
     h("div", { class: "approval-actions" }, buttons),
   );
   if (!canAnswer) {
