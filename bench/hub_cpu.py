@@ -73,9 +73,9 @@ async def main() -> None:
     memory = await _measure(MemoryRunHub(), args.events, args.rounds)
     print(f"memory hub: {memory:.1f} µs per event")
     if args.redis:
-        from parley.runs.redis import RedisRunHub
+        from parley.runs.redis import RedisRunHub, connect
 
-        hub = RedisRunHub(args.redis, instance=new_id("bench"), ttl=60)
+        hub = RedisRunHub(connect(args.redis), instance=new_id("bench"), ttl=60)
         redis = await _measure(hub, args.events, args.rounds)
         print(f"redis hub:  {redis:.1f} µs per event ({redis / memory:.2f}x)")
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
@@ -35,7 +36,6 @@ from parley.api.routes import (
 )
 from parley.auth import tickets_for, verifier_for
 from parley.config import Settings, check_single_user
-from parley.engine.runner import RunManager, new_instance_id
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
 from parley.limits import (
@@ -52,11 +52,15 @@ from parley.metrics import router as metrics_router
 from parley.providers.registry import ProviderRegistry, build_registry
 from parley.runs.base import RunHub
 from parley.runs.fanout import build_fanout
+from parley.runs.manager import RunManager, new_instance_id
 from parley.runs.memory import MemoryRunHub
 from parley.store import Store, migrate
 from parley.store.db import create_engine, session_factory
 from parley.tools.registry import ToolRegistry
 from parley.tools.setup import build_tools, register_delegates
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis  # imported only with PARLEY_REDIS_URL set
 
 
 async def build_services(
@@ -76,13 +80,14 @@ async def build_services(
     tools = tools if tools is not None else await build_tools(settings, store)
     runner = ToolRunner(settings, store, tools)
     instance = new_instance_id()
-    hub = await build_hub(settings, instance)
+    redis = connect_redis(settings)
+    hub = await build_hub(settings, instance, redis)
     chat_engine = Engine(
         settings=settings,
         store=store,
         providers=providers,
         tools=runner,
-        limiter=build_limiter(settings, hub),
+        limiter=build_limiter(settings, redis),
     )
     register_delegates(chat_engine, tools, settings)
     manager = RunManager(
@@ -100,33 +105,40 @@ async def build_services(
         engine=chat_engine,
         runs=manager,
         tickets=tickets_for(settings),
-        signins=SignIns(store, build_attempts(hub)),
+        signins=SignIns(store, build_attempts(redis)),
         metrics=metrics,
         fanout=fanout,
     )
 
 
-def build_limiter(settings: Settings, hub: RunHub) -> Limiter:
-    """Limits shared through the hub's Redis when there is one, else per process."""
-    redis = getattr(hub, "redis", None)
+def connect_redis(settings: Settings) -> Redis | None:
+    """The client of ``PARLEY_REDIS_URL`` (the run hub closes it), or None without one."""
+    if not settings.redis_url:
+        return None
+    from parley.runs.redis import connect
+
+    return connect(settings.redis_url)
+
+
+def build_limiter(settings: Settings, redis: Redis | None) -> Limiter:
+    """Limits shared through ``redis`` (every process sees them), else per process."""
     if redis is not None:
         return Limiter(settings, RedisBackend(redis, settings.run_timeout))
     return Limiter(settings, MemoryBackend(settings.run_timeout))
 
 
-def build_attempts(hub: RunHub) -> Attempts:
-    """Sign-in attempts counted in the hub's Redis when there is one, else per process."""
-    redis = getattr(hub, "redis", None)
+def build_attempts(redis: Redis | None) -> Attempts:
+    """Sign-in attempts counted in Redis when there is one, else per process."""
     return RedisAttempts(redis) if redis is not None else MemoryAttempts()
 
 
-async def build_hub(settings: Settings, instance: str) -> RunHub:
-    """Redis Streams when ``PARLEY_REDIS_URL`` is set (any process serves any run), else memory."""
-    if settings.redis_url:
+async def build_hub(settings: Settings, instance: str, redis: Redis | None) -> RunHub:
+    """Redis Streams on ``redis`` (any process serves any run), else in memory."""
+    if redis is not None:
         from parley.runs.redis import RedisRunHub
 
         hub: RunHub = RedisRunHub(
-            settings.redis_url,
+            redis,
             instance=instance,
             ttl=settings.run_ttl,
             owner_ttl=settings.owner_ttl,
@@ -139,7 +151,8 @@ async def build_hub(settings: Settings, instance: str) -> RunHub:
 
 async def close_services(services: Services) -> None:
     await services.runs.aclose()
-    await services.engine.summaries.aclose()  # summaries and titles still being written
+    if services.engine.summaries is not None:
+        await services.engine.summaries.aclose()  # summaries and titles still being written
     await services.tools.aclose()
     await services.runs.hub.aclose()
     await services.fanout.aclose()

@@ -11,6 +11,7 @@
     ├── RateLimited                  ERR_RATE_LIMITED        429 (+ Retry-After)
     ├── InvalidModel                 ERR_INVALID_MODEL       400
     ├── ProviderError                ERR_PROVIDER_UNAVAILABLE 502 (it answered with an error)
+    │   ├── ProviderDisconnected     ERR_PROVIDER_UNAVAILABLE 502 (the connection broke mid-answer)
     │   ├── ProviderUnavailable      ERR_PROVIDER_UNAVAILABLE 503 (unreachable or overloaded)
     │   └── ProviderTimeout          ERR_TIMEOUT             504
     ├── RunTimeout                   ERR_TIMEOUT             504
@@ -18,9 +19,10 @@
         ├── PortInUse                ERR_CONFIG              500 (another process listens there)
         └── ApiKeyMissing            ERR_API_KEY_MISSING     503 (a turn's provider has no key)
 
-Every handler reads the status from the error (``exc.status``); a failed run's event carries only
-the code, whose status is :func:`status_of`. Foreign exceptions are translated at the seam where
-they arise (``raise … from exc``).
+Every handler reads the status from the error (``exc.status``), and a failed run's event carries
+its error's status (``RunFailed.status``); a failure read back from the store has only its code,
+whose status is :func:`status_of`. Foreign exceptions are translated at the seam where they arise
+(``raise … from exc``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ class ProviderError(ParleyError):
 
     code = "ERR_PROVIDER_UNAVAILABLE"
     status = 502
+
+
+class ProviderDisconnected(ProviderError):
+    """The connection to the model's API broke before its answer ended: the provider broke the
+    answer (502). Retried like :class:`ProviderUnavailable` only when no event had arrived."""
 
 
 class ProviderUnavailable(ProviderError):

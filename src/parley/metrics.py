@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request, Response
@@ -27,10 +27,8 @@ from starlette.routing import Match
 from starlette.types import Message, Scope
 
 from parley.chat import events as ev
+from parley.engine.requests import PreparedTurn
 from parley.errors import Unauthenticated
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
 
 log = structlog.get_logger("parley.access")
 

@@ -158,6 +158,7 @@ EXPECTED_STATUS = {
     "RateLimited": 429,
     "InvalidModel": 400,
     "ProviderError": 502,
+    "ProviderDisconnected": 502,
     "ProviderUnavailable": 503,
     "ProviderTimeout": 504,
     "RunTimeout": 504,
@@ -228,13 +229,15 @@ def test_no_module_of_the_api_keeps_a_second_table_of_statuses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "status"), [("ERR_TIMEOUT", 504), ("ERR_PROVIDER_UNAVAILABLE", 502)]
+    ("code", "status"),
+    [("ERR_TIMEOUT", 504), ("ERR_PROVIDER_UNAVAILABLE", 502), ("ERR_PROVIDER_UNAVAILABLE", 503)],
+    ids=["timeout", "provider-answered-an-error", "provider-unreachable"],
 )
-async def test_a_failed_run_answers_the_status_of_its_code_on_the_json_doors(
+async def test_a_failed_run_answers_the_status_of_its_error_on_the_json_doors(
     live: Live, scripted: ScriptedProvider, code: str, status: int
 ) -> None:
-    scripted.enqueue([{"error": {"code": code, "message": "upstream trouble"}}])
-    scripted.enqueue([{"error": {"code": code, "message": "upstream trouble"}}])
+    failure = {"error": {"code": code, "message": "upstream trouble", "status": status}}
+    scripted.enqueue([failure], [failure])
     body = {"model": "scripted/x", "messages": [{"role": "user", "content": "hi"}]}
     async with live.client() as http:
         openai = await http.post("/v1/chat/completions", json=body)

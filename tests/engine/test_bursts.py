@@ -7,7 +7,7 @@ import asyncio
 from tests.conftest import Live
 
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.providers.scripted import ScriptedProvider
 
 BURST = 3000

@@ -15,8 +15,8 @@ from tests.conftest import Live
 from parley.chat import events as ev
 from parley.engine import tokens
 from parley.engine.context import CUT_MARKER, SUMMARY_HEADING
+from parley.engine.requests import TurnRequest
 from parley.engine.tokens import ESTIMATE, Calibration, Counters, estimate
-from parley.engine.turn import TurnRequest
 from parley.providers.base import ChatMessage
 from parley.providers.scripted import ScriptedProvider
 from parley.store.conversations import set_leaf

@@ -17,9 +17,10 @@ from tests.conftest import Live
 from tests.fakes.openai_server import FakeOpenAI, hang
 
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.providers.base import Provider, ProviderEvent, ProviderRequest, TextChunk
-from parley.providers.openai import OpenAIProvider, RetryPolicy
+from parley.providers.http import RetryPolicy
+from parley.providers.openai import OpenAIProvider
 from parley.providers.scripted import ScriptedProvider
 
 

@@ -56,6 +56,7 @@ from parley.store.tables import (
     Task,
     ToolCall,
 )
+from parley.store.values import ElicitationAsk
 from parley.store.values import PendingInput as NewPendingInput
 from parley.tools.base import FunctionTool, ToolContext
 from parley.tools.registry import ToolRegistry
@@ -135,7 +136,7 @@ async def alice(live: Live) -> Alice:
             run_id=run_id,
             user_id="alice",
             conversation_id=cid,
-            payload={},
+            payload=ElicitationAsk(message="alice's question"),
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
     )

@@ -38,7 +38,7 @@ from websockets.asyncio.client import connect
 from parley.api.routes.todo_chat import PROVIDER_FAILURE
 from parley.app import create_app
 from parley.config import Settings
-from parley.providers.openai import LOST_MID_STREAM
+from parley.providers.http import LOST_MID_STREAM
 from parley.providers.scripted import ScriptedProvider
 
 PROMPT = "hi"

@@ -11,7 +11,8 @@ from tests.fakes.openai_server import FakeOpenAI
 from parley import errors
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import ProviderEvent
-from parley.providers.openai import OpenAIProvider, RetryPolicy
+from parley.providers.http import RetryPolicy
+from parley.providers.openai import OpenAIProvider
 
 FAST_RETRIES = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.01)
 

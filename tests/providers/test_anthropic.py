@@ -26,7 +26,7 @@ from parley.providers.base import (
     ToolSpec,
     UsageChunk,
 )
-from parley.providers.openai import LOST_MID_STREAM, RetryPolicy
+from parley.providers.http import LOST_MID_STREAM, RetryPolicy
 
 HELLO = ProviderRequest(model="claude-test", messages=[ChatMessage(role="user", content="hi")])
 
@@ -369,7 +369,7 @@ async def test_a_malformed_event_is_a_provider_error(
     assert isinstance(exc.__cause__, ValueError)  # json.JSONDecodeError
 
 
-async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_chunks_before_it(
+async def test_a_connection_dropped_mid_stream_is_a_broken_answer_after_the_chunks_before_it(
     fake_anthropic: FakeAnthropic, anthropic_provider: AnthropicProvider
 ) -> None:
     partial = api.text_block(0, "Hel", "lo")[:3]
@@ -378,13 +378,13 @@ async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_chunks_b
     events, exc = await collect_until_error(anthropic_provider.stream(HELLO))
 
     assert events == [TextChunk(text="Hel"), TextChunk(text="lo")]
-    assert type(exc) is errors.ProviderUnavailable
-    assert exc.message == LOST_MID_STREAM
+    assert type(exc) is errors.ProviderDisconnected  # the provider broke its answer: a 502
+    assert (exc.message, exc.status) == (LOST_MID_STREAM, 502)
     assert len(fake_anthropic.requests) == 1  # nothing is retried after the first chunk
     assert fake_anthropic.pending == 1
 
 
-async def test_a_stream_that_ends_without_a_stop_reason_is_unavailable(
+async def test_a_stream_that_ends_without_a_stop_reason_is_a_broken_answer(
     fake_anthropic: FakeAnthropic, anthropic_provider: AnthropicProvider
 ) -> None:
     fake_anthropic.enqueue(api.sse(api.message_start(), *api.text_block(0, "Hel")))
@@ -392,8 +392,8 @@ async def test_a_stream_that_ends_without_a_stop_reason_is_unavailable(
     events, exc = await collect_until_error(anthropic_provider.stream(HELLO))
 
     assert events == [TextChunk(text="Hel")]
-    assert type(exc) is errors.ProviderUnavailable
-    assert exc.message == LOST_MID_STREAM
+    assert type(exc) is errors.ProviderDisconnected  # the provider broke its answer: a 502
+    assert (exc.message, exc.status) == (LOST_MID_STREAM, 502)
 
 
 async def test_closing_the_stream_early_cuts_the_upstream_response_off(

@@ -33,12 +33,8 @@ from parley.providers.base import (
     ToolSpec,
     UsageChunk,
 )
-from parley.providers.openai import (
-    LOST_MID_STREAM,
-    OpenAIProvider,
-    RetryPolicy,
-    retry_after,
-)
+from parley.providers.http import LOST_MID_STREAM, RetryPolicy, retry_after
+from parley.providers.openai import OpenAIProvider
 
 HELLO = ProviderRequest(model="fake-model", messages=[ChatMessage(role="user", content="hi")])
 
@@ -327,7 +323,7 @@ async def test_an_error_event_inside_the_stream_is_a_provider_error(
     assert "upstream exploded" in exc.message
 
 
-async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_chunks_before_it(
+async def test_a_connection_dropped_mid_stream_is_a_broken_answer_after_the_chunks_before_it(
     fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
 ) -> None:
     fake_openai.enqueue(api.sse(*api.text_deltas("Hel", "lo"), api.Drop(), done=False))
@@ -335,11 +331,11 @@ async def test_a_connection_dropped_mid_stream_is_unavailable_after_the_chunks_b
     events, exc = await collect_until_error(openai_provider.stream(HELLO))
 
     assert events == [TextChunk(text="Hel"), TextChunk(text="lo")]
-    assert type(exc) is errors.ProviderUnavailable
-    assert exc.message == LOST_MID_STREAM
+    assert type(exc) is errors.ProviderDisconnected  # the provider broke its answer: a 502
+    assert (exc.message, exc.status) == (LOST_MID_STREAM, 502)
 
 
-async def test_a_stream_that_ends_without_a_finish_reason_is_unavailable(
+async def test_a_stream_that_ends_without_a_finish_reason_is_a_broken_answer(
     fake_openai: FakeOpenAI, openai_provider: OpenAIProvider
 ) -> None:
     fake_openai.enqueue(api.sse(*api.text_deltas("Hel"), done=True))
@@ -347,8 +343,8 @@ async def test_a_stream_that_ends_without_a_finish_reason_is_unavailable(
     events, exc = await collect_until_error(openai_provider.stream(HELLO))
 
     assert events == [TextChunk(text="Hel")]
-    assert type(exc) is errors.ProviderUnavailable
-    assert exc.message == LOST_MID_STREAM
+    assert type(exc) is errors.ProviderDisconnected  # the provider broke its answer: a 502
+    assert (exc.message, exc.status) == (LOST_MID_STREAM, 502)
 
 
 async def test_nothing_is_retried_once_the_first_chunk_was_delivered(
@@ -359,7 +355,7 @@ async def test_nothing_is_retried_once_the_first_chunk_was_delivered(
     events, exc = await collect_until_error(openai_provider.stream(HELLO))
 
     assert events == [TextChunk(text="Hel")]
-    assert type(exc) is errors.ProviderUnavailable
+    assert type(exc) is errors.ProviderDisconnected
     assert len(fake_openai.requests) == 1
     assert fake_openai.pending == 1
 

@@ -15,7 +15,7 @@ from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.runs.base import RunHub
 from parley.runs.memory import MemoryRunHub
-from parley.runs.redis import PREFIX, RedisRunHub
+from parley.runs.redis import PREFIX, RedisRunHub, connect
 
 DEADLINE = 5.0
 START = ev.RunStarted(
@@ -30,7 +30,7 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[RunHub]:
     if request.param == "memory":
         yield MemoryRunHub()
         return
-    redis_hub = RedisRunHub(REDIS_URL, instance=new_id("test"), block_ms=200)
+    redis_hub = RedisRunHub(connect(REDIS_URL), instance=new_id("test"), block_ms=200)
     await redis_hub.start()
     try:
         yield redis_hub

@@ -15,7 +15,7 @@ from tests.support.wait import until
 
 from parley.chat import events as ev
 from parley.chat.ids import new_id
-from parley.runs.redis import PREFIX, RedisRunHub
+from parley.runs.redis import PREFIX, RedisRunHub, connect
 
 pytestmark = pytest.mark.redis
 DEADLINE = 10.0
@@ -30,7 +30,7 @@ async def _nothing(message: dict[str, object]) -> None:
 
 
 async def _hub(url: str = REDIS_URL) -> RedisRunHub:
-    hub = RedisRunHub(url, instance=new_id("test"), block_ms=200, owner_ttl=5)
+    hub = RedisRunHub(connect(url), instance=new_id("test"), block_ms=200, owner_ttl=5)
     await hub.start()
     return hub
 

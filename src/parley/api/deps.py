@@ -11,12 +11,12 @@ from starlette.requests import HTTPConnection
 from parley.accounts import COOKIE, SignIns, check_cross_site
 from parley.auth import Principal, RunTickets, Verifier
 from parley.config import Settings
-from parley.engine.runner import RunManager
 from parley.engine.turn import Engine
 from parley.errors import Forbidden
 from parley.metrics import Metrics
 from parley.providers.registry import ProviderRegistry
 from parley.runs.fanout import MemoryFanout, UserFanout
+from parley.runs.manager import RunManager
 from parley.store import Store
 from parley.tools.registry import ToolRegistry
 

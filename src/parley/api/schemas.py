@@ -11,7 +11,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from parley.chat.files import file_part
 from parley.chat.messages import Part
-from parley.store.values import Conversation, Message, PendingInput, ToolCall
+from parley.store.values import ApprovalAsk, Conversation, Message, PendingInput, ToolCall
 
 log = structlog.get_logger("parley.api")
 _BOUNDED = ConfigDict(str_max_length=200_000)  # every string, metadata's included
@@ -228,7 +228,7 @@ def tool_call_out(call: ToolCall) -> dict[str, Any]:
 
 
 def pending_out(pending: PendingInput) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "id": pending.id,
         "kind": pending.kind,
         "run_id": pending.run_id,
@@ -236,17 +236,12 @@ def pending_out(pending: PendingInput) -> dict[str, Any]:
         "status": pending.status,
         "expires_at": _iso(pending.expires_at),
     }
-    if pending.kind == "approval":
-        out.update(
-            tool_name=pending.payload.get("tool_name"),
-            server=pending.payload.get("server"),
-            args=pending.payload.get("args"),
-        )
+    ask = pending.payload
+    if isinstance(ask, ApprovalAsk):
+        out.update(tool_name=ask.tool_name, server=ask.server, args=ask.args)
     else:
         out.update(
-            elicitation_id=pending.id,
-            message=pending.payload.get("message"),
-            requested_schema=pending.payload.get("schema"),
+            elicitation_id=pending.id, message=ask.message, requested_schema=ask.requested_schema
         )
     return out
 

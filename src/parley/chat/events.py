@@ -170,10 +170,15 @@ class RunSuspended(_Event):
 
 
 class RunFailed(_Event):
+    """The run ended with an error: its ``code`` and ``message`` as clients are told them, and
+    the HTTP ``status`` of the error's class (a door answering in JSON answers with it: 502
+    for a model that answered with an error, 503 for one that could not be reached)."""
+
     type: Literal["run_failed"] = "run_failed"
     message_id: str | None
     code: str
     message: str
+    status: int = 500
 
 
 EngineEvent = Annotated[

@@ -16,10 +16,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from parley.config import Settings
 from parley.engine.history import to_chat
+from parley.engine.requests import PreparedTurn, TurnContext
 from parley.engine.tokens import REPLY_PRIMING, Calibration, Counters, TokenCounter
 from parley.errors import NotFound
 from parley.providers.base import ChatMessage, ImagePart, TextPart
@@ -27,25 +27,10 @@ from parley.providers.registry import ResolvedModel
 from parley.store import Store
 from parley.store.values import Conversation, Message
 
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
-
 FIRST_PAGE = 32  # messages read by a turn's first statement; each further page is twice as long
 ANCESTRY_LIMIT = 4_096  # ids walked to tell whether the summary's message is on a branch
 SUMMARY_HEADING = "Summary of the earlier conversation:"
 CUT_MARKER = "\n[... cut to fit the model's context window: about {n} tokens left out]"
-
-
-@dataclass
-class TurnContext:
-    """A turn's view of its conversation's past; :meth:`ContextWindow.fit` fills the rest."""
-
-    summary: str | None = None
-    summary_message_id: str | None = None  # the summary's message, on this branch
-    summary_depth: int = -1  # its depth (-1: no summary)
-    sent_tokens: int = 0  # the last request, as counted (before calibration)
-    oldest_sent: Message | None = None  # the oldest stored message the model saw
-    left_out: int = 0  # messages of the branch the model saw neither nor in the summary
 
 
 @dataclass

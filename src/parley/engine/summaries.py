@@ -14,21 +14,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from parley.chat.messages import Part
 from parley.config import Settings
 from parley.engine.context import ContextWindow, cut
+from parley.engine.requests import PreparedTurn
 from parley.engine.tokens import TokenCounter
 from parley.providers.base import ChatMessage, ProviderRequest, TextChunk
 from parley.providers.registry import ProviderRegistry, ResolvedModel
 from parley.store import Store
 from parley.store.values import Message
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
 
 log = structlog.get_logger("parley.engine")
 

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 import structlog
@@ -19,54 +18,48 @@ from parley.chat.messages import PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.config import ProfileConfig, Settings
 from parley.engine.history import DENIED
+from parley.engine.requests import PreparedTurn
+from parley.engine.toolset import ToolSet
 from parley.engine.waiters import Waiters
 from parley.providers.base import ToolSpec
 from parley.store import Store
 from parley.store.errors import StorageError
-from parley.store.values import PendingInput, ToolCall, ToolChoice, utcnow
-from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
+from parley.store.values import (
+    ApprovalAsk,
+    ElicitationAsk,
+    PendingInput,
+    ToolCall,
+    ToolChoice,
+    utcnow,
+)
+from parley.tools.base import Deadline, ElicitCallback, Tool, ToolContext, ToolOutput
 from parley.tools.registry import ToolRegistry, delegate_tool_name
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
 
 log = structlog.get_logger("parley.tools")
 _DONE = object()
 TIMEOUT = "timeout"  # who answered an approval nobody answered in time
 
 
-@dataclass
-class ToolSet:
-    """The tools one run may call, and its approval policy."""
-
-    tools: dict[str, Tool] = field(default_factory=dict)
-    approve_all: bool = False
-    patterns: list[str] = field(default_factory=list)
-    servers: list[str] | None = None
-    external: dict[str, ToolSpec] = field(default_factory=dict)
-
-    def specs(self) -> list[ToolSpec]:
-        own = [t.spec() for t in self.tools.values()]
-        return own + [s for name, s in self.external.items() if name not in self.tools]
-
-    def hands_back(self, calls: Sequence[ev.ToolCallReady]) -> bool:
-        """Whether a step called a tool the client runs itself (``TurnRequest.external_tools``):
-        then the run ends with ``tool_calls`` and the client gets the calls."""
-        return any(c.tool_name in self.external and c.tool_name not in self.tools for c in calls)
-
-    def state(self) -> ToolChoice:
-        return ToolChoice(
-            patterns=self.patterns, servers=self.servers, approve_all=self.approve_all
-        )
-
-
 class ToolRunner:
-    """Chooses tools for a run and executes the calls of one model step."""
+    """Chooses tools for a run and executes the calls of one model step.
 
-    def __init__(self, settings: Settings, store: Store, registry: ToolRegistry) -> None:
+    ``elicit`` is the hook for where the questions a tool asks go: by default to the person,
+    as an ``ElicitationRequested`` event and a pending input they answer through the run
+    manager; a subagent's tools ask through the tool call of their parent instead.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: ToolRegistry,
+        *,
+        elicit: ElicitCallback | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.elicit = elicit
         self.waiters = Waiters()
 
     def toolset(
@@ -129,13 +122,15 @@ class ToolRunner:
         approved: list[tuple[ev.ToolCallReady, Tool]] = []
         audit_ids: dict[str, str] = {}
         for pending in await self.store.pending_for_run(turn.user_id, turn.run_id):
-            if pending.kind != "approval" or pending.payload.get("resumed"):
+            ask = pending.payload
+            if not isinstance(ask, ApprovalAsk) or ask.resumed:
                 continue
-            event, runnable = await self._resolution(turn, pending)
+            event, runnable = await self._resolution(turn, pending, ask)
             yield event
             if runnable is not None:
                 approved.append(runnable)
-                audit_ids[runnable[0].tool_call_id] = pending.payload["audit_id"]
+                if ask.audit_id is not None:
+                    audit_ids[runnable[0].tool_call_id] = ask.audit_id
             elif isinstance(event, ev.ApprovalResolved):
                 yield ev.ToolFailed(
                     tool_call_id=event.tool_call_id,
@@ -149,33 +144,31 @@ class ToolRunner:
             yield event
 
     async def _resolution(
-        self, turn: PreparedTurn, pending: PendingInput
+        self, turn: PreparedTurn, pending: PendingInput, ask: ApprovalAsk
     ) -> tuple[ev.EngineEvent, tuple[ev.ToolCallReady, Tool] | None]:
-        payload = pending.payload
         answer = pending.answer or {}
         approved = pending.status == "approved"
         reason = answer.get("reason") or ("timed out" if pending.status == "expired" else None)
         await self.store.answer_pending(turn.user_id, pending.id, pending.status, answer)
-        await self.store.mark_resumed(turn.user_id, pending.id, payload)
+        await self.store.mark_resumed(turn.user_id, pending.id, ask)
         status = "approved" if approved else "denied"
         by = TIMEOUT if pending.status == "expired" else turn.user_id
-        await self.store.update_tool_call(
-            turn.user_id, payload["audit_id"], status=status, approved_by=by, error=reason
-        )
+        if ask.audit_id is not None:
+            await self.store.update_tool_call(
+                turn.user_id, ask.audit_id, status=status, approved_by=by, error=reason
+            )
         event = ev.ApprovalResolved(
             tool_call_id=pending.tool_call_id or "",
-            tool_name=payload["tool_name"],
+            tool_name=ask.tool_name,
             approved=approved,
             reason=reason,
             by=by,
         )
-        tool = turn.tools.tools.get(payload["tool_name"]) or self.registry.get(payload["tool_name"])
+        tool = turn.tools.tools.get(ask.tool_name) or self.registry.get(ask.tool_name)
         if not approved or tool is None:
             return event, None
         call = ev.ToolCallReady(
-            tool_call_id=pending.tool_call_id or "",
-            tool_name=payload["tool_name"],
-            args=payload["args"],
+            tool_call_id=pending.tool_call_id or "", tool_name=ask.tool_name, args=ask.args
         )
         return event, (call, tool)
 
@@ -214,12 +207,9 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload={
-                "tool_name": tool.name,
-                "server": tool.server,
-                "args": call.args,
-                "audit_id": audit.id,
-            },
+            payload=ApprovalAsk(
+                tool_name=tool.name, server=tool.server, args=call.args, audit_id=audit.id
+            ),
             status="pending",
             expires_at=expires,
         )
@@ -403,7 +393,9 @@ class ToolRunner:
                 )
             )
 
-        async def elicit(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        async def ask(message: str, schema: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+            if self.elicit is not None:
+                return await self.elicit(message, schema)
             if deadline is None:
                 return await self._elicit(turn, call, tool, queue, message, schema)
             async with deadline.paused():
@@ -419,7 +411,7 @@ class ToolRunner:
             run_id=turn.run_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            elicit=elicit,
+            elicit=ask,
             progress=progress,
             message_id=turn.message_id,
             add_usage=add_usage,
@@ -443,7 +435,9 @@ class ToolRunner:
             user_id=turn.user_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,
-            payload={"message": message, "schema": schema, "server": tool.server or tool.name},
+            payload=ElicitationAsk(
+                message=message, requested_schema=schema, server=tool.server or tool.name
+            ),
             status="pending",
             expires_at=expires,
         )

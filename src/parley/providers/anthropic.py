@@ -29,17 +29,16 @@ from parley.providers.base import (
     ToolCallChunk,
     UsageChunk,
 )
-from parley.providers.openai import (
+from parley.providers.http import (
     LOST_MID_STREAM,
-    FinishReason,
     RetryPolicy,
     error_detail,
     no_model_list,
     not_the_api,
     status_error,
     stream_with_retries,
-    text_of,
 )
+from parley.providers.openai import FinishReason, text_of
 
 API = "the Anthropic API"
 ANTHROPIC_API = "https://api.anthropic.com"
@@ -142,7 +141,7 @@ class AnthropicProvider(Provider):
             except Exception as exc:
                 raise self._error(exc, model=request.model, streaming=True) from exc
             if state.finish is None:
-                raise errors.ProviderUnavailable(LOST_MID_STREAM)
+                raise errors.ProviderDisconnected(LOST_MID_STREAM)
             if state.counted:
                 yield UsageChunk(prompt_tokens=state.prompt, completion_tokens=state.completion)
 
@@ -152,7 +151,7 @@ class AnthropicProvider(Provider):
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
             if streaming:
-                return errors.ProviderUnavailable(LOST_MID_STREAM)
+                return errors.ProviderDisconnected(LOST_MID_STREAM)
             return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc}")
         if isinstance(exc, anthropic.APIStatusError):
             status = exc.status_code

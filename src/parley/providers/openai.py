@@ -5,22 +5,17 @@ The streamed completion goes through the SDK's own aiohttp transport (``openai[a
 the URL are httpx2's) and is framed by httpx2's public :class:`~httpx2.EventSource`; plain
 httpx cost twice the CPU per chunk (bench/RESULTS.md). The model list goes through the SDK.
 
-It also holds what every HTTP provider shares (:class:`RetryPolicy`, :func:`stream_with_retries`,
-:func:`status_error`): a request is retried on 429, 5xx and lost connections, but only until the
-first event has been yielded; after that a failure ends the stream at once.
+Retries and the mapping of HTTP errors, which every HTTP provider shares, are in
+:mod:`parley.providers.http`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import itertools
 import json
-import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import aiohttp
@@ -42,11 +37,18 @@ from parley.providers.base import (
     ToolCallChunk,
     UsageChunk,
 )
+from parley.providers.http import (
+    LOST_MID_STREAM,
+    RetryPolicy,
+    error_detail,
+    no_model_list,
+    not_the_api,
+    status_error,
+    stream_with_retries,
+)
 from parley.wire import compact
 
 log = structlog.get_logger("parley.providers")
-
-LOST_MID_STREAM = "connection to the model was lost mid-stream"
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
@@ -59,120 +61,7 @@ FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry before the first event: backoff with jitter."""
-
-    max_retries: int = 2
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based); Retry-After wins, capped."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        backoff = min(self.max_delay, self.base_delay * 2.0**retry)
-        return backoff * random.uniform(0.5, 1.0)
-
-
-async def stream_with_retries(
-    attempt: Callable[[], AsyncGenerator[ProviderEvent, None]],
-    policy: RetryPolicy,
-    *,
-    provider: str,
-) -> AsyncGenerator[ProviderEvent, None]:
-    """Run ``attempt()`` again after a :class:`~parley.errors.ProviderUnavailable` until it yields."""
-    for retry in itertools.count():
-        events = attempt()
-        started = False
-        try:
-            async for event in events:
-                started = True
-                yield event
-            return
-        except errors.ProviderUnavailable as exc:
-            if started or retry >= policy.max_retries:
-                raise
-            delay = policy.delay(retry, _seconds(exc.extra.get("retry_after")))
-            log.warning(
-                "provider_retry", provider=provider, retry=retry + 1, delay=delay, error=str(exc)
-            )
-        finally:
-            await events.aclose()
-        await asyncio.sleep(delay)
-
-
 OPENAI_API = "https://api.openai.com/v1"
-
-
-def not_the_api(
-    provider: str, api: str, status: int, headers: Mapping[str, str]
-) -> errors.ProviderError | None:
-    """The error for an answer that is not JSON (a web page at a wrong base URL, say), in one
-    line instead of the SDK's own; None for a JSON answer."""
-    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
-        return None
-    kind = "HTML" if "html" in media else (media or "a body with no content type")
-    message = f"{provider} answered {kind}, not {api} (status {status}) — check the base URL"
-    return errors.ProviderError(message)
-
-
-def no_model_list(provider: str, status: int) -> errors.ProviderError:
-    message = f"{provider} answered with no list of models (status {status})"
-    return errors.ProviderError(f"{message} — check the base URL")
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if given."""
-    millis = _number(headers.get("retry-after-ms"))
-    if millis is not None:
-        return millis / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _seconds(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def error_detail(body: object, fallback: str) -> str:
-    """The ``error.message`` of an API error body, or ``fallback``."""
-    inner = body.get("error", body) if isinstance(body, dict) else None
-    message = inner.get("message") if isinstance(inner, dict) else None
-    return message if isinstance(message, str) and message else fallback
-
-
-def status_error(
-    status: int, detail: str, headers: Mapping[str, str], *, provider: str, model: str | None
-) -> errors.ParleyError:
-    """The parley error for an HTTP error status from a model API."""
-    if status in (401, 403):
-        return errors.ProviderError("provider rejected the API key", provider=provider)
-    if status == 404 and model is not None:
-        return errors.InvalidModel(f"{provider} has no model {model!r}: {detail}")
-    if status == 429 or status >= 500:
-        message = f"{provider} answered HTTP {status}: {detail}"
-        return errors.ProviderUnavailable(message, retry_after=retry_after(headers))
-    return errors.ProviderError(f"{provider} refused the request (HTTP {status}): {detail}")
 
 
 # What the aiohttp transport raises: httpx2's errors, and aiohttp's own for the few it does not map.
@@ -286,7 +175,7 @@ class OpenAIProvider(Provider):
                 async for event in events:
                     yield event
         if state.finish is None:
-            raise errors.ProviderUnavailable(LOST_MID_STREAM)
+            raise errors.ProviderDisconnected(LOST_MID_STREAM)
         if state.usage is not None:
             yield state.usage
 
@@ -332,7 +221,7 @@ class OpenAIProvider(Provider):
             when = "mid-stream" if streaming else "before answering"
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if streaming:
-            return errors.ProviderUnavailable(LOST_MID_STREAM)
+            return errors.ProviderDisconnected(LOST_MID_STREAM)
         return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc!r:.200}")
 
     def _error(self, exc: Exception, *, model: str | None, streaming: bool) -> errors.ParleyError:
@@ -341,7 +230,7 @@ class OpenAIProvider(Provider):
             return errors.ProviderTimeout(f"{self.name} was silent for {self.timeout:g}s {when}")
         if isinstance(exc, openai.APIConnectionError):
             if streaming:
-                return errors.ProviderUnavailable(LOST_MID_STREAM)
+                return errors.ProviderDisconnected(LOST_MID_STREAM)
             return errors.ProviderUnavailable(f"cannot reach {self.name}: {exc.message}")
         if isinstance(exc, openai.APIStatusError):
             detail = error_detail(exc.body, exc.message)

@@ -6,7 +6,8 @@ A script is a list of *turns*, one per model call. A turn is a list of steps::
     {"reasoning": "thinking"}
     {"tool_call": {"name": "add_task", "arguments": {"title": "milk"}, "id": "call_1"}}
     {"delay": 0.05}                     sleep before the next step
-    {"error": {"code": "ERR_PROVIDER_UNAVAILABLE", "message": "boom"}}
+    {"error": {"code": "ERR_PROVIDER_UNAVAILABLE", "message": "boom"}}   (add "status": 503
+                                        for the error of that code and status: unreachable)
     {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}
     {"finish": "length"}
     {"wait": "name"}                    block until ``release("name")`` (tests)
@@ -40,7 +41,7 @@ from parley.providers.base import (
 Turn = list[dict[str, Any]]
 
 ERRORS: dict[str, type[errors.ParleyError]] = {
-    "ERR_PROVIDER_UNAVAILABLE": errors.ProviderUnavailable,
+    "ERR_PROVIDER_UNAVAILABLE": errors.ProviderError,
     "ERR_TIMEOUT": errors.ProviderTimeout,
     "ERR_INVALID_MODEL": errors.InvalidModel,
     "ERR_RATE_LIMITED": errors.ProviderUnavailable,
@@ -152,8 +153,11 @@ def _tool_call(spec: dict[str, Any], index: int) -> list[ToolCallChunk]:
 
 
 def _error(spec: dict[str, Any]) -> errors.ParleyError:
+    """The error class of the step's code, or its subclass of the same code and ``status``."""
     cls = ERRORS.get(spec.get("code", ""), errors.ProviderError)
-    return cls(spec.get("message", "scripted failure"))
+    status = spec.get("status", cls.status)
+    same = [c for c in (cls, *cls.__subclasses__()) if c.code == cls.code and c.status == status]
+    return (same[0] if same else cls)(spec.get("message", "scripted failure"))
 
 
 def _count_prompt(request: ProviderRequest) -> int:

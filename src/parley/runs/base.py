@@ -11,12 +11,10 @@ delivered to the process that owns the run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from parley.chat.events import EngineEvent
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
+from parley.engine.requests import PreparedTurn
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
 

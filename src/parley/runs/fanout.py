@@ -20,15 +20,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from parley.chat.events import EngineEvent, RunStarted
+from parley.engine.requests import PreparedTurn
 from parley.runs.base import RunListener
-
-if TYPE_CHECKING:
-    from parley.engine.turn import PreparedTurn
 
 log = structlog.get_logger("parley.runs.fanout")
 RECENT = 100

@@ -63,13 +63,22 @@ class _Local:
     failure: Exception | None = None
 
 
+def connect(url: str) -> aioredis.Redis:
+    """The client of ``PARLEY_REDIS_URL``: the run hub's, shared with the limiter."""
+    return aioredis.from_url(
+        url, max_connections=2_000, socket_timeout=30, socket_connect_timeout=5
+    )
+
+
 _RETRYABLE = (aioredis.ConnectionError, aioredis.TimeoutError, OSError)
 
 
 class RedisRunHub:
+    """The run hub on Redis Streams; it closes ``redis`` in :meth:`aclose`."""
+
     def __init__(
         self,
-        url: str,
+        redis: aioredis.Redis,
         *,
         instance: str,
         ttl: float = 600.0,
@@ -78,9 +87,7 @@ class RedisRunHub:
         write_retry: float = 30.0,
         flush_interval: float = 0.005,
     ) -> None:
-        self.redis: aioredis.Redis = aioredis.from_url(
-            url, max_connections=2_000, socket_timeout=30, socket_connect_timeout=5
-        )
+        self.redis = redis
         self.instance = instance
         self.ttl = int(ttl)
         self.owner_ttl = owner_ttl

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, delete, insert, select, update
@@ -16,7 +17,7 @@ from parley.errors import NotFound
 from parley.store import tables
 from parley.store.base import StoreBase
 from parley.store.conversations import conversation
-from parley.store.values import ApprovalRule, ToolCall, utcnow
+from parley.store.values import KEEP, ApprovalRule, Keep, ToolCall, given, utcnow
 
 T = tables.tool_calls.c
 A = tables.approval_rules.c
@@ -30,9 +31,30 @@ class AuditStore(StoreBase):
     async def record_tool_call(self, call: ToolCall) -> None:
         await self.write(lambda conn: conn.execute(insert(tables.tool_calls), asdict(call)))
 
-    async def update_tool_call(self, user_id: str, call_id: str, **values: Any) -> None:
+    async def update_tool_call(
+        self,
+        user_id: str,
+        call_id: str,
+        *,
+        status: str,
+        approved_by: str | Keep | None = KEEP,
+        error: str | Keep | None = KEEP,
+        result: Any | Keep = KEEP,
+        started_at: datetime | Keep = KEEP,
+        finished_at: datetime | Keep = KEEP,
+    ) -> None:
+        """Move an audit row to ``status``, with the given columns of that step."""
+        values = given(
+            approved_by=approved_by,
+            error=error,
+            result=result,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
         stmt = (
-            update(tables.tool_calls).where(T.id == call_id, T.user_id == user_id).values(**values)
+            update(tables.tool_calls)
+            .where(T.id == call_id, T.user_id == user_id)
+            .values(status=status, **values)
         )
         await self._changed(stmt)
 

@@ -7,6 +7,7 @@ sweeps (``running_runs``, ``awaiting_runs``) read across users and serve no requ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -15,7 +16,17 @@ from sqlalchemy import Connection, Select, insert, select, update
 from parley.errors import NotFound
 from parley.store import tables
 from parley.store.base import StoreBase
-from parley.store.values import PendingInput, Run, utcnow
+from parley.store.values import (
+    KEEP,
+    ApprovalAsk,
+    ElicitationAsk,
+    Keep,
+    PendingInput,
+    Run,
+    RunState,
+    given,
+    utcnow,
+)
 
 R = tables.runs.c
 P = tables.pending_inputs.c
@@ -108,14 +119,27 @@ class RunStore(StoreBase):
 
         return await self.write(interrupt)
 
-    async def set_run(self, user_id: str, run_id: str, **values: Any) -> None:
+    async def set_run(
+        self,
+        user_id: str,
+        run_id: str,
+        *,
+        status: str | Keep = KEEP,
+        owner: str | Keep | None = KEEP,
+        state: RunState | Keep = KEEP,
+    ) -> None:
+        """Change the given columns of a run (a door's note in its state, a test's owner)."""
+        values = given(status=status, owner=owner)
+        if state is not KEEP:
+            values["state"] = state.model_dump()
         stmt = update(tables.runs).where(R.id == run_id, R.user_id == user_id).values(**values)
         await self._changed(stmt)
 
     # pending approvals and elicitations --------------------------------------------------
 
     async def add_pending(self, pending: PendingInput) -> None:
-        await self.write(lambda conn: conn.execute(insert(tables.pending_inputs), asdict(pending)))
+        row = {**asdict(pending), "payload": pending.payload.model_dump(by_alias=True)}
+        await self.write(lambda conn: conn.execute(insert(tables.pending_inputs), row))
 
     async def get_pending(self, user_id: str, run_id: str, kind: str, key: str) -> PendingInput:
         column = P.tool_call_id if kind == "approval" else P.id
@@ -138,13 +162,14 @@ class RunStore(StoreBase):
         )
         return await self._changed(stmt)
 
-    async def mark_resumed(self, user_id: str, pending_id: str, payload: dict[str, Any]) -> None:
+    async def mark_resumed(self, user_id: str, pending_id: str, payload: ApprovalAsk) -> None:
         """The run went on past this answer: ``payload`` with ``resumed`` set, so a later
         resumption of the same run does not act on it again."""
+        resumed = payload.model_copy(update={"resumed": True})
         stmt = (
             update(tables.pending_inputs)
             .where(P.id == pending_id, P.user_id == user_id)
-            .values(payload={**payload, "resumed": True})
+            .values(payload=resumed.model_dump())
         )
         await self._changed(stmt)
 
@@ -177,4 +202,11 @@ def _first_run(conn: Connection, stmt: Select[Any]) -> Run | None:
 
 
 def _pendings(conn: Connection, stmt: Select[Any]) -> list[PendingInput]:
-    return [PendingInput(**row) for row in conn.execute(stmt).mappings()]
+    return [_pending(row) for row in conn.execute(stmt).mappings()]
+
+
+def _pending(row: Mapping[Any, Any]) -> PendingInput:
+    values = dict(row)
+    ask = ApprovalAsk if values["kind"] == "approval" else ElicitationAsk
+    values["payload"] = ask.model_validate(values["payload"] or {})
+    return PendingInput(**values)

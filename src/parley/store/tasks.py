@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from parley.errors import NotFound
 from parley.store import tables
 from parley.store.base import StoreBase
-from parley.store.values import Task, utcnow
+from parley.store.values import KEEP, Keep, Task, given, utcnow
 
 K = tables.tasks.c
 _ROW = tuple(tables.tasks.columns)
@@ -38,7 +38,17 @@ class TaskStore(StoreBase):
         stmt = select(tables.tasks).where(K.id == task_id, K.user_id == user_id)
         return await self.read(lambda conn: _one(conn, stmt, task_id))
 
-    async def update_task(self, user_id: str, task_id: int, **values: Any) -> Task:
+    async def update_task(
+        self,
+        user_id: str,
+        task_id: int,
+        *,
+        title: str | Keep = KEEP,
+        description: str | Keep | None = KEEP,
+        completed: bool | Keep = KEEP,
+    ) -> Task:
+        """Change the given fields of a task; a field not given is kept."""
+        values = given(title=title, description=description, completed=completed)
         stmt = (
             update(tables.tasks)
             .where(K.id == task_id, K.user_id == user_id)

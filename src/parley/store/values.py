@@ -9,15 +9,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from parley.chat.messages import Part
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""A column an update leaves as it is (``None`` is a value: it sets NULL)."""
+Keep = Literal[_Keep.KEEP]
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The columns an update sets: the values that are not :data:`KEEP`."""
+    return {name: value for name, value in values.items() if value is not KEEP}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +88,7 @@ class Message:
 
 
 class ToolChoice(BaseModel):
-    """Which tools a suspended run had: what :class:`~parley.engine.tools.ToolSet` is made of."""
+    """Which tools a suspended run had: what :class:`~parley.engine.toolset.ToolSet` is made of."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -142,18 +157,42 @@ class ToolCall:
     created_at: datetime = field(default_factory=utcnow)
 
 
+class ApprovalAsk(BaseModel):
+    """An approval's question: the call the model made, and its audit row. ``resumed`` is set
+    once the run went on past the answer, so a later resumption does not act on it again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool_name: str
+    server: str | None = None  # the MCP server of the tool (None: parley's own)
+    args: dict[str, Any] = Field(default_factory=dict)
+    audit_id: str | None = None
+    resumed: bool = False
+
+
+class ElicitationAsk(BaseModel):
+    """A server's question to the person: its text and the form of the answer (stored as
+    ``schema``)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    message: str = ""
+    requested_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    server: str | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PendingInput:
     """An approval or elicitation waiting for a person, with what the run needs to continue."""
 
     id: str
-    kind: str  # approval | elicitation
+    kind: Literal["approval", "elicitation"]
     run_id: str
     user_id: str
     conversation_id: str
     expires_at: datetime
+    payload: ApprovalAsk | ElicitationAsk
     tool_call_id: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
     status: str = "pending"
     answer: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=utcnow)

@@ -61,11 +61,11 @@ from parley.api.deps import CurrentUser, Services, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, NotFound, ValidationFailed
 from parley.protocols.ag_ui import AGUIStream, approval_interrupt, snapshot
 from parley.protocols.openai_chat import ClientHistory, client_history
-from parley.store.values import Conversation, PendingInput
+from parley.store.values import ApprovalAsk, Conversation, PendingInput
 
 router = APIRouter(tags=["ag-ui"])
 
@@ -273,10 +273,11 @@ def _verdict(entry: ResumeEntry) -> tuple[bool, str | None]:
 
 
 def _interrupt(pending: PendingInput) -> Interrupt:
+    ask = pending.payload
     return approval_interrupt(
         approval_id=pending.id,
         tool_call_id=pending.tool_call_id or "",
-        tool_name=str(pending.payload.get("tool_name", "")),
-        args=pending.payload.get("args") or {},
+        tool_name=ask.tool_name if isinstance(ask, ApprovalAsk) else "",
+        args=dict(ask.args) if isinstance(ask, ApprovalAsk) else {},
         expires_at=pending.expires_at.isoformat(),
     )

@@ -20,7 +20,7 @@ from parley.api.schemas import (
 )
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import PreparedTurn, TurnRequest
+from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import ValidationFailed
 from parley.protocols.native_sse import NativeSSE, UnnamedSSE
 

@@ -67,7 +67,7 @@ from parley.api.deps import CurrentUser, Services, ServicesDep
 from parley.api.errors import DoorRoute, parley_error_response
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import PreparedTurn, TurnRequest
+from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols import chatkit as wire
 from parley.store.values import Conversation, utcnow

@@ -19,7 +19,7 @@ from parley.api.schemas import (
     pending_out,
     tool_call_out,
 )
-from parley.engine.turn import side_effect
+from parley.engine.prepare import side_effect
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 

@@ -41,8 +41,9 @@ from parley.api.deps import CurrentUser, Services, ServicesDep
 from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import BUILTIN_PROFILES, TurnRequest
-from parley.errors import InvalidModel, ParleyError, RateLimited, ValidationFailed, status_of
+from parley.engine.profiles import BUILTIN_PROFILES
+from parley.engine.requests import TurnRequest
+from parley.errors import InvalidModel, ParleyError, RateLimited, ValidationFailed
 from parley.protocols.openai_chat import (
     ClientHistory,
     OpenAIChunks,
@@ -226,8 +227,8 @@ async def completions(
         return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
     reply = await collect(events)
     if isinstance(reply.outcome, ev.RunFailed):
-        status = status_of(reply.outcome.code)
-        return openai_error(status, reply.outcome.message, code=reply.outcome.code, headers=headers)
+        failure = reply.outcome
+        return openai_error(failure.status, failure.message, code=failure.code, headers=headers)
     if isinstance(reply.outcome, ev.RunSuspended):
         message = suspended_message(reply.outcome)
         return openai_error(409, message, code="approval_required", headers=headers)

@@ -49,7 +49,7 @@ from parley.api.routes.openai_compat import (
 )
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import NotFound, ValidationFailed, status_of
 from parley.protocols import openai_responses as wire
 from parley.protocols.openai_chat import suspended_message

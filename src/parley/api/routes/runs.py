@@ -16,7 +16,7 @@ from parley.api.deps import CurrentUser, RunReader, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import ApprovalAnswer, ElicitationAnswer, RunTicketIssued
 from parley.api.streaming import sse_response
-from parley.engine.turn import BUILTIN_PROFILES
+from parley.engine.profiles import BUILTIN_PROFILES
 from parley.errors import ValidationFailed
 from parley.protocols.native_sse import NativeSSE
 

@@ -23,7 +23,7 @@ from parley.api.errors import DoorRoute, error_response
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import ApiKeyMissing, ParleyError, RateLimited
 from parley.protocols.base import Frames
 from parley.protocols.seeds import SessionChatSSE

@@ -31,8 +31,8 @@ from parley.api.errors import DoorRoute, todo_error
 from parley.api.openapi import STREAM_RESPONSES, TODO_ERROR_RESPONSES
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
-from parley.engine.turn import TurnRequest
-from parley.errors import ParleyError, RateLimited, ValidationFailed, status_of
+from parley.engine.requests import TurnRequest
+from parley.errors import ParleyError, RateLimited, ValidationFailed
 from parley.protocols.base import Frames, sse
 from parley.protocols.reply import CallSummary, collect
 from parley.protocols.seeds import TodoChatSSE
@@ -125,7 +125,7 @@ async def chat(body: TodoMessage, request: Request, user: OwnUser, s: ServicesDe
     reply = await collect(events)
     if isinstance(reply.outcome, ev.RunFailed):
         failure = told(reply.outcome)
-        return todo_error(status_of(failure.code), failure.code, failure.message)
+        return todo_error(failure.status, failure.code, failure.message)
     message = await s.store.get_message(user, convo.id, turn.message_id)
     out: dict[str, Any] = {
         "message_id": message.id,

@@ -56,11 +56,11 @@ from parley.api.openapi import (
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
 from parley.chat.files import file_part
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
-from parley.store.values import Conversation, PendingInput, Run, RunState
+from parley.store.values import ApprovalAsk, Conversation, PendingInput, Run, RunState
 
 
 class PlaygroundRoute(DoorRoute):
@@ -560,9 +560,7 @@ async def _after_timeout(
         fresh = await s.store.get_run(user, run.id)
         state = fresh.state or RunState()
         told = (*state.timeout_told, *(p.id for p in expired))
-        await s.store.set_run(
-            user, run.id, state=state.model_copy(update={"timeout_told": told}).model_dump()
-        )
+        await s.store.set_run(user, run.id, state=state.model_copy(update={"timeout_told": told}))
 
     rest = doors.continuation(
         s.runs.events(user, run.id),
@@ -577,11 +575,13 @@ async def _after_timeout(
 
 def _asked(pending: PendingInput) -> dict[str, Any]:
     """The ``tool-approval`` data of a stored approval, as it was asked."""
+    ask = pending.payload
+    approval = ask if isinstance(ask, ApprovalAsk) else ApprovalAsk(tool_name="")
     return approval_data(
         approval_id=pending.id,
         tool_call_id=pending.tool_call_id or "",
-        tool_name=pending.payload.get("tool_name", ""),
-        args=pending.payload.get("args") or {},
+        tool_name=approval.tool_name,
+        args=approval.args,
         run_id=pending.run_id,
         expires_at=pending.expires_at.isoformat(),
     )

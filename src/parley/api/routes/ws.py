@@ -31,7 +31,7 @@ from starlette.types import Message
 from parley.accounts import COOKIE
 from parley.api.deps import Services, caller
 from parley.auth import Principal
-from parley.engine.turn import TurnRequest
+from parley.engine.requests import TurnRequest
 from parley.errors import Forbidden, NotFound, ParleyError, Unauthenticated, ValidationFailed
 from parley.protocols import ws as progress
 from parley.runs.fanout import RunRef

@@ -1,9 +1,13 @@
-"""Runs: generations that live apart from the HTTP connection that started them.
+"""The run lifecycle: generations that live apart from the HTTP connection that started them.
 
 The manager prepares a turn (which commits the user message), then drives the engine in a task of
 its own and publishes every event to the run hub. Clients subscribe and resubscribe at will; only
 ``cancel`` stops a run. A run suspended for approval holds no task and no provider connection:
 answering it, from any process and after any restart, continues it from the stored state.
+
+``runs/`` sits above the engine: it depends on the engine's values (``TurnRequest``,
+``PreparedTurn``, the events) and on :class:`TurnEngine`, the five things it asks of an engine,
+which :class:`parley.engine.turn.Engine` provides. Nothing in ``engine/`` imports ``runs/``.
 """
 
 from __future__ import annotations
@@ -14,28 +18,50 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+import jsonschema
 import structlog
 
 from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.chat.usage import TokenUsage
 from parley.config import Settings
-from parley.engine.turn import Engine, PreparedTurn, TurnRequest
-from parley.errors import Conflict, ValidationFailed
+from parley.engine.requests import PreparedTurn, TurnRequest
+from parley.errors import Conflict, ValidationFailed, status_of
 from parley.runs.base import RunHub, RunListener
 from parley.store import Store
-from parley.store.values import Run, RunState
+from parley.store.values import ApprovalAsk, ElicitationAsk, Run
 
 log = structlog.get_logger("parley.runs")
+
+
+class TurnEngine(Protocol):
+    """What the run manager asks of the engine (:class:`parley.engine.turn.Engine`)."""
+
+    async def prepare(
+        self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None = None
+    ) -> PreparedTurn:
+        """Check the request and commit its turn (errors raise here)."""
+
+    async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
+        """The turn of a suspended run, from its stored state."""
+
+    def run(self, turn: PreparedTurn, *, resume: bool = False) -> AsyncIterator[ev.EngineEvent]:
+        """The turn's events, ending with a terminal one, or silently when it suspends."""
+
+    def answer_elicitation(self, elicitation_id: str, answer: dict[str, object]) -> bool:
+        """Hand an answer to the tool waiting for it in this process."""
+
+    def server_of(self, tool_name: str) -> str | None:
+        """The MCP server of a registered tool, if any."""
 
 
 class RunManager:
     def __init__(
         self,
         *,
-        engine: Engine,
+        engine: TurnEngine,
         hub: RunHub,
         store: Store,
         settings: Settings,
@@ -151,7 +177,7 @@ class RunManager:
                 task.cancel()
         elif kind == "elicitation":
             answer = {"action": message["action"], "content": message.get("content")}
-            self.engine.tools.waiters.resolve(message["elicitation_id"], answer)
+            self.engine.answer_elicitation(message["elicitation_id"], answer)
 
     async def wait(self, run_id: str) -> None:
         """Wait for this process's task of ``run_id`` to end (tests and shutdown)."""
@@ -209,7 +235,9 @@ class RunManager:
         if message.text:
             events.append(ev.TextDelta(content=message.text))
         if message.status == "error" and message.error:
-            events.append(ev.RunFailed(message_id=message.id, **message.error))
+            code = message.error["code"]
+            status = status_of(code)
+            events.append(ev.RunFailed(message_id=message.id, status=status, **message.error))
         else:
             reason = "cancelled" if message.status in ("cancelled", "interrupted") else "stop"
             events.append(
@@ -285,7 +313,9 @@ class RunManager:
     ) -> None:
         await self.store.get_run(user_id, run_id)
         pending = await self.store.get_pending(user_id, run_id, "approval", tool_call_id)
-        rule = self._rule(pending.payload["tool_name"], remember) if remember and approved else None
+        ask = pending.payload
+        tool_name = ask.tool_name if isinstance(ask, ApprovalAsk) else ""
+        rule = self._rule(tool_name, remember) if remember and approved else None
         answer = {"approved": approved, "reason": reason, "by": user_id}
         status = "approved" if approved else "denied"
         if not await self.store.answer_pending(user_id, pending.id, status, answer):
@@ -299,10 +329,10 @@ class RunManager:
         answer is recorded: a refused rule leaves the approval open, not the run waiting."""
         if scope == "tool":
             return "tool", tool_name
-        tool = self.engine.tools.registry.get(tool_name)
-        if tool is None or tool.server is None:
+        server = self.engine.server_of(tool_name)
+        if server is None:
             raise ValidationFailed("this tool belongs to no server; remember it as 'tool'")
-        return "server", tool.server
+        return "server", server
 
     async def resume_if_ready(self, user_id: str, run_id: str) -> bool:
         """Continue a suspended run once none of its approvals is still open."""
@@ -312,35 +342,10 @@ class RunManager:
         if not await self._claim(user_id, run_id, to="running"):
             return False
         run = await self.store.get_run(user_id, run_id)
-        turn = await self._rebuild(user_id, run)
+        turn = await self.engine.reopen(user_id, run)
         await self.hub.open(run_id, after=run.last_event_id)
         await self._spawn(turn, resume=True)
         return True
-
-    async def _rebuild(self, user_id: str, run: Run) -> PreparedTurn:
-        state = run.state or RunState()
-        message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
-        convo = await self.store.get_conversation(user_id, run.conversation_id)
-        model = self.engine.providers.resolve(state.model)
-        history, context = await self.engine.context.load(user_id, convo, message.parent_id, model)
-        await self.store.begin_turn_continue(user_id, run.conversation_id, message.id)
-        return PreparedTurn(
-            run_id=run.id,
-            user_id=user_id,
-            conversation_id=run.conversation_id,
-            user_message_id=run.user_message_id,
-            message_id=run.message_id,
-            model=model,
-            temperature=state.temperature,
-            max_tokens=state.max_tokens,
-            system=state.system,
-            history=history,
-            tools=self.engine.tools.toolset_from_state(state.tools),
-            max_steps=state.max_steps if state.max_steps is not None else self.settings.max_steps,
-            parts=list(message.parts),
-            step=state.step,
-            context=context,
-        )
 
     async def answer_elicitation(
         self,
@@ -356,7 +361,8 @@ class RunManager:
         if pending.status != "pending":
             raise Conflict("this question was already answered")
         if action == "accept":
-            _check_form(pending.payload.get("schema") or {}, content)
+            ask = pending.payload
+            _check_form(ask.requested_schema if isinstance(ask, ElicitationAsk) else {}, content)
         answer = {"action": action, "content": content if action == "accept" else None}
         if not await self.store.answer_pending(user_id, pending.id, action, answer):
             raise Conflict("this question was already answered")
@@ -453,8 +459,6 @@ def new_instance_id() -> str:
 
 
 def _check_form(schema: dict[str, Any], content: dict[str, Any] | None) -> None:
-    import jsonschema
-
     if content is None:
         raise ValidationFailed("accept needs content", status=422)
     try:
