@@ -68,7 +68,9 @@ async def start_parley(
     """Start ``python -m parley serve [args]`` and wait until ``/healthz`` answers."""
     port = free_port()
     log = workdir / f"{name}-{port}.log"
-    full_env = {**os.environ, **env, "PARLEY_CONFIG": str(workdir / "none.toml")}
+    # a title is one more model call, as in make_settings: the tests that want it say so
+    defaults = {"PARLEY_AUTO_TITLES": "false"}
+    full_env = {**os.environ, **defaults, **env, "PARLEY_CONFIG": str(workdir / "none.toml")}
     handle = log.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "parley", "serve", "--port", str(port), "--no-migrate", *args],
