@@ -165,6 +165,9 @@ async def parley(
         "PARLEY_JWT_SECRET": SECRET,
         "PARLEY_DATABASE_URL": url,
         "PARLEY_DATA_DIR": str(workdir / "data"),
+        # a model-written title is one more model call per new conversation, in the background:
+        # not what a relay does, and each scenario here starts many conversations
+        "PARLEY_AUTO_TITLES": "false",
         **({"PARLEY_REDIS_URL": redis_url} if redis_url else {}),
     }
     args = ("--workers", str(workers)) if workers > 1 else ()
