@@ -36,8 +36,6 @@ stopped goes on as a new reply.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -53,14 +51,19 @@ from parley.api.openapi import (
     RESUME_RESPONSES,
     STREAM_RESPONSES,
 )
-from parley.api.streaming import sse_response
+from parley.api.routes.vercel_replies import (
+    DATA_STREAM,
+    UI_STREAM,
+    Reply,
+    asked,
+    resume_stream,
+    stream,
+)
 from parley.chat import events as ev
 from parley.chat.files import file_part
 from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
-from parley.protocols.vercel_data_stream import VercelDataStream
-from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
-from parley.store.values import ApprovalAsk, Conversation, PendingInput, Run, RunState
+from parley.store.values import Conversation
 
 
 class PlaygroundRoute(DoorRoute):
@@ -123,19 +126,6 @@ class ElicitationResponse(BaseModel):
 class PlaygroundRequest(ChatRequest):
     sessionId: str | None = Field(default=None, max_length=255)
     elicitationResponse: ElicitationResponse | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """How a response is written: the ai@4 Data Stream protocol or the UI message stream, and
-    the session its ``X-Chat-Session-Id`` header names (the conversation's id when None)."""
-
-    data_stream: bool = False
-    session_id: str | None = None
-
-
-UI_STREAM = Reply()
-DATA_STREAM = Reply(data_stream=True)
 
 
 def _from_ai4(body: ChatRequest) -> bool:
@@ -219,33 +209,7 @@ async def respond(
         turn_request = await _turn_request(body, user, s, convo, approve_all)
     turn = await s.runs.start(user, convo.id, turn_request)
     events = doors.until_suspended(s.runs.turn_events(turn))
-    return _stream(request, s, events, turn.message_id, turn.run_id, convo.id, reply)
-
-
-def _stream(
-    request: Request,
-    s: Services,
-    events: doors.Events,
-    message_id: str,
-    run_id: str,
-    conversation_id: str,
-    reply: Reply,
-    approvals: list[dict[str, Any]] | None = None,
-) -> Response:
-    session_id = reply.session_id or conversation_id
-    if reply.data_stream:
-        data_stream = VercelDataStream(
-            message_id=message_id, run_id=run_id, session_id=session_id, approvals=approvals
-        )
-        return sse_response(data_stream, events, ping=0)  # a ": ping" line is no part of it
-    encoder = VercelUIStream(
-        message_id=message_id,
-        run_id=run_id,
-        session_id=session_id,
-        features=Features.from_hint(request.headers.get(HINT_HEADER)),
-        approvals=approvals,
-    )
-    return sse_response(encoder, events, ping=s.settings.heartbeat_interval)
+    return stream(request, s, events, turn.message_id, turn.run_id, convo.id, reply)
 
 
 def _options(body: ChatRequest, approve_all: bool, **fields: Any) -> TurnRequest:
@@ -457,7 +421,7 @@ async def _continue_after_approvals(
         await s.runs.answer_approval(
             user, found.run_id, found.tool_call_id, approved=answer.approved, reason=answer.reason
         )
-        answered[found.tool_call_id] = _asked(found)
+        answered[found.tool_call_id] = asked(found)
         run_id = found.run_id
     if run_id is None:
         raise Conflict("these tool approvals were already answered, or are not in this chat")
@@ -474,7 +438,7 @@ async def _continue_after_approvals(
             )
         )
     approvals = list(answered.values())
-    return _stream(request, s, events, run.message_id, run_id, convo.id, reply, approvals)
+    return stream(request, s, events, run.message_id, run_id, convo.id, reply, approvals)
 
 
 async def _answer_elicitation(
@@ -499,105 +463,4 @@ async def _answer_elicitation(
             lambda e: isinstance(e, ev.ElicitationRequested) and e.elicitation_id == found.id,
         )
     )
-    return _stream(request, s, events, run.message_id, run.id, convo.id, reply)
-
-
-# resuming ----------------------------------------------------------------------------------
-
-
-async def resume_stream(
-    chat_id: str, request: Request, user: str, s: Services, reply: Reply = UI_STREAM
-) -> Response:
-    """The chat's active run from its start, to its end or to the suspension it waits in now
-    (idle when it waits with no log); or what a run did after an approval timed out, which no
-    response carried; idle when there is neither."""
-    convo = await doors.find_conversation(s, user, chat_id)
-    run = await s.store.latest_run(user, convo.id) if convo is not None else None
-    if convo is None or run is None:
-        return _idle(reply)
-    timed_out = await _untold_timeout(user, s, run)
-    if timed_out:
-        return await _after_timeout(timed_out, request, user, s, run, reply)
-    if run.status not in ("running", "awaiting"):
-        return _idle(reply)
-    if run.status == "awaiting" and not await s.runs.hub.exists(run.id):
-        return _idle(reply)
-
-    async def is_current() -> bool:
-        return await doors.run_awaiting(s, user, run.id)
-
-    events = doors.until_suspended(s.runs.events(user, run.id), is_current)
-    return _stream(request, s, events, run.message_id, run.id, convo.id, reply)
-
-
-async def _untold_timeout(user: str, s: Services, run: Run) -> list[PendingInput]:
-    """``run``'s approvals that timed out and that no resume has told a client of yet: the
-    stream of the client that was asked ended at them."""
-    told = run.state.timeout_told if run.state else ()
-    return [
-        p
-        for p in await s.store.pending_for_run(user, run.id)
-        if p.kind == "approval" and p.status == "expired" and p.id not in told
-    ]
-
-
-async def _after_timeout(
-    expired: list[PendingInput],
-    request: Request,
-    user: str,
-    s: Services,
-    run: Run,
-    reply: Reply,
-) -> Response:
-    """The run from the suspension whose approvals timed out: their denial (``by: timeout``)
-    and what the run did next, to its end or to the suspension it waits in now."""
-    calls = {p.tool_call_id for p in expired}
-
-    async def is_current() -> bool:
-        return await doors.run_awaiting(s, user, run.id)
-
-    async def told() -> None:
-        fresh = await s.store.get_run(user, run.id)
-        state = fresh.state or RunState()
-        told = (*state.timeout_told, *(p.id for p in expired))
-        await s.store.set_run(user, run.id, state=state.model_copy(update={"timeout_told": told}))
-
-    rest = doors.continuation(
-        s.runs.events(user, run.id),
-        lambda e: isinstance(e, ev.RunSuspended) and bool(calls & set(e.waiting_for)),
-    )
-    events = _then(doors.until_suspended(rest, is_current), told)
-    approvals = [_asked(p) for p in expired]
-    return _stream(
-        request, s, events, run.message_id, run.id, run.conversation_id, reply, approvals
-    )
-
-
-def _asked(pending: PendingInput) -> dict[str, Any]:
-    """The ``tool-approval`` data of a stored approval, as it was asked."""
-    ask = pending.payload
-    approval = ask if isinstance(ask, ApprovalAsk) else ApprovalAsk(tool_name="")
-    return approval_data(
-        approval_id=pending.id,
-        tool_call_id=pending.tool_call_id or "",
-        tool_name=approval.tool_name,
-        args=approval.args,
-        run_id=pending.run_id,
-        expires_at=pending.expires_at.isoformat(),
-    )
-
-
-async def _then(events: doors.Events, after: Callable[[], Awaitable[None]]) -> doors.Events:
-    """``events``, then ``after()`` once they were all sent (not when the client left)."""
-    async for item in events:
-        yield item
-    await after()
-
-
-def _idle(reply: Reply) -> Response:
-    """Nothing to resume: a 204, or an empty data stream for ai@4 (whose client takes a
-    response with no body for a failure, "The response body is empty")."""
-    if reply.data_stream:
-        headers = {"X-Vercel-AI-Data-Stream": "v1"}
-        return Response(media_type=VercelDataStream.content_type, headers=headers)
-    return Response(status_code=204)
+    return stream(request, s, events, run.message_id, run.id, convo.id, reply)
