@@ -34,16 +34,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
-# KNOWN BUG (issue 27, session 10): the Redis hub now hands its own process's readers events from
-# memory before their batch reaches Redis; after a SIGKILL the restarted server can number the run's
-# end with an id the client already saw (seen 1 run in 3). Not strict: it must be fixed, not hidden.
-KNOWN_ID_REUSE = pytest.mark.xfail(
-    reason="Redis hub: ids after a SIGKILL can repeat one served from memory (issue 27)",
-    strict=False,
-)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=[pytest.mark.redis, KNOWN_ID_REUSE])])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def hub_env(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "memory":
         return {}

@@ -52,30 +52,46 @@ class RunLog:
     """A run's events; the first has id ``base + 1`` (``base`` is above 0 in a log reopened
     after a restart, so that the run's ids go on from where they were). ``moved`` is set when the
     run goes on in another process (the Redis hub's copy of a run it stopped driving): its
-    readers then end where it stopped, to read the rest from the shared log."""
+    readers then end where it stopped, to read the rest from the shared log.
+
+    A ``held`` log shows its readers only the events :meth:`release` has let through: the Redis
+    hub releases an event once Redis has it, so that no client ever holds an id that a restarted
+    server could give to another event."""
 
     events: list[_Kept] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     finished_at: float | None = None
     base: int = 0
     moved: bool = False
+    held: bool = False
+    released: int = 0  # of a held log: how many of its events its readers may see
 
     def append(self, event: EngineEvent) -> int:
-        """Add an event and wake the readers; returns its id."""
+        """Add an event and wake the readers (of a log not held); returns its id."""
         self.events.append(_keep(event))
         if is_terminal(event):
             self.finished_at = time.monotonic()
-        self.wake()
+        if not self.held:
+            self.wake()
         return self.base + len(self.events)
+
+    def release(self, upto: int) -> None:
+        """Let the readers of a held log see the events up to id ``upto``."""
+        self.released = max(self.released, min(upto - self.base, len(self.events)))
+        self.wake()
+
+    def _visible(self) -> int:
+        return self.released if self.held else len(self.events)
 
     async def follow(self, after: int) -> AsyncIterator[tuple[int, EngineEvent]]:
         """The events after ``after``, live, until the terminal event (alone when the run ended
         at or before ``after``) or until the log is ``moved``."""
         position = max(0, after - self.base)
         while True:
-            if self.finished_at is not None and position >= len(self.events):
-                position = len(self.events) - 1  # at or past the end: the terminal event alone
-            while position < len(self.events):
+            visible = self._visible()
+            if self.finished_at is not None and position >= visible == len(self.events):
+                position = visible - 1  # at or past the end: the terminal event alone
+            while position < visible:
                 event = _event(self.events[position])
                 position += 1
                 yield self.base + position, event

@@ -6,7 +6,9 @@
   later. A reader at or past the end of a finished run gets the terminal event alone, at once.
 - The process driving a run keeps its events in memory as well (a :class:`RunLog`): its own
   subscribers read them there, as from the in-process hub, and only other processes' subscribers
-  (and late ones, once the run has ended or left) read Redis. What a run published while its
+  (and late ones, once the run has ended or left) read Redis. They read an event only once Redis
+  has it: a client never holds an id that Redis lacks, which a server restarted after a crash
+  would otherwise give to another event of the run. What a run published while its
   last write was on the way is written as one stream entry, whose id is that of its last event
   (its events are the lines of its field ``e``, ids counting up to the entry's): one command per
   batch, not one per token. A batch cut off by a lost connection is sent again once Redis
@@ -180,6 +182,7 @@ class RedisRunHub:
                     log.error("redis_publish_failed", run_id=run_id, events=len(local.queued))
                     local.failure = exc  # the run's terminal publish raises it
                     local.queued = []
+                    local.log.release(local.log.base + len(local.log.events))  # Redis won't
                     return
                 log.warning("redis_publish_retry", run_id=run_id, events=len(batch))
                 await asyncio.sleep(pause)
@@ -187,6 +190,7 @@ class RedisRunHub:
                 continue
             del local.queued[: len(batch)]
             local.written = last
+            local.log.release(last)
             waited, pause = 0.0, 0.05
             if local.queued and local.log.finished_at is None:
                 await asyncio.sleep(self.flush_interval)
@@ -310,7 +314,7 @@ class RedisRunHub:
             raise owned
         if run_id not in self._local:
             base = 0 if isinstance(info, Exception) else _seq(info["last-generated-id"])
-            self._local[run_id] = _Local(RunLog(base=base), written=base)
+            self._local[run_id] = _Local(RunLog(base=base, held=True), written=base)
 
     async def disown(self, run_id: str) -> None:
         """The run stopped here without ending (suspended, or shut down): its events are
