@@ -136,6 +136,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "auto_migrate": False,
         "provider": "scripted",
         "auto_titles": False,  # a title is one more model call: the tests that want it say so
+        "shutdown_grace": 0,  # an app closed mid-run stops it at once: the tests that drain say so
     }
     values.update(overrides)
     return Settings(**values)

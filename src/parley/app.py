@@ -34,6 +34,7 @@ from parley.api.routes import (
     vercel,
     ws,
 )
+from parley.api.streaming import stop_streams_after
 from parley.auth import tickets_for, verifier_for
 from parley.config import Settings, check_single_user
 from parley.engine.tools import ToolRunner
@@ -176,6 +177,7 @@ def create_app(
             level=settings.log_level,
         )
         services = await build_services(settings, providers=providers, tools=tools)
+        stop_streams_after(settings.shutdown_grace)
         await services.runs.recover()
         app.state.services = services
         sweeper = None

@@ -107,6 +107,7 @@ def serve(
             host=bound,
             port=settings.port if port is None else port,
             workers=workers,
+            grace=settings.shutdown_grace,
             on_started=lambda url: _announce(settings, url, code),
         )
     except PortInUse as exc:

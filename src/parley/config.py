@@ -151,6 +151,9 @@ class Settings(BaseSettings):
 
     run_ttl: float = 600.0
     owner_ttl: float = 10.0
+    # SIGTERM: how long running replies may go on (their streams open) before they are stopped
+    # as interrupted (docs/deploy.md, "Graceful shutdown").
+    shutdown_grace: float = Field(default=25.0, ge=0)
     run_timeout: float = 600.0
     checkpoint_interval: float = 1.0
     heartbeat_interval: float = 15.0

@@ -101,10 +101,15 @@ def run(
     host: str,
     port: int,
     workers: int = 1,
+    grace: float = 25.0,
     on_started: Callable[[str], None] = lambda url: None,
 ) -> None:
     """Serve :func:`served_app` until stopped; ``on_started(url)`` once it accepts connections
     (with workers, once the socket they share listens: connections wait there until one starts).
+
+    On SIGTERM it takes no new connection and lets running replies go on for ``grace`` seconds,
+    their streams open, before it stops them (:class:`parley.api.streaming.EventStream`,
+    :meth:`parley.runs.manager.RunManager.aclose`).
 
     Raises :class:`PortInUse` or :class:`ConfigError` before anything starts.
     """
@@ -117,7 +122,7 @@ def run(
         port=port,
         workers=workers,
         log_level="warning",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=int(grace) + 2,  # streams end cleanly at ``grace`` (streaming.py)
         # Longer than the clients' and proxies' own idle timeouts (httpx 5 s, browsers, a load
         # balancer's 60 s): with uvicorn's 5 s, a client that reuses a connection just as the
         # server closes it gets a reset instead of a response (seen in the soak).

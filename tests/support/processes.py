@@ -68,8 +68,9 @@ async def start_parley(
     """Start ``python -m parley serve [args]`` and wait until ``/healthz`` answers."""
     port = free_port()
     log = workdir / f"{name}-{port}.log"
-    # a title is one more model call, as in make_settings: the tests that want it say so
-    defaults = {"PARLEY_AUTO_TITLES": "false"}
+    # a title is one more model call, and a stop drains running replies, as in make_settings:
+    # the tests that want either say so
+    defaults = {"PARLEY_AUTO_TITLES": "false", "PARLEY_SHUTDOWN_GRACE": "0"}
     full_env = {**os.environ, **defaults, **env, "PARLEY_CONFIG": str(workdir / "none.toml")}
     handle = log.open("wb")
     process = subprocess.Popen(

@@ -135,14 +135,17 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 
 class _Shutdown:
-    """Ends every open stream when the server is told to stop (SIGTERM, Ctrl-C), so that a
-    graceful shutdown does not wait for replies that may run for minutes: their runs go on
-    (or are marked interrupted) and clients resume them. One poller per event loop, only while
-    streams are open; uvicorn's exit flag is the one sse-starlette keeps."""
+    """Ends every open stream ``grace`` seconds after the server is told to stop (SIGTERM,
+    Ctrl-C): running replies go on meanwhile and their streams end with them, and what runs
+    longer ends cleanly before uvicorn's own graceful timeout cuts the connections (its runs go
+    on, or are marked interrupted, and clients resume them). One poller per event loop, only
+    while streams are open; uvicorn's exit flag is the one sse-starlette keeps."""
 
     def __init__(self) -> None:
         self.open: set[_Coalescer] = set()
         self.poller: asyncio.Task[None] | None = None
+        self.grace = 0.0
+        self.deadline: float | None = None  # on the loop's clock, once the server is stopping
 
     def add(self, stream: _Coalescer) -> None:
         self.open.add(stream)
@@ -154,8 +157,11 @@ class _Shutdown:
         self.open.discard(stream)
 
     async def poll(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.open:
-            if AppStatus.should_exit:
+            if AppStatus.should_exit and self.deadline is None:
+                self.deadline = loop.time() + self.grace
+            if self.deadline is not None and loop.time() >= self.deadline:
                 for stream in list(self.open):
                     stream.stop()
                 return
@@ -163,6 +169,11 @@ class _Shutdown:
 
 
 _shutdown = _Shutdown()
+
+
+def stop_streams_after(grace: float) -> None:
+    """How long open streams go on once the server is told to stop (``shutdown_grace``)."""
+    _shutdown.grace = grace
 
 
 class EventStream(Response):

@@ -437,10 +437,15 @@ class RunManager:
                 log.exception("sweep_failed")
 
     async def aclose(self) -> None:
+        """Let running runs go on for ``shutdown_grace`` seconds, then stop those left: each
+        stores its partial reply as interrupted and publishes its end."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         tasks = list(self._tasks.values())
+        if tasks and self.settings.shutdown_grace > 0:
+            log.info("runs_draining", runs=len(tasks), grace=self.settings.shutdown_grace)
+            await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
         for run_id, turn in list(self._turns.items()):
             turn.cancel_reason = "shutdown"
             task = self._tasks.get(run_id)
