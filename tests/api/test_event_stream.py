@@ -9,8 +9,9 @@ from typing import Any
 
 from sse_starlette import ServerSentEvent
 from sse_starlette.sse import AppStatus
+from tests.support.wait import until
 
-from parley.api.streaming import EventStream
+from parley.api.streaming import EventStream, stop_streams_after
 
 SCOPE = {"type": "http", "method": "POST", "path": "/x", "headers": []}
 
@@ -132,6 +133,23 @@ async def test_server_shutdown_ends_open_streams() -> None:
         await asyncio.wait_for(task, 3)
     finally:
         AppStatus.should_exit = False
+    assert frames.closed
+    assert wire.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_during_the_shutdown_grace_streams_go_on_then_end_cleanly() -> None:
+    frames, wire = Frames(), Wire()
+    task = asyncio.create_task(EventStream(frames())(SCOPE, wire.receive, wire.send))
+    stop_streams_after(1.0)
+    AppStatus.should_exit = True
+    try:
+        frames.queue.put_nowait(ServerSentEvent(data="after the signal"))
+        await until(lambda: "after the signal" in wire.text)
+        assert not task.done()
+        await asyncio.wait_for(task, 5)
+    finally:
+        AppStatus.should_exit = False
+        stop_streams_after(0.0)
     assert frames.closed
     assert wire.messages[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 

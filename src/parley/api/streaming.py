@@ -159,7 +159,9 @@ class _Shutdown:
     async def poll(self) -> None:
         loop = asyncio.get_running_loop()
         while self.open:
-            if AppStatus.should_exit and self.deadline is None:
+            if not AppStatus.should_exit:
+                self.deadline = None
+            elif self.deadline is None:
                 self.deadline = loop.time() + self.grace
             if self.deadline is not None and loop.time() >= self.deadline:
                 for stream in list(self.open):
@@ -172,8 +174,10 @@ _shutdown = _Shutdown()
 
 
 def stop_streams_after(grace: float) -> None:
-    """How long open streams go on once the server is told to stop (``shutdown_grace``)."""
+    """How long open streams go on once the server is told to stop (``shutdown_grace``); set as
+    a server starts."""
     _shutdown.grace = grace
+    _shutdown.deadline = None
 
 
 class EventStream(Response):
