@@ -27,6 +27,10 @@ class RunListener(Protocol):
 
 
 class RunHub(Protocol):
+    confirm_dead_after: float
+    """How long a run's owner must stay dead before its runs are failed: 0 where ``alive`` is
+    certain (one process), a heartbeat's time where a lost connection can only look like death."""
+
     async def open(self, run_id: str, after: int = 0) -> None:
         """Prepare a run's event log (idempotent: a resumed run keeps its log); a log the hub
         does not hold numbers its events after ``after``."""

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -75,6 +76,7 @@ class RunManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._turns: dict[str, PreparedTurn] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._seen_dead: dict[str, float] = {}  # run id -> when its owner first looked dead
         self.listeners: list[RunListener] = []
         self.ask_first_limit = 0.2  # seconds ``start`` waits for the model request to leave
 
@@ -410,16 +412,22 @@ class RunManager:
             self._schedule_expiry(user_id, run_id, delay)
         return count
 
-    async def sweep(self) -> int:
-        """Fail every running run whose process is gone: its subscribers get an ``error``."""
+    async def sweep(self, clock: float | None = None) -> int:
+        """Fail every running run whose process is gone: its subscribers get an ``error``. An
+        owner must look dead for the hub's ``confirm_dead_after`` first (``clock``: monotonic
+        seconds, for tests)."""
         count = 0
-        now = datetime.now(UTC)
+        now, clock = datetime.now(UTC), time.monotonic() if clock is None else clock
+        seen_dead, self._seen_dead = self._seen_dead, {}
         for run in await self.store.running_runs():
             if run.id in self._tasks or run.owner == self.instance:
                 continue
             if run.owner is None and (now - run.created_at).total_seconds() < 30:
                 continue
             if run.owner not in (None, self.instance) and await self.hub.alive(run.owner):
+                continue
+            self._seen_dead[run.id] = since = seen_dead.get(run.id, clock)
+            if clock - since < self.hub.confirm_dead_after:
                 continue
             if await self.store.interrupt_run(run):
                 count += 1

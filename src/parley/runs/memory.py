@@ -124,6 +124,7 @@ class MemoryRunHub:
     def __init__(self, *, ttl: float = 600.0, instance: str = "local") -> None:
         self.ttl = ttl
         self.instance = instance
+        self.confirm_dead_after = 0.0
         self._logs: dict[str, RunLog] = {}
         self._owners: dict[str, ControlHandler] = {}
         self._ended: deque[tuple[float, str]] = deque()  # (finished_at, run id), oldest first

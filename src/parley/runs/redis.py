@@ -93,6 +93,9 @@ class RedisRunHub:
         self.instance = instance
         self.ttl = int(ttl)
         self.owner_ttl = owner_ttl
+        # After an outage of Redis every owner looks dead until its next heartbeat: a sweep
+        # fails a run only if its owner is still dead one owner TTL after it was first seen so.
+        self.confirm_dead_after = owner_ttl
         self.block_ms = block_ms
         self._handlers: dict[str, ControlHandler] = {}
         self._tasks: list[asyncio.Task[None]] = []
