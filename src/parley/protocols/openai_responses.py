@@ -16,8 +16,6 @@ import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from sse_starlette import ServerSentEvent
-
 from parley.chat import events as ev
 from parley.chat.files import file_part
 from parley.chat.messages import Part
@@ -278,35 +276,47 @@ def arguments_text(args: dict[str, Any]) -> str:
 class ResponseEvents(Encoder):
     """Engine events to ``response.*`` stream events."""
 
-    def __init__(self, builder: ResponseBuilder, *, extra_headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        builder: ResponseBuilder,
+        *,
+        extra_headers: dict[str, str],
+        starting_after: int | None = None,
+    ) -> None:
         self.builder = builder
         self.extra_headers = extra_headers
+        self.starting_after = -1 if starting_after is None else starting_after
         self._sequence = 0
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **self.extra_headers}
 
-    def _frame(self, payload: Payload) -> ServerSentEvent:
-        payload["sequence_number"] = self._sequence
-        self._sequence += 1
-        return sse(compact(payload), event=payload["type"])
+    def _frames(self, *payloads: Payload) -> Frames:
+        """The payloads numbered; those up to ``starting_after`` are numbered and left out."""
+        frames: Frames = []
+        for payload in payloads:
+            payload["sequence_number"] = self._sequence
+            self._sequence += 1
+            if payload["sequence_number"] > self.starting_after:
+                frames.append(sse(compact(payload), event=payload["type"]))
+        return frames
 
     def before_stream(self) -> Frames:
         response = self.builder.response()
-        return [
-            self._frame({"type": "response.created", "response": response}),
-            self._frame({"type": "response.in_progress", "response": response}),
-        ]
+        return self._frames(
+            {"type": "response.created", "response": response},
+            {"type": "response.in_progress", "response": response},
+        )
 
     def encode(self, seq: int, event: ev.EngineEvent) -> Frames:
-        return [self._frame(payload) for payload in self.builder.fold(event)]
+        return self._frames(*self.builder.fold(event))
 
     def after_stream(self) -> Frames:
         return []
 
     def error_frames(self, code: str, message: str) -> Frames:
-        return [self._frame(error_payload(code, message))]
+        return self._frames(error_payload(code, message))
 
 
 # the request's input items as parley messages -------------------------------------------

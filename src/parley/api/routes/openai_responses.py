@@ -1,6 +1,8 @@
 """The OpenAI Responses door: ``POST /v1/responses`` (stream and not), ``GET
-/v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel``, for the ``openai`` clients'
-``responses`` API and ``@ai-sdk/openai``'s default ``openai("model")``.
+/v1/responses/{id}`` (with ``?stream=true``, its events again, after ``starting_after`` when
+given: a client that lost its stream resumes, on any process) and ``POST
+/v1/responses/{id}/cancel``, for the ``openai`` clients' ``responses`` API and
+``@ai-sdk/openai``'s default ``openai("model")``.
 
 A response is a parley run (``resp_<x>`` is ``run_<x>``) and lives in a parley conversation
 marked ``metadata.source = "openai"``:
@@ -33,7 +35,7 @@ import contextlib
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -138,16 +140,28 @@ async def create(body: ResponseRequest, user: CurrentUser, s: ServicesDep) -> Re
     return JSONResponse(builder.response(), headers=headers)
 
 
-@router.get("/responses/{response_id}")
-async def retrieve(response_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
-    return await _stored_response(user, s, await _run(user, s, response_id))
+@router.get("/responses/{response_id}", response_model=None, responses=STREAM_RESPONSES)
+async def retrieve(
+    response_id: str,
+    user: CurrentUser,
+    s: ServicesDep,
+    stream: bool = False,
+    starting_after: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """The response; with ``stream=true`` its events from the start, or after the one whose
+    ``sequence_number`` is ``starting_after`` (a client that lost its stream, on any process)."""
+    run = await _run(user, s, response_id)
+    if stream:
+        return await _replay(user, s, run, starting_after)
+    return JSONResponse(await _stored_response(user, s, run))
 
 
 @router.post("/responses/{response_id}/cancel")
 async def cancel(response_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
     """Stop the response's run; the text so far is kept. A finished response is unchanged."""
     run = await _run(user, s, response_id)
-    await s.runs.cancel(user, run.id)
+    if await s.runs.cancel(user, run.id) == "cancelled":
+        await _ended(user, s, run.id)  # another process may still be stopping it
     return await _stored_response(user, s, await s.store.get_run(user, run.id))
 
 
@@ -299,15 +313,20 @@ async def _fold(builder: wire.ResponseBuilder, events: doors.Events) -> ev.Engin
     return last
 
 
-async def _stored_response(user: str, s: Services, run: Run) -> dict[str, Any]:
-    """A response from its run: the event log while the hub keeps it, else the stored reply."""
-    convo = await s.store.get_conversation(user, run.conversation_id)
-    meta = wire.ResponseMeta(
+def _stored_meta(run: Run, convo: Conversation) -> wire.ResponseMeta:
+    """What a response kept after its request: its run's model and time, the system prompt."""
+    return wire.ResponseMeta(
         run_id=run.id,
         model=run.model or "",
         created_at=int(run.created_at.timestamp()),
         instructions=convo.system,
     )
+
+
+async def _stored_response(user: str, s: Services, run: Run) -> dict[str, Any]:
+    """A response from its run: the event log while the hub keeps it, else the stored reply."""
+    convo = await s.store.get_conversation(user, run.conversation_id)
+    meta = _stored_meta(run, convo)
     if run.status not in ("running", "awaiting"):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RETRIEVE_WAIT):
@@ -321,6 +340,69 @@ async def _stored_response(user: str, s: Services, run: Run) -> dict[str, Any]:
     if message.text:
         builder.fold(ev.TextDelta(content=message.text))
     return builder.response()
+
+
+async def _replay(user: str, s: Services, run: Run, starting_after: int | None) -> Response:
+    """The response's stream told again from the run's log: the same events with the same
+    ``sequence_number`` as the stream that created it, to the run's end or the suspension it
+    waits in now."""
+    convo = await s.store.get_conversation(user, run.conversation_id)
+    builder = wire.ResponseBuilder(_stored_meta(run, convo))
+
+    async def is_current() -> bool:
+        return await doors.run_awaiting(s, user, run.id)
+
+    events = _whose_calls(s.runs.events(user, run.id), builder)
+    headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": run.id}
+    encoder = wire.ResponseEvents(builder, extra_headers=headers, starting_after=starting_after)
+    told = doors.until_suspended(events, is_current)
+    return sse_response(encoder, told, ping=s.settings.heartbeat_interval)
+
+
+# what a replay tells a client's tool call from parley's by
+_PARLEYS = (
+    ev.ToolResult,
+    ev.ToolFailed,
+    ev.ToolProgress,
+    ev.ApprovalRequested,
+    ev.ElicitationRequested,
+)
+_ENDS = (ev.RunFinished, ev.RunFailed, ev.RunSuspended)
+
+
+async def _whose_calls(events: doors.Events, builder: wire.ResponseBuilder) -> doors.Events:
+    """A run's events for a replay, which was not told the request's tools: from a tool call's
+    start they are held until the run shows whose calls they are (parley's when it runs one,
+    else the client's when the run ends), then given on in order, so that the replay numbers
+    its events as the stream that created the response did."""
+    held: list[tuple[int, ev.EngineEvent]] = []
+    try:
+        async for seq, event in events:
+            if not held and not isinstance(event, ev.ToolCallStarted):
+                yield seq, event
+                continue
+            held.append((seq, event))
+            if isinstance(event, _ENDS):  # parley ran none of the calls: they are the client's
+                calls = {e.tool_name for _, e in held if isinstance(e, ev.ToolCallStarted)}
+                builder.external = builder.external | calls
+            if isinstance(event, _PARLEYS + _ENDS):
+                for item in held:
+                    yield item
+                held.clear()
+        for item in held:
+            yield item
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _ended(user: str, s: Services, run_id: str) -> None:
+    """Wait, a little, until the run's log has its end (or a suspension)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(RETRIEVE_WAIT):
+            async for _ in doors.until_suspended(s.runs.events(user, run_id)):
+                pass
 
 
 def _client_calls(events: list[ev.EngineEvent]) -> frozenset[str]:
