@@ -39,6 +39,26 @@ async def test_create_get_patch_delete_a_conversation(live_any_db: Live) -> None
         assert gone.headers["x-error-code"] == "ERR_NOT_FOUND"
 
 
+async def test_patch_sets_the_settings_and_null_puts_each_back_to_its_default(
+    live_any_db: Live,
+) -> None:
+    async with live_any_db.client() as http:
+        cid = (await http.post("/api/conversations", json={})).json()["id"]
+        settings = {"model": "scripted/demo", "profile": "todo", "temperature": 0.4, "system": "S"}
+        set_ = (await http.patch(f"/api/conversations/{cid}", json=settings)).json()
+        assert (set_["provider"], set_["model"], set_["profile"]) == ("scripted", "demo", "todo")
+        assert (set_["temperature"], set_["system"]) == (0.4, "S")
+        nulls = {"model": None, "provider": None, "profile": None, "temperature": None}
+        cleared = (
+            await http.patch(f"/api/conversations/{cid}", json={**nulls, "system": None})
+        ).json()
+        assert [cleared[k] for k in ("model", "provider", "profile", "temperature", "system")] == [
+            None
+        ] * 5
+        bad = await http.patch(f"/api/conversations/{cid}", json={"temperature": 3})
+        assert bad.status_code == 422
+
+
 async def test_pagination_over_many_conversations_has_no_duplicate_and_no_gap(
     live_any_db: Live,
 ) -> None:
@@ -79,6 +99,66 @@ async def test_search_finds_titles_and_message_text_case_insensitively(live_any_
         assert {c["id"] for c in found} == {by_title.id, by_text.id}
         literal = (await http.get("/api/conversations", params={"q": "0%"})).json()["items"]
         assert [c["id"] for c in literal] == [percent.id]
+
+
+async def test_a_search_result_shows_a_bounded_snippet_of_its_newest_matching_message(
+    live_any_db: Live,
+) -> None:
+    store = live_any_db.services.store
+    long = await store.create_conversation("alice", title="notes")
+    text = "lorem ipsum " * 400 + "The Quarterly REPORT is late\n\nagain. " + "dolor sit " * 400
+    first = await store.add_message(
+        "alice",
+        long.id,
+        role="user",
+        parts=[{"type": "text", "text": "an old report"}],
+        parent_id=None,
+    )
+    newest = await store.add_message(
+        "alice",
+        long.id,
+        role="assistant",
+        parts=[{"type": "text", "text": text}],
+        parent_id=first.id,
+    )
+    short = await store.create_conversation("alice", title="misc")
+    said = await store.add_message(
+        "alice",
+        short.id,
+        role="user",
+        parts=[{"type": "text", "text": "Report: 100% done"}],
+        parent_id=None,
+    )
+    by_title = await store.create_conversation("alice", title="Report titles only")
+    bob = await store.create_conversation("bob", title="bob")
+    await store.add_message(
+        "bob",
+        bob.id,
+        role="user",
+        parts=[{"type": "text", "text": "bob's report"}],
+        parent_id=None,
+    )
+    async with live_any_db.client() as http:
+        found = (await http.get("/api/conversations", params={"q": "report"})).json()["items"]
+        plain = (await http.get("/api/conversations")).json()["items"]
+        literal = (await http.get("/api/conversations", params={"q": "0% d"})).json()["items"]
+    matches = {c["id"]: c["match"] for c in found}
+    assert set(matches) == {long.id, short.id, by_title.id}
+    assert matches[by_title.id] is None
+    assert matches[short.id] == {
+        "message_id": said.id,
+        "role": "user",
+        "snippet": "Report: 100% done",
+    }
+    match = matches[long.id]
+    assert (match["message_id"], match["role"]) == (newest.id, "assistant")
+    snippet = match["snippet"]
+    assert "The Quarterly REPORT is late again." in snippet
+    assert snippet.startswith("…") and snippet.endswith("…")
+    assert len(snippet) <= 2 + 160
+    assert snippet.index("REPORT") <= 52
+    assert all("match" not in c for c in plain)
+    assert [(c["id"], c["match"]["snippet"]) for c in literal] == [(short.id, "Report: 100% done")]
 
 
 async def test_fork_copies_the_history_up_to_the_message(live_any_db: Live) -> None:

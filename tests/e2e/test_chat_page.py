@@ -418,7 +418,10 @@ async def test_a_reply_stopped_at_the_step_limit_says_why(
         [{"tool_call": {"name": "ping", "arguments": {}, "id": "call_2"}}],
     )
     await send(page, "ping until you drop")
+    note = last_reply(page).locator(".msg-note")
+    await expect(note).to_be_visible()
+    await expect(note).to_contain_text("Stopped after 2 steps")
     await wait_status(page, "complete")
-    notice = last_reply(page).locator(".msg-error")
-    await expect(notice).to_be_visible()
-    await expect(notice).to_contain_text("Stopped after 2 steps")
+    await expect(last_reply(page).locator(".msg-error")).to_be_hidden()  # a note, not an error
+    await page.reload()
+    await expect(last_reply(page).locator(".msg-note")).to_contain_text("Stopped after 2 steps")

@@ -3,7 +3,8 @@
 One module per aggregate, each a part of :class:`Store`, each statement scoped by the user in
 its own WHERE clause, frozen values out (:mod:`parley.store.values`)::
 
-    conversations.py  conversations: create, read, keyset pages and search, update, delete
+    conversations.py  conversations: create, read, keyset pages, search and its snippets,
+                      update, delete
     messages.py       the message tree: branches, pages, siblings, fork
     turns.py          a turn's writes: its start, checkpoints, its end (checkpoints.py batches)
     runs.py           runs (claimed once out of ``awaiting``) and the inputs they wait for

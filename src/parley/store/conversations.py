@@ -16,6 +16,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -34,6 +35,8 @@ from parley.store.values import Conversation, utcnow
 CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
 CONVERSATION_STATUSES = ("active", "archived")
 LIST_STATUSES = (*CONVERSATION_STATUSES, "all")  # what a list of conversations may filter by
+SNIPPET_CHARS = 160  # a search result's excerpt of the message that matched, at most
+SNIPPET_BEFORE = 50  # of it before the match
 C = tables.conversations.c
 _OWNED = (  # every table of a conversation's, deleted with it
     tables.messages,
@@ -103,6 +106,15 @@ def _search_clause(user_id: str, q: str) -> Any:
     return or_(func.lower(C.title).contains(pattern, autoescape=True), in_text)
 
 
+def _snippet(text: str, start: int, length: int) -> str:
+    """An excerpt cut from ``start`` (1-based) of a text of ``length``, on one line, with an
+    ellipsis where it was cut."""
+    line = " ".join(text.split())
+    head = "…" if start > 1 else ""
+    tail = "…" if start - 1 + SNIPPET_CHARS < length else ""
+    return f"{head}{line}{tail}"
+
+
 class ConversationStore(StoreBase):
     async def create_conversation(self, user_id: str, **fields: Any) -> Conversation:
         await self.ensure_user(user_id)
@@ -166,6 +178,49 @@ class ConversationStore(StoreBase):
             rows = rows[:limit]
             next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id)
         return rows, next_cursor
+
+    async def search_matches(
+        self, user_id: str, conversation_ids: Sequence[str], q: str
+    ) -> dict[str, dict[str, str]]:
+        """For each of these conversations of the user whose messages contain ``q`` (as the
+        search does: any case, literally), the newest such message: ``{message_id, role,
+        snippet}``, the snippet an excerpt of at most :data:`SNIPPET_CHARS` around the match,
+        cut in the database (a long message is never read whole)."""
+        if not conversation_ids or not q:
+            return {}
+        m = tables.messages.c
+        locate = func.strpos if self.dialect == "postgresql" else func.instr
+        at = locate(func.lower(m.text), q.lower())
+        start = case((at > SNIPPET_BEFORE, at - SNIPPET_BEFORE), else_=1)
+        newest = func.row_number().over(
+            partition_by=m.conversation_id, order_by=(m.created_at.desc(), m.id.desc())
+        )
+        ranked = (
+            select(
+                m.conversation_id,
+                m.id,
+                m.role,
+                start.label("start"),
+                func.length(m.text).label("length"),
+                func.substr(m.text, start, SNIPPET_CHARS).label("excerpt"),
+                newest.label("rank"),
+            )
+            .where(m.user_id == user_id, m.conversation_id.in_(conversation_ids), at > 0)
+            .subquery()
+        )
+        stmt = select(ranked).where(ranked.c.rank == 1)
+
+        def matches(conn: Connection) -> dict[str, dict[str, str]]:
+            return {
+                row.conversation_id: {
+                    "message_id": row.id,
+                    "role": row.role,
+                    "snippet": _snippet(row.excerpt, row.start, row.length),
+                }
+                for row in conn.execute(stmt)
+            }
+
+        return await self.read(matches)
 
     async def update_conversation(
         self, user_id: str, conversation_id: str, fields: dict[str, Any]

@@ -48,11 +48,17 @@ async def list_(
     status: Annotated[Literal["active", "archived", "all"], Query()] = "active",
     skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, Any]:
-    """Newest first: ``cursor`` pages by keyset, ``skip`` by offset (EditorChat's paging)."""
+    """Newest first: ``cursor`` pages by keyset, ``skip`` by offset (EditorChat's paging). With
+    ``q``, each result's ``match`` is where its messages matched (null: only its title did)."""
     items, next_cursor = await s.store.list_conversations(
         user, limit=limit, cursor=cursor, q=q, status=status, skip=skip
     )
-    return {"items": [conversation_out(c) for c in items], "next_cursor": next_cursor}
+    out = [conversation_out(c) for c in items]
+    if q:
+        matches = await s.store.search_matches(user, [c.id for c in items], q)
+        for item in out:
+            item["match"] = matches.get(item["id"])
+    return {"items": out, "next_cursor": next_cursor}
 
 
 @router.get("/{conversation_id}")

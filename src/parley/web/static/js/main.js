@@ -4,9 +4,11 @@ import { Api, enc } from "./api.js";
 import { Attachments } from "./attachments.js";
 import { PAGE, Thread } from "./messages.js";
 import { applyEvent, elicitationPart } from "./parts.js";
-import { setupPickers } from "./pickers.js";
+import { showRules } from "./rules.js";
 import { RunStream } from "./runstream.js";
+import { ChatSettings, toApi } from "./settings.js";
 import { Sidebar } from "./sidebar.js";
+import { setupTheme } from "./theme.js";
 import { copyText, h, hydrateIcons, icon, sleep, toast, tokenSubject, tokensLabel } from "./util.js";
 
 const TOKEN_KEY = "parley.token";
@@ -18,7 +20,6 @@ const state = {
   convo: null,
   run: null,
   pending: new Map(),
-  pickers: null,
   tmp: 0,
 };
 
@@ -73,6 +74,7 @@ function setConvo(convo) {
   usage.hidden = !total;
   usage.textContent = `Σ ${tokensLabel(convo?.usage)}`;
   sidebar.setActive(convo?.id || null);
+  settings.show();
 }
 
 function notePending(items, messages) {
@@ -116,6 +118,7 @@ function show(convo) {
 
 function newChat() {
   detachRun();
+  settings.startNew();
   setConvo(null);
   state.pending.clear();
   thread.reset([], false);
@@ -312,7 +315,9 @@ async function answerApproval(msg, part, approved, remember) {
     return false;
   }
   state.pending.delete(part.toolCallId);
-  if (remember) toast(`${part.toolName} will run without asking from now on.`, "info");
+  if (remember) {
+    toast(`${part.toolName} will run without asking from now on (the shield at the bottom left lists and revokes these).`, "info", 6000);
+  }
   if (!state.run && state.convo) attachRun(runId);
   return true;
 }
@@ -337,7 +342,7 @@ async function answerElicitation(part, action, content) {
 
 function options(extra = {}) {
   const body = { ...extra };
-  if (state.pickers?.model) body.model = state.pickers.model;
+  if (settings.model) body.model = settings.model;
   return body;
 }
 
@@ -366,7 +371,7 @@ async function send() {
   const files = attachments.take();
   if (!state.convo) {
     try {
-      const convo = await api.post("/api/conversations", {});
+      const convo = await api.post("/api/conversations", toApi(settings.current()));
       setConvo(convo);
       sidebar.upsert(convo);
       go(convo.id);
@@ -384,7 +389,7 @@ async function send() {
   }
   const body = options({ content: text });
   if (files.attachments.length) body.attachments = files.attachments;
-  if (state.pickers?.profile) body.profile = state.pickers.profile;
+  if (settings.profile) body.profile = settings.profile;
   const path = `/api/conversations/${enc(state.convo.id)}/messages`;
   const ok = await startTurn({ method: "POST", path, body, userText: text, userFiles: files.parts });
   if (!ok && !input.value) input.value = text;
@@ -491,6 +496,13 @@ const sidebar = new Sidebar(api, {
   },
 });
 
+const settings = new ChatSettings(api, {
+  conversation: () => state.convo,
+  saved: (convo) => {
+    if (state.convo?.id === convo.id) setConvo({ ...state.convo, ...convo });
+  },
+});
+
 const attachments = new Attachments(api, {
   tray: $("attachments"),
   picker: $("attach-input"),
@@ -540,6 +552,8 @@ function wire() {
   $("sidebar-close").addEventListener("click", closeSidebar);
   $("backdrop").addEventListener("click", closeSidebar);
   $("signout").addEventListener("click", () => signOut());
+  $("settings").addEventListener("click", () => settings.open());
+  $("rules").addEventListener("click", () => showRules(api));
   $("conversations").addEventListener("click", (e) => {
     if (e.target.closest(".conv-open")) closeSidebar();
   });
@@ -680,13 +694,14 @@ async function showApp() {
   $("me").textContent = who;
   $("me-avatar").textContent = who.slice(0, 1).toUpperCase();
   showEmpty();
-  state.pickers = await setupPickers(api);
+  await settings.load();
   attachments.loadLimits();
   await sidebar.load("");
   route();
   if (!state.convo) $("input").focus();
 }
 
+setupTheme($("theme"));
 wire();
 const signinCode = new URLSearchParams(location.search).get("signin");
 if (signinCode) signInWithLink(signinCode);

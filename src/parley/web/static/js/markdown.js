@@ -1,27 +1,29 @@
 // Model text → Markdown → sanitised HTML. Nothing a model writes runs in the page: every render
-// goes through DOMPurify, whatever marked and highlight.js made of it.
+// goes through DOMPurify, whatever marked and highlight.js made of it. Math is typeset after that
+// (math.js).
 
 import DOMPurify from "../vendor/purify.es.js";
 import hljs from "../vendor/highlight.min.js";
 import { Marked } from "../vendor/marked.esm.js";
+import { mathExtension, renderMath } from "./math.js";
+import { escapeHtml } from "./util.js";
 
-const escapeHtml = (text) =>
-  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-
+/** Highlighted HTML of a code block. A block that names no language is coloured by a guess, but
+ * the guess is not shown as its label (it is often wrong): the label is the language given. */
 function highlight(code, lang) {
   const language = (lang || "").trim().split(/\s+/)[0].toLowerCase();
   try {
     if (language && hljs.getLanguage(language)) {
-      return { html: hljs.highlight(code, { language, ignoreIllegals: true }).value, language };
+      return hljs.highlight(code, { language, ignoreIllegals: true }).value;
     }
-    if (code.length < 20_000) {
+    if (!language && code.length < 20_000) {
       const auto = hljs.highlightAuto(code);
-      if (auto.relevance >= 5) return { html: auto.value, language: auto.language || "" };
+      if (auto.relevance >= 5) return auto.value;
     }
   } catch {
     // fall through to plain text
   }
-  return { html: escapeHtml(code), language };
+  return escapeHtml(code);
 }
 
 const marked = new Marked({
@@ -29,15 +31,16 @@ const marked = new Marked({
   breaks: false,
   renderer: {
     code({ text, lang }) {
-      const { html, language } = highlight(text, lang);
-      const label = escapeHtml(language || "text");
+      const html = highlight(text, lang);
+      const label = escapeHtml((lang || "").trim().split(/\s+/)[0]);
       return (
-        `<div class="code"><div class="code-head"><span>${label}</span></div>` +
+        `<div class="code"><div class="code-head"><span class="code-lang">${label}</span></div>` +
         `<pre><code class="hljs">${html}</code></pre></div>`
       );
     },
   },
 });
+marked.use(mathExtension);
 
 const PURIFY = {
   FORBID_TAGS: ["style", "form", "input", "textarea", "select", "button", "iframe", "object", "embed"],
@@ -90,10 +93,11 @@ function guardImages(node) {
   }
 }
 
-/** Render into `node`, then give each code block a working copy button. */
+/** Render into `node`, typeset its math, then give each code block a working copy button. */
 export function renderInto(node, text, onCopy) {
   node.innerHTML = renderMarkdown(text);
   guardImages(node);
+  renderMath(node);
   for (const block of node.querySelectorAll("div.code")) {
     const head = block.querySelector(".code-head");
     if (!head) continue;
@@ -105,5 +109,3 @@ export function renderInto(node, text, onCopy) {
     head.append(button);
   }
 }
-
-export { escapeHtml };

@@ -55,9 +55,10 @@ export class MessageView {
     this.node.dataset.id = m.id;
     this.node.dataset.status = m.status || "complete";
     this.body = h("div", { class: "msg-body" });
+    this.noteBox = h("div", { class: "msg-note", role: "status", hidden: true });
     this.errorBox = h("div", { class: "msg-error", role: "alert", hidden: true });
     this.foot = h("div", { class: "msg-foot" });
-    const main = h("div", { class: "msg-main" }, this.body, this.errorBox, this.foot);
+    const main = h("div", { class: "msg-main" }, this.body, this.noteBox, this.errorBox, this.foot);
     const avatar = this.isUser ? null : h("div", { class: "msg-avatar" }, h("span", { class: "logo" }));
     this.node.replaceChildren(...[avatar, main].filter(Boolean));
     this.partNodes = [];
@@ -178,9 +179,12 @@ export class MessageView {
     if (!this.isUser && m.model) meta.append(h("span", { class: "model" }, m.model));
     items.push(meta);
     this.foot.replaceChildren(...items);
-    const error = m.status === "error" ? m.error?.message || "The reply failed." : noticeOf(m);
+    const error = m.status === "error" ? m.error?.message || "The reply failed." : "";
     this.errorBox.hidden = !error;
     this.errorBox.replaceChildren(...(error ? [icon("alert"), h("span", {}, error)] : []));
+    const notice = noticeOf(m);
+    this.noteBox.hidden = !notice;
+    this.noteBox.replaceChildren(...(notice ? [icon("alert"), h("span", {}, notice)] : []));
   }
 
   startEdit() {
@@ -275,6 +279,7 @@ export class Thread {
     this.container.append(...nodes);
     this.stick = true;
     this.toBottom();
+    this.ctx.onStick(true); // a new window starts at its bottom, whether or not it scrolls
     this.ctx.onWindow();
   }
 
@@ -448,7 +453,8 @@ export class Thread {
   }
 }
 
-/** Why a reply stopped early (a stored `data-notice` part, or one that just streamed in). */
+/** Why a reply stopped early, e.g. at the step limit (a stored `data-notice` part, or one that
+ * just streamed in): said beside the reply, not as an error. */
 function noticeOf(message) {
   const part = (message.parts || []).findLast((p) => p.type === "data-notice");
   return message.notice || part?.data?.message || "";

@@ -1,24 +1,26 @@
-// Model and profile pickers. A list from the server when it offers one (GET /v1/models,
-// GET /api/profiles, each profile's description its option's title), free text otherwise; the
-// choice is remembered in this browser.
+// Model and profile pickers in the composer. They show the open conversation's model and profile
+// (a change is saved to the conversation), or on a new chat the ones it will start with, which
+// this browser remembers. A list from the server when it offers one (GET /v1/models, GET
+// /api/profiles, each profile's description its option's title), free text otherwise.
 
 import { h } from "./util.js";
 
 const KNOWN_PROFILES = ["generalist", "todo"];
 
-function remembered(key) {
+export function remembered(key) {
   return localStorage.getItem(`parley.${key}`) || "";
 }
 
-function remember(key, value) {
+export function remember(key, value) {
   if (value) localStorage.setItem(`parley.${key}`, value);
   else localStorage.removeItem(`parley.${key}`);
 }
 
-async function listFrom(api, path, pick) {
+/** GET /v1/models: the provider models (`profile/NAME` ones are for the OpenAI door), or null. */
+async function modelsFrom(api) {
   try {
-    const body = await api.get(path);
-    const names = pick(body).filter((n) => typeof n === "string" && n);
+    const body = await api.get("/v1/models");
+    const names = (body?.data || []).map((m) => m?.id).filter((n) => typeof n === "string" && n && !n.startsWith("profile/"));
     return names.length ? [...new Set(names)] : null;
   } catch {
     return null;
@@ -36,63 +38,75 @@ async function profilesFrom(api) {
   }
 }
 
-function select(key, label, names, titles = {}) {
-  const current = remembered(key);
-  const node = h(
+/** What the server offers to choose from: `{models, profiles}`, each null when it says nothing. */
+export async function loadChoices(api) {
+  const [models, profiles] = await Promise.all([modelsFrom(api), profilesFrom(api)]);
+  return { models, profiles };
+}
+
+/** A select of `names` (and "Default KEY"), or a text box when there is no list. */
+export function choiceInput(key, label, names, titles = {}) {
+  if (!names) {
+    const suggestions = key === "profile" ? KNOWN_PROFILES : [];
+    const listId = `choice-${key}-${Math.random().toString(36).slice(2, 8)}`;
+    const input = h("input", {
+      type: "text",
+      "aria-label": label,
+      class: `picker-input picker-${key}`,
+      placeholder: `Default ${key}`,
+      list: suggestions.length ? listId : null,
+      spellcheck: "false",
+      autocomplete: "off",
+    });
+    return { input, nodes: [input, h("datalist", { id: listId }, suggestions.map((s) => h("option", { value: s })))] };
+  }
+  const input = h(
     "select",
     { "aria-label": label, class: `picker-input picker-${key}` },
     h("option", { value: "" }, `Default ${key}`),
     names.map((n) => h("option", { value: n, title: titles[n] || null }, n)),
   );
-  if (current && !names.includes(current)) node.append(h("option", { value: current }, current));
-  node.value = current;
-  node.addEventListener("change", () => remember(key, node.value));
-  return node;
+  return { input, nodes: [input] };
 }
 
-function freeText(key, label, suggestions) {
-  const listId = `picker-${key}-list`;
-  const node = h("input", {
-    type: "text",
-    "aria-label": label,
-    class: `picker-input picker-${key}`,
-    placeholder: `Default ${key}`,
-    list: suggestions.length ? listId : null,
-    spellcheck: "false",
-    autocomplete: "off",
-  });
-  node.value = remembered(key);
-  node.addEventListener("change", () => remember(key, node.value.trim()));
-  const datalist = h("datalist", { id: listId }, suggestions.map((s) => h("option", { value: s })));
-  return [node, datalist];
+/** Show `value` in a choice (a select gets an option for a value it does not list). */
+export function setChoice(input, value) {
+  value ||= "";
+  if (input.tagName === "SELECT" && ![...input.options].some((o) => o.value === value)) {
+    input.append(h("option", { value }, value));
+  }
+  input.value = value;
 }
 
-function mount(slot, nodes) {
-  slot.replaceChildren(...[nodes].flat());
-  return slot.querySelector(".picker-input");
+function mount(slotId, key, { input, nodes }, onChange) {
+  document.getElementById(slotId).replaceChildren(...nodes);
+  input.addEventListener("change", () => onChange(key, input.value.trim()));
+  return input;
 }
 
-/** Fill the two picker slots; returns getters for the chosen model and profile ("" = default). */
-export async function setupPickers(api) {
-  const [models, profiles] = await Promise.all([
-    listFrom(api, "/v1/models", (b) => (b?.data || []).map((m) => m.id)),
-    profilesFrom(api),
-  ]);
-  const modelSlot = document.getElementById("model-picker");
-  const profileSlot = document.getElementById("profile-picker");
-  const model = mount(modelSlot, models ? select("model", "Model", models) : freeText("model", "Model", []));
-  const profile = mount(
-    profileSlot,
-    profiles
-      ? select("profile", "Profile", Object.keys(profiles), profiles)
-      : freeText("profile", "Profile", KNOWN_PROFILES),
-  );
-  return {
-    get model() {
-      return model.value.trim();
-    },
-    get profile() {
-      return profile.value.trim();
-    },
-  };
+export class Pickers {
+  /** @param {{models: string[]|null, profiles: object|null}} choices
+   *  @param {(key: string, value: string) => void} onChange */
+  constructor(choices, onChange) {
+    this.choices = choices;
+    const profileNames = choices.profiles ? Object.keys(choices.profiles) : null;
+    this.inputs = {
+      model: mount("model-picker", "model", choiceInput("model", "Model", choices.models), onChange),
+      profile: mount("profile-picker", "profile", choiceInput("profile", "Profile", profileNames, choices.profiles || {}), onChange),
+    };
+  }
+
+  get model() {
+    return this.inputs.model.value.trim();
+  }
+
+  get profile() {
+    return this.inputs.profile.value.trim();
+  }
+
+  /** Show a conversation's (or a new chat's) `{model, profile}`. */
+  show(settings) {
+    setChoice(this.inputs.model, settings.model);
+    setChoice(this.inputs.profile, settings.profile);
+  }
 }

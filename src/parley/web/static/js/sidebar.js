@@ -1,6 +1,6 @@
-// The conversation list: newest first, searched by the server, paged with next_cursor; rename
-// in place, archive (archived ones under a collapsible "Archived", loaded when it is opened),
-// delete with an inline confirmation.
+// The conversation list: newest first, searched by the server (a result shows where it matched),
+// paged with next_cursor; rename in place, archive (archived ones under a collapsible "Archived",
+// loaded when it is opened), delete with an inline confirmation.
 
 import { enc } from "./api.js";
 import { debounce, h, icon, relativeDay, toast } from "./util.js";
@@ -147,7 +147,8 @@ export class Sidebar {
 
   item(convo) {
     const title = convo.title || "New chat";
-    const open = h("a", { class: "conv-open", href: `#/c/${enc(convo.id)}`, title }, h("span", { class: "conv-title" }, title));
+    const snippet = this.query && convo.match?.snippet ? snippetNode(convo.match, this.query) : null;
+    const open = h("a", { class: "conv-open", href: `#/c/${enc(convo.id)}`, title }, h("span", { class: "conv-title" }, title), snippet);
     const rename = h("button", { type: "button", class: "act", title: "Rename", "aria-label": `Rename ${title}` }, icon("edit"));
     const archived = convo.status === "archived";
     const verb = archived ? "Unarchive" : "Archive";
@@ -226,4 +227,21 @@ export class Sidebar {
     });
     no.focus();
   }
+}
+
+/** Where a search matched (GET /api/conversations?q= gives each result's `match`), the words
+ * searched for marked. */
+function snippetNode(match, query) {
+  const text = match.snippet;
+  const node = h("span", { class: "conv-snippet" });
+  if (match.role === "assistant") node.append(h("span", { class: "conv-snippet-who" }, "Reply: "));
+  const lower = text.toLowerCase();
+  const needle = query.toLowerCase();
+  let at = 0;
+  for (let found = lower.indexOf(needle); needle && found !== -1; found = lower.indexOf(needle, at)) {
+    node.append(text.slice(at, found), h("mark", {}, text.slice(found, found + needle.length)));
+    at = found + needle.length;
+  }
+  node.append(text.slice(at));
+  return node;
 }
