@@ -431,7 +431,8 @@ def chat(
     url: Annotated[str, typer.Option(help="parley's base URL.")] = "http://127.0.0.1:8000",
     user: Annotated[str, typer.Option(help="Sign a local token for this user.")] = "me",
 ) -> None:
-    """A terminal client: streams replies, shows tools, asks for approvals."""
+    """A terminal client: streams replies and renders their markdown, shows tools, asks for
+    approvals."""
     from parley.terminal import run_chat
 
     run_chat(url=url, user=user, conversation=conversation, model=model, profile=profile)

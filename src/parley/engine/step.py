@@ -13,6 +13,7 @@ from parley.chat.ids import new_id
 from parley.chat.usage import TokenUsage
 from parley.engine.budget import Budget
 from parley.engine.requests import PreparedTurn
+from parley.engine.tokens import estimate
 from parley.providers.base import (
     ChatMessage,
     FinishChunk,
@@ -47,18 +48,27 @@ async def model_step(
     assembler = _ToolCallAssembler()
     finish = "stop"
     stream = provider.stream(request)
+    produced: list[str] = []  # what the model said, until it reports its usage
     try:
         async for chunk in stream:
             if isinstance(chunk, TextChunk):  # the most of them: no detour
                 if chunk.text:
+                    produced.append(chunk.text)
                     yield ev.TextDelta(content=chunk.text)
             elif isinstance(chunk, FinishChunk):
                 finish = chunk.reason
             elif isinstance(chunk, UsageChunk):
+                produced = []
                 yield await _charged(turn, chunk, budget)
             else:
+                if said := _said(chunk):
+                    produced.append(said)
                 for event in _events(chunk, assembler):
                     yield event
+    except asyncio.CancelledError:
+        if produced:  # stopped before the model reported its usage: count what it was sent and said
+            await _charged(turn, _estimated(turn, produced), budget)
+        raise
     finally:
         turn.model_asked()  # it failed before its request left, say
         await stream.aclose()  # type: ignore[attr-defined]
@@ -77,6 +87,21 @@ def _events(chunk: ProviderEvent, assembler: _ToolCallAssembler) -> list[ev.Engi
         message = f"waiting for the model: position {chunk.position} in the queue"
         return [ev.ToolProgress(tool_call_id="", tool_name="", message=message)]
     return []
+
+
+def _said(chunk: ProviderEvent) -> str:
+    if isinstance(chunk, ReasoningChunk):
+        return chunk.text
+    if isinstance(chunk, ToolCallChunk):
+        return (chunk.name or "") + (chunk.arguments or "")
+    return ""
+
+
+def _estimated(turn: PreparedTurn, produced: list[str]) -> UsageChunk:
+    """A stopped step's usage, as the context window counted its request and estimates its
+    reply (a provider reports usage at a stream's end, which a stopped step never reaches)."""
+    said = estimate("".join(produced))
+    return UsageChunk(prompt_tokens=turn.context.sent_tokens, completion_tokens=said)
 
 
 async def _charged(turn: PreparedTurn, chunk: UsageChunk, budget: Budget) -> ev.Usage:
