@@ -27,7 +27,14 @@ whose status is :func:`status_of`. Foreign exceptions are translated at the seam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
+
+
+class ErrorInfo(TypedDict):
+    """An error as a client is told it, and as a failed reply keeps it (``Message.error``)."""
+
+    code: str
+    message: str
 
 
 class ParleyError(Exception):
@@ -43,7 +50,7 @@ class ParleyError(Exception):
             self.status = status
         self.extra = extra
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> ErrorInfo:
         return {"code": self.code, "message": self.message}
 
 

@@ -302,6 +302,46 @@ async def test_errors_before_the_stream_are_http_errors_and_after_it_error_chunk
     assert chunks[-2] == {"type": "error", "errorText": "down"}
 
 
+async def test_a_part_parley_reads_that_does_not_fit_its_type_is_a_400_naming_it(
+    live: Live, scripted: ScriptedProvider, tool_registry: ToolRegistry
+) -> None:
+    """Text, file and answered-approval parts are checked where they enter, before anything is
+    written; the client's own parts (a ``data-*`` part here) are left alone."""
+    weather_tool(tool_registry)
+    scripted.enqueue([WEATHER_CALL])
+    async with live.client() as http:
+        own = {"type": "data-mine", "data": 5}
+        bad_text = {"id": "u1", "role": "user", "parts": [own, {"type": "text", "text": 5}]}
+        refused = await http.post("/api/chat", json=body(bad_text, chat="chat-bad"))
+        _, first = await ui(http, body(user_message("Weather?")), headers=V6)
+        asked = next(c for c in first if c != "[DONE]" and c["type"] == "tool-approval-request")
+        answer = {"id": asked["approvalId"], "approved": False, "reason": "no" * 1_001}
+        tool = {
+            "type": "dynamic-tool",
+            "toolName": "get_weather",
+            "toolCallId": "call_1",
+            "state": "approval-responded",
+            "input": {"city": "Paris"},
+            "approval": answer,
+        }
+        assistant = {"id": first[0]["messageId"], "role": "assistant", "parts": [own, tool]}
+        too_long = await http.post("/api/chat", json=body(user_message("Weather?"), assistant))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == {
+        "code": "ERR_VALIDATION",
+        "message": "messages[0].parts[1].text: Input should be a valid string",
+    }
+    assert await live.services.store.find_conversation_by_external("alice", "chat-bad") is None
+    assert too_long.status_code == 400, too_long.text
+    message = too_long.json()["error"]["message"]
+    assert message.startswith("messages[1].parts[1].approval.reason: String should have at most")
+    convo = await live.services.store.find_conversation_by_external("alice", "chat-1")
+    assert convo is not None
+    [waiting] = await live.services.store.pending_in_conversation("alice", convo.id)
+    assert waiting.status == "pending"  # the approval still waits for a good answer
+    assert len(scripted.requests) == 1
+
+
 @pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": False}])
 async def test_the_playground_is_not_mounted_unless_enabled(live: Live) -> None:
     async with live.client() as http:

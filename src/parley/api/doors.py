@@ -58,11 +58,11 @@ async def record_tool_outputs(
     its tool parts. :class:`ValidationFailed` (``refusal``) when it is not a reply, when no
     output answers one of its calls, or, with ``every``, when one answers none."""
     message = await s.store.get_message(user, conversation_id, message_id)
-    parts = [dict(p) for p in message.parts]
+    parts = [p.copy() for p in message.parts]
     unanswered = set(outputs)
     for part in parts:
-        if part.get("type") == "dynamic-tool" and part.get("toolCallId") in unanswered:
-            part.update(state="output-available", output=outputs[part["toolCallId"]])
+        if part["type"] == "dynamic-tool" and part.get("toolCallId") in unanswered:
+            part.update({"state": "output-available", "output": outputs[part["toolCallId"]]})
             unanswered.discard(part["toolCallId"])
     answered = len(unanswered) < len(outputs)
     if message.role != "assistant" or not answered or (every and unanswered):

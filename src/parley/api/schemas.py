@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import mimetypes
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from parley.chat.files import file_part
-from parley.chat.messages import Part
+from parley.chat.messages import FileUIPart
+from parley.errors import ValidationFailed
 from parley.store.values import ApprovalAsk, Conversation, Message, PendingInput, ToolCall
 
 log = structlog.get_logger("parley.api")
@@ -80,7 +91,7 @@ class Attachment(ClientBody):
     data: str | None = Field(default=None, max_length=10_000_000)
     content: str | None = Field(default=None, max_length=10_000_000)
 
-    def to_part(self, field: str) -> Part:
+    def to_part(self, field: str) -> FileUIPart:
         """The stored file part (:func:`parley.chat.files.file_part`); ``field`` names this
         attachment in the 400 when its URL or data cannot be read."""
         url, data = self.url, self.data
@@ -158,6 +169,80 @@ class ElicitationAnswer(ClientBody):
 
     action: Literal["accept", "decline", "cancel"]
     content: dict[str, Any] | None = None
+
+
+# a UIMessage's parts, as a client sends them -------------------------------------------------
+
+
+class ClientText(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ClientFile(BaseModel):
+    """A file part; :meth:`to_part` checks its URL and media type as every door does."""
+
+    type: Literal["file"]
+    url: str
+    mediaType: str | None = None
+    filename: str | None = None
+
+    def to_part(self, field: str) -> FileUIPart:
+        media_type = self.mediaType or "application/octet-stream"
+        return file_part(url=self.url, media_type=media_type, filename=self.filename, field=field)
+
+
+class ClientApproval(BaseModel):
+    id: str = Field(default="", max_length=64)
+    approved: bool = False
+    reason: str | None = Field(default=None, max_length=2_000)
+
+
+class ClientApprovalAnswer(BaseModel):
+    """A v6 tool part (``dynamic-tool`` or ``tool-<name>``) whose approval the client answered."""
+
+    type: str
+    state: Literal["approval-responded"]
+    toolCallId: str | None = Field(default=None, max_length=255)
+    approval: ClientApproval
+
+
+def _client_kind(part: Any) -> str | None:
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type")
+    if kind in ("text", "file"):
+        return str(kind)
+    if part.get("state") == "approval-responded" and isinstance(part.get("approval"), dict):
+        return "answer"
+    return None
+
+
+ClientPart = Annotated[
+    Annotated[ClientText, Tag("text")]
+    | Annotated[ClientFile, Tag("file")]
+    | Annotated[ClientApprovalAnswer, Tag("answer")],
+    Discriminator(_client_kind),
+]
+_client_part: TypeAdapter[ClientPart] = TypeAdapter(ClientPart)
+
+
+def client_parts(parts: list[dict[str, Any]], field: str) -> list[tuple[str, ClientPart]]:
+    """The parts of a client's message that parley reads (text, files, approval answers), each
+    with where it is in the body (``field[j]``); the client's other parts are left alone. A
+    part that does not fit its type is a :class:`ValidationFailed` naming its field."""
+    read: list[tuple[str, ClientPart]] = []
+    for j, part in enumerate(parts):
+        if _client_kind(part) is None:
+            continue
+        where = f"{field}[{j}]"
+        try:
+            read.append((where, _client_part.validate_python(part)))
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            name = ".".join([where, *(str(p) for p in error["loc"][1:])])
+            raise ValidationFailed(f"{name}: {error['msg']}", field=name) from None
+    return read
 
 
 def usage_of(row: Conversation | Message) -> dict[str, int]:

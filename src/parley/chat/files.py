@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from parley.chat.messages import Part
+from parley.chat.messages import FileUIPart
 from parley.errors import ValidationFailed
 
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}")
@@ -65,11 +65,11 @@ def strict_base64(text: str | bytes) -> bytes:
 
 def file_part(
     *, url: object, media_type: object, filename: object = None, data: object = None, field: str
-) -> Part:
+) -> FileUIPart:
     """The stored part for one file a client sent (a URL, or base64 ``data``), or
     :class:`ValidationFailed` naming ``field`` (where the door's body holds the file)."""
     kind = _media_type(media_type, field)
-    part: Part = {"type": "file", "mediaType": kind, "url": _url(url, data, kind, field)}
+    part: FileUIPart = {"type": "file", "mediaType": kind, "url": _url(url, data, kind, field)}
     if filename is not None:
         if not isinstance(filename, str) or len(filename) > 255 or not filename.isprintable():
             raise _invalid(field, "its file name must be printable text of at most 255 characters")

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from parley.chat.files import read_data_url
-from parley.chat.messages import Part
+from parley.chat.messages import DynamicToolUIPart, FileUIPart, Part
 from parley.providers.base import ChatMessage, ImagePart, TextPart, ToolCallRequest
 from parley.store.values import Message
 
@@ -53,16 +53,16 @@ def user_message(parts: Iterable[Part], message_id: str | None = None) -> ChatMe
 
 
 def _user_part(part: Part) -> list[TextPart | ImagePart]:
-    if part.get("type") == "text":
+    if part["type"] == "text":
         return [TextPart(text=part["text"])]
-    if part.get("type") == "file":
+    if part["type"] == "file":
         return [_file_part(part)]
     return []
 
 
-def _file_part(part: Part) -> TextPart | ImagePart:
+def _file_part(part: FileUIPart) -> TextPart | ImagePart:
     media_type = part.get("mediaType", "application/octet-stream")
-    url: str = part.get("url", "")
+    url = part.get("url", "")
     inline = read_data_url(url) if url[:5].lower() == "data:" else None
     if media_type.startswith("image/"):
         if inline is not None:
@@ -97,8 +97,8 @@ def assistant_messages(
     stored part that cannot be read is reported and left out."""
     out: list[ChatMessage] = []
     for step in _steps(_readable(parts, message_id or "")):
-        text = "".join(p["text"] for p in step if p.get("type") == "text")
-        tools = [p for p in step if p.get("type") == "dynamic-tool"]
+        text = "".join(p["text"] for p in step if p["type"] == "text")
+        tools = [p for p in step if p["type"] == "dynamic-tool"]
         if not text and not tools:
             continue
         calls = [
@@ -134,6 +134,8 @@ def _usable(part: object) -> bool:
     if not isinstance(part, dict):
         return False
     kind = part.get("type")
+    if not isinstance(kind, str):
+        return False
     if kind in ("text", "reasoning"):
         return isinstance(part.get("text"), str)
     if kind == "dynamic-tool":
@@ -146,7 +148,7 @@ def _usable(part: object) -> bool:
 def _steps(parts: Sequence[Part]) -> list[list[Part]]:
     steps: list[list[Part]] = [[]]
     for part in parts:
-        if part.get("type") == "step-start":
+        if part["type"] == "step-start":
             if steps[-1]:
                 steps.append([])
         else:
@@ -154,7 +156,7 @@ def _steps(parts: Sequence[Part]) -> list[list[Part]]:
     return [s for s in steps if s]
 
 
-def tool_result_text(part: Part, max_chars: int) -> str:
+def tool_result_text(part: DynamicToolUIPart, max_chars: int) -> str:
     """What the model is told about a tool call; long results are cut, the store keeps all."""
     state = part.get("state")
     if state == "output-available":

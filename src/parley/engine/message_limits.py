@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from parley.chat.messages import Part
+from parley.chat.messages import FileUIPart, Part
 from parley.config import Settings
 from parley.errors import ValidationFailed
 
@@ -42,21 +42,21 @@ class MessageLimits:
 
     def check(self, parts: Sequence[Part]) -> None:
         """Raise :class:`ValidationFailed` naming the first limit the message's parts go over."""
-        chars = sum(len(str(p.get("text", ""))) for p in parts if p.get("type") == "text")
+        chars = sum(len(p["text"]) for p in parts if p["type"] == "text")
         if chars > self.chars:
             raise ValidationFailed(f"the message is longer than {self.chars} characters")
-        files = [p for p in parts if p.get("type") == "file"]
+        files = [p for p in parts if p["type"] == "file"]
         if len(files) > self.attachments:
             raise ValidationFailed(f"at most {self.attachments} attachments")
         for part in files:
             if inline_bytes(part) > self.attachment_bytes:
-                name = str(part.get("filename") or "")
+                name = part.get("filename", "")
                 raise ValidationFailed(f"attachment {name!r} is over {self.attachment_bytes} bytes")
 
 
-def inline_bytes(part: Part) -> int:
+def inline_bytes(part: FileUIPart) -> int:
     """The bytes a file part carries in its ``data:`` URL; a link to elsewhere carries none."""
-    url = str(part.get("url", ""))
+    url = part["url"]
     if url[:5].lower() != "data:":
         return 0
     header, _, payload = url.partition(",")

@@ -16,6 +16,7 @@ from typing import Protocol
 from parley.chat.messages import Part, PartsBuilder
 from parley.chat.usage import TokenUsage
 from parley.engine.requests import PreparedTurn
+from parley.errors import ErrorInfo
 from parley.store import Store
 from parley.store.checkpoints import CheckpointWriter
 from parley.store.values import RunState
@@ -39,7 +40,7 @@ class TurnRecord(Protocol):
         """The run waits for approvals: keep its reply, state and usage so far."""
 
     async def finish(
-        self, turn: PreparedTurn, parts: list[Part], status: str, error: dict[str, str] | None
+        self, turn: PreparedTurn, parts: list[Part], status: str, error: ErrorInfo | None
     ) -> None:
         """The run ended with ``status`` (``complete``, ``error``, ``cancelled``, …)."""
 
@@ -76,7 +77,7 @@ class StoredTurns:
         turn.cost = 0.0
 
     async def finish(
-        self, turn: PreparedTurn, parts: list[Part], status: str, error: dict[str, str] | None
+        self, turn: PreparedTurn, parts: list[Part], status: str, error: ErrorInfo | None
     ) -> None:
         await self.checkpoints.settle(turn.message_id)
         await asyncio.shield(
@@ -125,5 +126,5 @@ class _Checkpointer:
         if now - self.last < self.interval:
             return
         self.last = now
-        snapshot = [dict(part) for part in builder.parts]  # the builder goes on changing them
+        snapshot = [part.copy() for part in builder.parts]  # the builder goes on changing them
         self.writer.submit(self.user_id, self.message_id, snapshot)

@@ -22,6 +22,7 @@ from parley.engine.requests import PreparedTurn
 from parley.engine.tools import ToolRunner
 from parley.engine.toolset import ToolSet
 from parley.engine.turn import Engine
+from parley.errors import ErrorInfo
 from parley.store.values import ApprovalAsk, Message
 from parley.tools.base import ToolContext, ToolOutput
 
@@ -38,7 +39,7 @@ class Unrecorded:
         return None
 
     async def finish(
-        self, turn: PreparedTurn, parts: list[Part], status: str, error: dict[str, str] | None
+        self, turn: PreparedTurn, parts: list[Part], status: str, error: ErrorInfo | None
     ) -> None:
         return None
 

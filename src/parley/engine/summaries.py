@@ -46,7 +46,7 @@ TITLE_CHARS = 80
 
 def title_from(parts: Sequence[Part]) -> str | None:
     """The title the first message gives a conversation: its first eight words."""
-    text = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").strip()
+    text = " ".join(p.get("text", "") for p in parts if p["type"] == "text").strip()
     if not text:
         return None
     words = text.split()
@@ -141,7 +141,7 @@ class Summaries:
         convo = await self.store.get_conversation(turn.user_id, turn.conversation_id)
         if given is None or convo.title != given:  # named by a person, or by a model already
             return
-        reply = " ".join(p.get("text", "") for p in parts if p.get("type") == "text")
+        reply = " ".join(p.get("text", "") for p in parts if p["type"] == "text")
         messages = [
             ChatMessage(role="system", content=TITLE_PROMPT),
             ChatMessage(

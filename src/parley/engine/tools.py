@@ -29,6 +29,7 @@ from parley.store.values import (
     ElicitationAsk,
     PendingInput,
     ToolCall,
+    ToolCallEnd,
     ToolChoice,
     utcnow,
 )
@@ -342,7 +343,7 @@ class ToolRunner:
 
     async def _invoke(
         self, tool: Tool, call: ev.ToolCallReady, context: ToolContext, deadline: Deadline
-    ) -> tuple[ev.EngineEvent, dict[str, Any]]:
+    ) -> tuple[ev.EngineEvent, ToolCallEnd]:
         name, ident = call.tool_name, call.tool_call_id
         try:
             async with deadline.running():

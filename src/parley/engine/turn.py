@@ -34,7 +34,7 @@ from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.engine.step import StepAside, model_step
 from parley.engine.summaries import Summaries
 from parley.engine.tools import ToolRunner
-from parley.errors import ParleyError, RunTimeout
+from parley.errors import ErrorInfo, ParleyError, RunTimeout
 from parley.limits import Limiter
 from parley.providers.base import ChatMessage
 from parley.providers.registry import ProviderRegistry
@@ -42,7 +42,7 @@ from parley.store import Store
 from parley.store.values import Run
 
 log = structlog.get_logger("parley.engine")
-INTERNAL = {"code": "ERR_INTERNAL", "message": "the run failed unexpectedly"}
+INTERNAL: ErrorInfo = {"code": "ERR_INTERNAL", "message": "the run failed unexpectedly"}
 
 
 class Engine:
@@ -203,7 +203,7 @@ class Engine:
         turn: PreparedTurn,
         builder: PartsBuilder,
         status: str,
-        error: dict[str, str] | None = None,
+        error: ErrorInfo | None = None,
     ) -> None:
         await self.record.finish(turn, builder.parts, status, error)
         await asyncio.shield(self.budget.release(turn))

@@ -365,7 +365,7 @@ def snapshot(messages: list[StoredMessage]) -> list[Message]:
 
 
 def _assistant(message: StoredMessage, text: str) -> list[Message]:
-    calls = [p for p in message.parts if p.get("type") == "dynamic-tool"]
+    calls = [p for p in message.parts if p["type"] == "dynamic-tool"]
     tool_calls = [
         ToolCall(
             id=str(p["toolCallId"]),

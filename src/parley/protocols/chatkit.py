@@ -67,7 +67,7 @@ from pydantic import BaseModel, TypeAdapter
 from sse_starlette import ServerSentEvent
 
 from parley.chat import events as ev
-from parley.chat.messages import Part
+from parley.chat.messages import DynamicToolUIPart, Part
 from parley.protocols.base import Encoder, Frames, sse
 from parley.store.values import Conversation, Message, utcnow
 
@@ -378,9 +378,11 @@ class ChatKitStream(Encoder):
     def _tool_ready(self, event: ev.ToolCallReady) -> list[ThreadStreamEvent]:
         ident = self._tool_item(event.tool_call_id)
         if event.tool_name in self.client_tools:
-            part = {
+            part: DynamicToolUIPart = {
+                "type": "dynamic-tool",
                 "toolCallId": event.tool_call_id,
                 "toolName": event.tool_name,
+                "state": "input-available",
                 "input": event.args,
             }
             return [ThreadItemDoneEvent(item=client_call_item(self._base(ident), part))]
@@ -388,11 +390,17 @@ class ChatKitStream(Encoder):
 
     def _tool_done(self, event: ev.ToolResult | ev.ToolFailed) -> ThreadStreamEvent:
         ident = self._tool_item(event.tool_call_id)
-        part: Part = {"toolName": event.tool_name}
+        part: DynamicToolUIPart = {
+            "type": "dynamic-tool",
+            "toolCallId": event.tool_call_id,
+            "toolName": event.tool_name,
+            "state": "output-error",
+            "input": None,
+        }
         if isinstance(event, ev.ToolResult):
-            part.update(state="output-available", output=event.result)
+            part.update({"state": "output-available", "output": event.result})
         else:
-            part.update(state="output-error", errorText=event.error)
+            part["errorText"] = event.error
         item = task_item(self._base(ident), part)
         if event.tool_call_id in self.asked:
             return ThreadItemReplacedEvent(item=item)

@@ -235,7 +235,7 @@ class ClientHistory:
                 return {
                     p["toolCallId"]: p["output"]
                     for p in parts
-                    if p.get("type") == "dynamic-tool" and p.get("state") == "output-available"
+                    if p["type"] == "dynamic-tool" and p["state"] == "output-available"
                 }
         return {}
 
@@ -352,8 +352,8 @@ def _fold_tool_result(history: ClientHistory, message: dict[str, Any], index: in
     call_id = message.get("tool_call_id")
     if history.messages and history.messages[-1][0] == "assistant":
         for part in history.messages[-1][1]:
-            if part.get("type") == "dynamic-tool" and part["toolCallId"] == call_id:
-                part.update(state="output-available", output=_text(message.get("content")))
+            if part["type"] == "dynamic-tool" and part["toolCallId"] == call_id:
+                part.update({"state": "output-available", "output": _text(message.get("content"))})
                 return
     raise ValidationFailed(
         f"messages[{index}]: a tool message must answer a tool call of the assistant message "

@@ -441,8 +441,8 @@ def _call_part(item: dict[str, Any], index: int) -> Part:
         raise ValidationFailed(f"input[{index}]: function_call arguments: {LONE_SURROGATE}")
     return {
         "type": "dynamic-tool",
-        "toolName": name,
-        "toolCallId": call_id,
+        "toolName": str(name),
+        "toolCallId": str(call_id),
         "state": "input-available",
         "input": args,
     }
@@ -455,8 +455,8 @@ def _fold_output(history: InputHistory, item: dict[str, Any], index: int) -> Non
     text = output if isinstance(output, str) else _text(output, index)
     for role, parts in reversed(history.messages):
         for part in parts if role == "assistant" else ():
-            if part.get("type") == "dynamic-tool" and part["toolCallId"] == call_id:
-                part.update(state="output-available", output=text)
+            if part["type"] == "dynamic-tool" and part["toolCallId"] == call_id:
+                part.update({"state": "output-available", "output": text})
                 return
     if any(role == "user" for role, _ in history.messages):
         raise ValidationFailed(

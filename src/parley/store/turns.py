@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Update, bindparam, func, insert, select, upda
 
 from parley.chat.messages import Part, text_of
 from parley.chat.usage import TokenUsage
-from parley.errors import NotFound
+from parley.errors import ErrorInfo, NotFound
 from parley.store import tables
 from parley.store.base import StoreBase
 from parley.store.messages import depth_after, insert_messages, message_values
@@ -220,7 +220,7 @@ class TurnStore(StoreBase):
         parts: list[Part],
         usage: TokenUsage,
         cost: float = 0.0,
-        error: dict[str, str] | None = None,
+        error: ErrorInfo | None = None,
         run_status: str | None = None,
         run_state: RunState | None = None,
     ) -> None:

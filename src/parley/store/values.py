@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from parley.chat.messages import Part
+from parley.errors import ErrorInfo
 
 
 def utcnow() -> datetime:
@@ -82,7 +83,7 @@ class Message:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
-    error: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -155,6 +156,14 @@ class ToolCall:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
+
+
+class ToolCallEnd(TypedDict):
+    """How a tool call ended, as its audit row takes it (``AuditStore.update_tool_call``)."""
+
+    status: Literal["succeeded", "failed", "timed_out"]
+    error: NotRequired[str]
+    result: NotRequired[Any]
 
 
 class ApprovalAsk(BaseModel):

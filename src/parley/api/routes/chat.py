@@ -20,6 +20,7 @@ from parley.api.schemas import (
 )
 from parley.api.streaming import sse_response
 from parley.chat import events as ev
+from parley.chat.messages import Part
 from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import ValidationFailed
 from parley.protocols.native_sse import NativeSSE, UnnamedSSE
@@ -34,7 +35,7 @@ def wants_json(request: Request, stream: bool | None) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-def check_message(body: SendMessage, s: Services) -> list[dict[str, Any]]:
+def check_message(body: SendMessage, s: Services) -> list[Part]:
     """The message's parts, or a clear 4xx. Its limits are every door's, held by the engine
     (:meth:`parley.engine.turn.Engine.check`)."""
     if not body.content.strip() and not body.attachments:

@@ -282,13 +282,13 @@ async def _tool_output(
     recorded there and the model goes on in a new reply."""
     convo = await s.store.get_conversation(user, req.params.thread_id)
     leaf = await s.store.get_message(user, convo.id, convo.active_leaf_id or "")
-    parts = [dict(p) for p in leaf.parts]
+    parts = [p.copy() for p in leaf.parts]
     waiting = [
-        p for p in parts if p.get("type") == "dynamic-tool" and p.get("state") == "input-available"
+        p for p in parts if p["type"] == "dynamic-tool" and p.get("state") == "input-available"
     ]
     if leaf.role != "assistant" or leaf.status == "streaming" or not waiting:
         raise Conflict("no client tool call of this thread waits for its output")
-    waiting[-1].update(state="output-available", output=req.params.result)
+    waiting[-1].update({"state": "output-available", "output": req.params.result})
     await s.store.checkpoint(user, leaf.id, parts)
     turn = await s.runs.start(user, convo.id, TurnRequest(mode="continue", external_tools=tools))
     return _stream(s, turn, tools)

@@ -59,8 +59,10 @@ from parley.api.routes.vercel_replies import (
     resume_stream,
     stream,
 )
+from parley.api.schemas import ClientApprovalAnswer, ClientFile, ClientText, client_parts
 from parley.chat import events as ev
 from parley.chat.files import file_part
+from parley.chat.messages import Part
 from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.store.values import Conversation
@@ -247,7 +249,7 @@ async def _ai4_turn(
     convo: Conversation,
     approve_all: bool,
     content: str | None,
-    parts: list[dict[str, Any]],
+    parts: list[Part],
 ) -> TurnRequest:
     """ai@4 sends the whole chat without ids and says nothing of why: its ``k``-th user message
     is new when parley holds fewer; else ``reload()`` re-sent it (the same text: its reply is
@@ -274,30 +276,23 @@ def _check_new_message(body: ChatRequest, s: Services) -> None:
         s.engine.check(TurnRequest(content=content, parts=parts))
 
 
-def _user_message(body: ChatRequest) -> tuple[str | None, list[dict[str, Any]]]:
+def _user_message(body: ChatRequest) -> tuple[str | None, list[Part]]:
     """The text and file parts of the client's newest user message (the last in ``messages``)."""
     index = len(body.messages) - 1
     message = body.messages[index]
+    files: list[Part]
     if message.content is not None:
         text, files = message.content, _ai4_files(message, f"messages[{index}]")
     else:
-        text = "\n".join(str(p.get("text", "")) for p in message.parts if p.get("type") == "text")
-        files = [
-            file_part(
-                url=p.get("url"),
-                media_type=p.get("mediaType") or "application/octet-stream",
-                filename=p.get("filename"),
-                field=f"messages[{index}].parts[{j}]",
-            )
-            for j, p in enumerate(message.parts)
-            if p.get("type") == "file"
-        ]
+        parts = client_parts(message.parts, f"messages[{index}].parts")
+        text = "\n".join(p.text for _, p in parts if isinstance(p, ClientText))
+        files = [p.to_part(where) for where, p in parts if isinstance(p, ClientFile)]
     if not text.strip() and not files:
         raise ValidationFailed("the message is empty")
     return text or None, files
 
 
-def _ai4_files(message: UIMessage, field: str) -> list[dict[str, Any]]:
+def _ai4_files(message: UIMessage, field: str) -> list[Part]:
     """An ai@4 message's ``experimental_attachments`` as file parts."""
     return [
         file_part(
@@ -345,15 +340,15 @@ def _approval_answers(body: ChatRequest, waiting: set[str | None]) -> list[Appro
     last = body.messages[-1] if body.messages else None
     if last is None or last.role != "assistant":
         return answers
-    for part in last.parts:
-        approval = part.get("approval")
-        if part.get("state") == "approval-responded" and isinstance(approval, dict):
+    for _, part in client_parts(last.parts, f"messages[{len(body.messages) - 1}].parts"):
+        if isinstance(part, ClientApprovalAnswer):
+            answer = part.approval
             answers.append(
                 ApprovalResponse(
-                    id=str(approval.get("id", "")),
-                    approved=bool(approval.get("approved")),
-                    reason=approval.get("reason"),
-                    toolCallId=part.get("toolCallId"),
+                    id=answer.id,
+                    approved=answer.approved,
+                    reason=answer.reason,
+                    toolCallId=part.toolCallId,
                 )
             )
     for invocation in last.toolInvocations or []:
@@ -394,7 +389,7 @@ async def _ends_in_tool_results(
     return bool(step) and all(p.get("type") == "dynamic-tool" for p in step)
 
 
-def _last_step(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _last_step(parts: list[Part]) -> list[Part]:
     """The parts after the last ``step-start``, notices aside."""
     starts = [i for i, p in enumerate(parts) if p.get("type") == "step-start"]
     after = parts[starts[-1] + 1 :] if starts else parts
