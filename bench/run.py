@@ -1,7 +1,8 @@
 """``make bench``: parley against a bare relay, both fed by the same fake upstream.
 
-``python -m bench.run [--tiny] [--out FILE] [--no-postgres]`` prints a table and writes JSON
-results (default ``bench/results/<UTC time>.json``). See bench/README.md for what each row means.
+``python -m bench.run [--tiny] [--out FILE] [--no-postgres] [--only long]`` prints a table and
+writes JSON results (default ``bench/results/<UTC time>.json``). See bench/README.md for what each
+row means; ``--only long`` runs the long-conversation scenario alone (bench/long.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench import database, paced, procs, streams
+from bench import database, long, paced, procs, streams
 from parley.logging import configure
 
 POSTGRES_SERVER = os.environ.get(
@@ -50,6 +51,8 @@ class Sizes:
     idle_streams: int = 300
     idle_hold_s: float = 20.0
     settle_s: float = 6.0
+    long_sizes: tuple[int, ...] = (10, 1_000, 10_000)  # messages of the long-conversation turns
+    long_turns: int = 30
 
 
 TINY = Sizes(
@@ -67,6 +70,8 @@ TINY = Sizes(
     idle_streams=4,
     idle_hold_s=3.0,
     settle_s=0.1,
+    long_sizes=(10, 60, 120),
+    long_turns=2,
 )
 
 
@@ -189,14 +194,39 @@ async def _databases(sizes: Sizes, workdir: Path, pg: bool) -> dict[str, Any]:
     return r
 
 
-async def collect(sizes: Sizes, workdir: Path, *, postgres: bool = True) -> dict[str, Any]:
+async def _long_turns(sizes: Sizes, workdir: Path, pg: bool) -> dict[str, Any]:
+    """Time per turn at 10, 1,000 and 10,000 messages, beside the relay (bench/long.py)."""
+    r: dict[str, Any] = {}
+    many, turns = sizes.long_sizes, sizes.long_turns
+    async with procs.upstream() as upstream:
+        async with procs.relay(upstream.url, workdir) as relay:
+            await procs.settle([relay, upstream], at_least=1.0)
+            r["relay"] = (await long.turns_beside(relay, upstream, turns, {"relay": None}))["relay"]
+        sqlite = f"sqlite+aiosqlite:///{workdir / 'long.db'}"
+        r["sqlite"] = await long.on_parley(upstream, workdir, sqlite, many, turns)
+        if pg:
+            async with _postgres_database("parley_bench_long") as url:
+                r["postgres"] = await long.on_parley(upstream, workdir, url, many, turns)
+    return r
+
+
+async def collect(
+    sizes: Sizes, workdir: Path, *, postgres: bool = True, only: str | None = None
+) -> dict[str, Any]:
     pg = postgres and _reachable(POSTGRES_SERVER)
     rd = _reachable(REDIS)
-    results = await _servers(sizes, workdir, pg, rd)
-    results.update(await _databases(sizes, workdir, pg))
+    results: dict[str, Any] = {}
+    if only is None:
+        results.update(await _servers(sizes, workdir, pg, rd))
+        results.update(await _databases(sizes, workdir, pg))
+    results["long_turns"] = await _long_turns(sizes, workdir, pg)
     results["skipped"] = [
-        *([] if pg else ["PostgreSQL (not reachable, or --no-postgres): parley-pg, big reads"]),
-        *([] if pg and rd else ["PostgreSQL+Redis (not reachable): --workers 1 and 2"]),
+        *(
+            []
+            if pg
+            else ["PostgreSQL (not reachable, or --no-postgres): parley-pg, big reads, long turns"]
+        ),
+        *([] if (pg and rd) or only else ["PostgreSQL+Redis (not reachable): --workers 1 and 2"]),
     ]
     return results
 
@@ -222,7 +252,12 @@ def _ratio(a: float, b: float) -> float:
 
 
 def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The issue's targets, each with the measured value and whether it is met."""
+    """The issues' targets, each with the measured value and whether it is met."""
+    found = long.targets(r["long_turns"]) if "long_turns" in r else {}
+    return (_stream_targets(r) if "parley" in r else {}) | found
+
+
+def _stream_targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     p, q = r["parley"], r["relay"]
     added = {k: _added(r[k]) for k in ("parley", "relay")}
     ttft = {pct: _ratio(added["parley"][pct], added["relay"][pct]) for pct in ("p50", "p99")}
@@ -331,6 +366,17 @@ def _reference_lines(r: dict[str, Any]) -> list[str]:
 
 
 def table(r: dict[str, Any]) -> str:
+    lines = _stream_lines(r) if "parley" in r else []
+    if "long_turns" in r:
+        lines.extend(long.lines(r["long_turns"]))
+    for skipped in r["skipped"]:
+        lines.append(f"SKIPPED: {skipped}")
+    for name, t in r["targets"].items():
+        lines.append(f"target {name:40} {'MET' if t['met'] else 'MISSED'}  ({t['value']})")
+    return "\n".join(lines)
+
+
+def _stream_lines(r: dict[str, Any]) -> list[str]:
     lines = [f"{'scenario':36} {'parley':>10} {'relay':>10} {'parley/relay':>13}"]
     for name, a, b in _rows(r):
         lines.append(f"{name:36} {a:10.2f} {b:10.2f} {_ratio(a, b):13.2f}")
@@ -366,11 +412,7 @@ def table(r: dict[str, Any]) -> str:
                 f" list of {big['size']} conversations p50"
                 f" {big['list_conversations']['p50_ms']:.1f} ms"
             )
-    for skipped in r["skipped"]:
-        lines.append(f"SKIPPED: {skipped}")
-    for name, t in r["targets"].items():
-        lines.append(f"target {name:40} {'MET' if t['met'] else 'MISSED'}  ({t['value']})")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -378,12 +420,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="a quick smoke run with tiny sizes")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--only", choices=["long"], help="one scenario: time per turn in long"
+                        " conversations")  # fmt: skip
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else Sizes()
     configure(json_logs=False, level="WARNING")  # the in-process parley: no line per request
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        results = asyncio.run(collect(sizes, Path(tmp), postgres=not args.no_postgres))
+        results = asyncio.run(
+            collect(sizes, Path(tmp), postgres=not args.no_postgres, only=args.only)
+        )
     results["targets"] = targets(results)
     results["machine"] = {**_machine(), "started_utc": started}
     results["sizes"] = asdict(sizes)

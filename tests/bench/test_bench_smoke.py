@@ -49,6 +49,14 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
     assert r["statements_sqlite"]["tokens_500"]["statements"] > 0
     assert r["statements_sqlite"]["tokens_500"]["commits"] > 0
     assert r["big_sqlite"]["size"] == tiny["big"]
+    long_turns = r["long_turns"]  # time per turn in long conversations, beside the relay
+    assert long_turns["relay"]["added_paired_s"]["n"] == tiny["long_turns"]
+    for db in ("sqlite", "postgres") if POSTGRES_UP else ("sqlite",):
+        assert sorted(int(size) for size in long_turns[db]) == tiny["long_sizes"]
+        for measured in long_turns[db].values():
+            assert measured["turn_s"]["n"] == measured["upstream_s"]["n"] == tiny["long_turns"]
+            assert measured["no_fold_while_measured"]
+    assert "time per turn" in done.stdout
     expected = {
         "ttft_added_p50_le_2x_relay",
         "ttft_added_p99_le_2x_relay",
@@ -58,11 +66,13 @@ def test_the_tiny_benchmark_runs_every_scenario_and_reports_every_target(tmp_pat
         "cancel_closes_upstream_le_1s",
         "constant_statements_per_reply_sqlite",
         "open_10k_conversation_lt_100ms_sqlite",
+        "turn_time_flat_le_1_2x_sqlite",
     }
     if POSTGRES_UP:
         expected |= {
             "constant_statements_per_reply_postgres",
             "open_10k_conversation_lt_100ms_postgres",
+            "turn_time_flat_le_1_2x_postgres",
         }
         assert r["parley_pg"]["one_stream"]["events"] == tiny["chunks"]
     if POSTGRES_UP and REDIS_UP:

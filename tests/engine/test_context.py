@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 from sqlalchemy import Connection, event
-from structlog.testing import capture_logs
 from tests.conftest import Live
 
 from parley.chat import events as ev
@@ -263,37 +262,6 @@ def test_the_estimate_is_within_a_fifth_of_a_real_tokenizer_on_average() -> None
     errors = [(estimate(t) - counter.count(t)) / max(counter.count(t), 1) for t in texts]
     assert abs(statistics.mean(errors)) < 0.2, statistics.mean(errors)
     assert min(errors) > -0.35  # it seldom counts low, which would overflow a window
-
-
-def test_tiktoken_counts_when_its_encoding_loads_and_falls_back_once_when_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import tiktoken
-
-    byte_level = tiktoken.Encoding(
-        name="bytes",
-        pat_str=r"\S+|\s+",
-        mergeable_ranks={bytes([i]): i for i in range(256)},
-        special_tokens={},
-    )
-    monkeypatch.setattr(tiktoken, "get_encoding", lambda name: byte_level)
-    counters = Counters()
-    assert counters.for_model("gpt-4o-mini") is ESTIMATE  # loading, in the background
-    counters.wait("tiktoken:o200k_base", timeout=10)
-    assert counters.for_model("gpt-4o-mini").count("héllo") == 6  # a token per byte
-
-    def offline(name: str) -> Any:
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(tiktoken, "get_encoding", offline)
-    offline_counters = Counters()
-    with capture_logs() as logs:
-        for _ in range(3):
-            offline_counters.for_model("gpt-4o-mini")
-            offline_counters.wait("tiktoken:o200k_base", timeout=10)
-    assert offline_counters.for_model("gpt-4o-mini") is ESTIMATE
-    assert [e["event"] for e in logs] == ["tokenizer_unavailable"]
-    assert counters.for_model("claude-sonnet-4") is ESTIMATE  # no tokenizer: the estimate
 
 
 def test_a_calibration_only_raises_the_estimate() -> None:

@@ -1,10 +1,14 @@
 """A turn's token budget: admission before anything is written, a reservation per step, the
-cost charged as usage arrives, the rest released at the end. Nothing without a limiter."""
+cost charged as usage arrives, the rest released at the end. Nothing without a limiter.
+
+A call the engine makes on its own after a reply (a summary, a title) is held to the same
+budgets: reserved before it (over budget, it is not made), settled with its usage after."""
 
 from __future__ import annotations
 
 import math
 
+from parley.chat.ids import new_id
 from parley.chat.messages import Part
 from parley.chat.usage import TokenUsage
 from parley.config import Settings
@@ -61,3 +65,24 @@ class Budget:
         if self.limiter is not None and turn.reservation is not None:
             held, turn.reservation = turn.reservation, None
             await self.limiter.release(held)
+
+    # calls the engine makes on its own (engine/summaries.py) ---------------------------------
+
+    async def reserve_aside(
+        self, user_id: str, model: ResolvedModel, messages: list[ChatMessage], max_tokens: int
+    ) -> Reservation | None:
+        """The user's budget for a background call; :class:`RateLimited` when it is used up."""
+        if self.limiter is None or not self.limiter.active(user_id):
+            return None
+        held = Reservation(user_id, new_id("aside"))
+        await self.limiter.reserve(held, model.ref, self.estimate(messages, max_tokens))
+        return held
+
+    async def settle_aside(
+        self, held: Reservation | None, model: ResolvedModel, usage: TokenUsage
+    ) -> float:
+        """Charge a background call's usage (releasing the rest of its reservation); its cost."""
+        cost = price_of(self.settings, model.ref, usage.prompt_tokens, usage.completion_tokens)
+        if self.limiter is not None and held is not None:
+            await self.limiter.settle(held, usage.total_tokens, cost)
+        return cost

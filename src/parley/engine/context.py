@@ -126,7 +126,8 @@ class ContextWindow:
 
     async def _summary_message(self, user_id: str, convo: Conversation) -> Message | None:
         try:
-            return await self.store.get_message(user_id, convo.id, convo.summary_message_id or "")
+            summarized = convo.summary_message_id or ""
+            return await self.store.get_message(user_id, convo.id, summarized, on_loop=True)
         except NotFound:
             return None
 

@@ -174,7 +174,7 @@ class TurnPreparer:
         if request.target_id is None:
             raise ValidationFailed("a message id is required")
         target = await self.store.get_message(user_id, convo.id, request.target_id)
-        replaced = await self._tail_from(user_id, convo, target.id)
+        replaced = await self._tail_from(user_id, convo, target)
         if request.mode == "regenerate":
             if target.role != "assistant":
                 raise ValidationFailed("only an assistant message can be regenerated")
@@ -183,11 +183,13 @@ class TurnPreparer:
             raise ValidationFailed("only a user message can be edited")
         return target.parent_id, _user_parts(request), replaced
 
-    async def _tail_from(self, user_id: str, convo: Conversation, message_id: str) -> list[str]:
-        """Ids of the active branch from ``message_id`` down to the leaf."""
-        branch = await self.store.branch(user_id, convo.id, leaf_id=convo.active_leaf_id)
-        ids = [m.id for m in branch]
-        return ids[ids.index(message_id) :] if message_id in ids else [message_id]
+    async def _tail_from(self, user_id: str, convo: Conversation, target: Message) -> list[str]:
+        """Ids of the active branch from ``target`` down to the leaf (``target`` alone when it
+        is on another branch): the ids of the leaf's walk up to the target's depth, no more."""
+        if convo.active_leaf_id is None:
+            return [target.id]
+        ids = await self.store.tail_ids(user_id, convo.id, convo.active_leaf_id, target.depth)
+        return ids if ids[:1] == [target.id] else [target.id]
 
     async def _side_effects(
         self, user_id: str, conversation_id: str, message_ids: list[str]

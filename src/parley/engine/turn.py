@@ -65,7 +65,9 @@ class Engine:
         self.record = record or StoredTurns(store, settings.checkpoint_interval)
         # long conversations: what the model sees; the summaries and titles after a stored reply
         self.context = context or ContextWindow(settings, store)
-        self.summaries = Summaries(settings, store, providers, self.context) if not record else None
+        self.summaries = (
+            Summaries(settings, store, providers, self.context, self.budget) if not record else None
+        )
         self.preparer = TurnPreparer(settings, store, providers, tools, self.budget, self.context)
 
     # prepare ----------------------------------------------------------------------------

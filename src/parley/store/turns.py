@@ -59,7 +59,8 @@ FINISH_REPLY = SAVE_REPLIES.values(
     cost=M.cost + bindparam("add_cost", type_=M.cost.type),
     error=bindparam("new_error", type_=M.error.type),
 )
-ADD_USAGE = (
+# a summary's or title's usage: the list's order stays
+ADD_ASIDE_USAGE = (
     update(tables.conversations)
     .where(*_OWNED_CONVERSATION)
     .values(
@@ -67,9 +68,9 @@ ADD_USAGE = (
         completion_tokens=C.completion_tokens
         + bindparam("add_completion", type_=C.completion_tokens.type),
         cost=C.cost + bindparam("add_cost", type_=C.cost.type),
-        updated_at=bindparam("now", type_=C.updated_at.type),
     )
 )
+ADD_USAGE = ADD_ASIDE_USAGE.values(updated_at=bindparam("now", type_=C.updated_at.type))
 
 
 @functools.cache
@@ -242,3 +243,12 @@ class TurnStore(StoreBase):
             conn.execute(end, params)
 
         await self.write(finish, on_loop=True)
+
+    async def add_usage(
+        self, user_id: str, conversation_id: str, usage: TokenUsage, cost: float
+    ) -> None:
+        """Add the usage of a summary or title the model wrote to the conversation's."""
+        params: dict[str, Any] = {"b_user": user_id, "b_conversation": conversation_id}
+        params.update(add_prompt=usage.prompt_tokens, add_completion=usage.completion_tokens)
+        params["add_cost"] = cost
+        await self.write(lambda conn: conn.execute(ADD_ASIDE_USAGE, params))
