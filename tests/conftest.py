@@ -103,7 +103,8 @@ async def _drop_run_database() -> None:
 async def _truncate_postgres(url: str) -> None:
     engine = create_async_engine(url)
     tables = (
-        "users, conversations, messages, runs, tool_calls, pending_inputs, approval_rules, tasks"
+        "users, conversations, messages, runs, tool_calls, pending_inputs, approval_rules, tasks,"
+        " projects, project_members"
     )
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -27,6 +27,7 @@ from parley.api.routes import (
     health,
     openai_compat,
     openai_responses,
+    projects,
     runs,
     sessions,
     signin,
@@ -201,7 +202,7 @@ def create_app(
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(metrics_router)
-    for module in (health, signin, conversations, runs):
+    for module in (health, signin, conversations, projects, runs):
         app.include_router(module.router)
     for door in (vercel, openai_compat, openai_responses, sessions, todo_chat, ws, chatkit, ag_ui):
         app.include_router(door.router)

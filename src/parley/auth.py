@@ -28,9 +28,11 @@ MISSING_TOKEN = "missing bearer token (Authorization: Bearer <JWT>)"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's ``sub``."""
+    """Who is calling: the token's ``sub``, and its organisation (the claim named by
+    ``PARLEY_ORG_CLAIM``; None when it has none), which confines the projects it reaches."""
 
     user_id: str
+    org_id: str | None = None
 
 
 class Verifier(Protocol):
@@ -58,6 +60,7 @@ def verifier_for(settings: Settings) -> Verifier:
         jwks_url=settings.jwks_url,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
+        org_claim=settings.org_claim,
     )
 
 
@@ -79,8 +82,10 @@ class TokenVerifier:
         jwks_url: str | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        org_claim: str = "org_id",
     ) -> None:
         self._secret = secret
+        self._org_claim = org_claim
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
         self._audience = audience
         self._issuer = issuer
@@ -114,13 +119,12 @@ class TokenVerifier:
             claims = self._decode(token, key, ASYMMETRIC_ALGORITHMS)
         else:
             raise Unauthenticated(f"tokens signed with {algorithm!r} are not accepted")
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 255:
+        subject = _claim(claims, "sub")
+        if subject is None:
             raise Unauthenticated("the token has no usable 'sub' claim")
-        if not subject.isprintable():  # control characters, lone surrogates, bidi overrides
-            raise Unauthenticated("the token's 'sub' claim has characters a user id cannot have")
+        org = _claim(claims, self._org_claim)
         expires = claims["exp"]  # required by _decode
-        return Principal(user_id=subject), float(expires)  # type: ignore[arg-type]
+        return Principal(user_id=subject, org_id=org), float(expires)  # type: ignore[arg-type]
 
     async def _signing_key(self, token: str) -> object:
         assert self._jwks is not None
@@ -149,6 +153,18 @@ class TokenVerifier:
             raise Unauthenticated("the token is not valid") from exc
 
 
+def _claim(claims: dict[str, object], name: str) -> str | None:
+    """A claim that names a user or an organisation: None when absent or empty, and
+    :class:`Unauthenticated` when it is not a short printable string (control characters, lone
+    surrogates and bidi overrides have no place in an id)."""
+    value = claims.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        raise Unauthenticated(f"the token's {name!r} claim is not an id parley can use")
+    return value
+
+
 TICKET_AUDIENCE = "parley:run-events"
 TICKET_TTL = 60  # seconds: long enough to open an EventSource and reconnect, at most two minutes
 _TICKET_KEY_LABEL = b"parley run ticket v1"
@@ -157,10 +173,11 @@ _TICKET_KEY_LABEL = b"parley run ticket v1"
 class RunTickets:
     """Read-only tickets for one run's event stream, for clients that cannot send a header.
 
-    A ticket is a HS256 JWT (``sub`` the user, ``run`` the run, ``aud`` :data:`TICKET_AUDIENCE`,
-    ``exp`` at most ``ttl`` seconds on) signed with a key derived from parley's secret, never the
-    secret itself: a ticket is no bearer token, and a bearer token is no ticket. Stateless: any
-    instance sharing the secret (``PARLEY_JWT_SECRET``) accepts it. ``clock`` is for tests.
+    A ticket is a HS256 JWT (``sub`` the user, ``org`` their organisation when they have one,
+    ``run`` the run, ``aud`` :data:`TICKET_AUDIENCE`, ``exp`` at most ``ttl`` seconds on) signed
+    with a key derived from parley's secret, never the secret itself: a ticket is no bearer
+    token, and a bearer token is no ticket. Stateless: any instance sharing the secret
+    (``PARLEY_JWT_SECRET``) accepts it. ``clock`` is for tests.
     """
 
     def __init__(
@@ -170,15 +187,17 @@ class RunTickets:
         self.ttl = ttl
         self.clock = clock
 
-    def issue(self, user_id: str, run_id: str) -> str:
+    def issue(self, caller: Principal, run_id: str) -> str:
         now = int(self.clock())
-        claims = {
-            "sub": user_id,
+        claims: dict[str, object] = {
+            "sub": caller.user_id,
             "run": run_id,
             "aud": TICKET_AUDIENCE,
             "iat": now,
             "exp": now + self.ttl,
         }
+        if caller.org_id is not None:
+            claims["org"] = caller.org_id
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def verify(self, ticket: str, run_id: str) -> Principal:
@@ -197,7 +216,8 @@ class RunTickets:
             raise Unauthenticated("the ticket has expired; ask for a new one")
         if claims["run"] != run_id or not isinstance(claims["sub"], str):
             raise Unauthenticated("the ticket is for another run")
-        return Principal(user_id=claims["sub"])
+        org = claims.get("org")
+        return Principal(user_id=claims["sub"], org_id=org if isinstance(org, str) else None)
 
 
 def tickets_for(settings: Settings) -> RunTickets:

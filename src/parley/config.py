@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    # the token claim that names the caller's organisation: projects made with one stay in it
+    org_claim: str = Field(default="org_id", min_length=1, max_length=100)
     provider: str | None = None
     model: str | None = None
     redis_url: str | None = None

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from tests.conftest import Live, auth
 
-from parley.api.deps import current_user
+from parley.api.deps import current_caller
+from parley.auth import Principal
 
 JSON = {"content-type": "application/json"}
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -176,12 +177,12 @@ async def test_the_message_routes_take_the_apps_dependency_overrides(
 ) -> None:
     """FastAPI's own routes serve the doors: an override of the caller reaches them (no 401)."""
 
-    async def alice() -> str:
-        return "alice"
+    async def alice() -> Principal:
+        return Principal("alice")
 
     async with live.client() as http:
         convo = (await http.post("/api/conversations", json={})).json()["id"]
-    live.app.dependency_overrides[current_user] = alice
+    live.app.dependency_overrides[current_caller] = alice
     try:
         async with live.client(None) as http:
             response = await http.post(path.format(convo=convo), json=body)

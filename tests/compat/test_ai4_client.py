@@ -15,6 +15,7 @@ from unittest.mock import ANY
 import pytest
 from tests.conftest import Live, token
 
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.providers.openai import OpenAIProvider
 from parley.providers.scripted import ScriptedProvider
@@ -277,7 +278,7 @@ async def test_experimental_resume_with_nothing_running_reads_an_empty_stream(li
 async def ended(live: Live, run_id: str) -> list[ev.EngineEvent]:
     """The run's events once it has ended (a run waiting for a person has not)."""
     async with asyncio.timeout(5):
-        return [event async for _, event in live.services.runs.events("alice", run_id)]
+        return [event async for _, event in live.services.runs.events(Principal("alice"), run_id)]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import asyncio
 
 from tests.conftest import Live
 
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import TurnRequest
 from parley.providers.scripted import ScriptedProvider
@@ -18,7 +19,7 @@ async def _published_when_read(live: Live, scripted: ScriptedProvider) -> list[i
     scripted.enqueue([{"text": [f"t{i} " for i in range(BURST)]}])  # no wait between chunks
     convo = await live.services.store.create_conversation("alice")
     runs = live.services.runs
-    turn = await runs.start("alice", convo.id, TurnRequest(content="go"))
+    turn = await runs.start(Principal("alice"), convo.id, TurnRequest(content="go"))
     hub = runs.hub
     published: list[int] = []
     async for _, event in hub.subscribe(turn.run_id):
@@ -52,7 +53,7 @@ async def test_a_cancel_while_the_run_steps_aside_ends_the_reply_as_cancelled(
     scripted.enqueue([{"text": [f"t{i} " for i in range(BURST)]}])
     convo = await live.services.store.create_conversation("alice")
     runs = live.services.runs
-    turn = await runs.start("alice", convo.id, TurnRequest(content="go"))
+    turn = await runs.start(Principal("alice"), convo.id, TurnRequest(content="go"))
     seen: list[ev.EngineEvent] = []
     async with asyncio.timeout(10):
         async for _, event in runs.hub.subscribe(turn.run_id):

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Connection, event
 from tests.conftest import Live
 
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine import tokens
 from parley.engine.context import CUT_MARKER, SUMMARY_HEADING
@@ -58,7 +59,7 @@ async def _grow(live: Live, convo_id: str, count: int, leaf: str | None, depth: 
 
 async def _turn(live: Live, convo_id: str, request: TurnRequest) -> list[ev.EngineEvent]:
     engine = live.services.engine
-    turn = await engine.prepare(USER, convo_id, request)
+    turn = await engine.prepare(Principal(USER), convo_id, request)
     return [event async for event in engine.run(turn)]
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from tests.conftest import Live
 from tests.fakes.openai_server import FakeOpenAI, hang
 
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import TurnRequest
 from parley.providers.base import Provider, ProviderEvent, ProviderRequest, TextChunk
@@ -43,7 +44,7 @@ class _Holding(Provider):
 async def _start(live: Live, provider: str) -> asyncio.Task[object]:
     convo = await live.services.store.create_conversation("alice")
     request = TurnRequest(content="hi", provider=provider)
-    return asyncio.create_task(live.services.runs.start("alice", convo.id, request))
+    return asyncio.create_task(live.services.runs.start(Principal("alice"), convo.id, request))
 
 
 async def test_start_waits_until_the_provider_reports_its_request_sent(live: Live) -> None:
@@ -91,7 +92,7 @@ async def test_the_openai_provider_reports_the_request_before_any_answer(live: L
         assert [exchange.body["messages"][-1] for exchange in fake.exchanges] == [
             {"role": "user", "content": "hi"}
         ]
-        assert await live.services.runs.cancel("alice", run_id) == "cancelled"
+        assert await live.services.runs.cancel(Principal("alice"), run_id) == "cancelled"
         await provider.aclose()
 
 
@@ -108,7 +109,7 @@ async def test_a_request_that_cannot_leave_does_not_hold_the_response(live: Live
         turn = await starting  # not after the minute's back-off
     run_id = turn.run_id  # type: ignore[attr-defined]
     assert not live.services.runs._tasks[run_id].done()
-    assert await live.services.runs.cancel("alice", run_id) == "cancelled"
+    assert await live.services.runs.cancel(Principal("alice"), run_id) == "cancelled"
     events = [event async for _, event in live.services.runs.turn_events(turn)]  # type: ignore[arg-type]
     assert isinstance(events[-1], ev.RunFinished)
     assert events[-1].finish_reason == "cancelled"

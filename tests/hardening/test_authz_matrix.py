@@ -52,6 +52,8 @@ from parley.store.tables import (
     Conversation,
     Message,
     PendingInput,
+    Project,
+    ProjectMember,
     Run,
     Task,
     ToolCall,
@@ -68,7 +70,10 @@ SPECIAL: dict[tuple[str, str], int] = {
     ("GET", "/mcp/chat-v2/{chat_id}/stream"): 204,
     ("GET", "/v1/models/{model_id}"): 200,
 }
-TABLES = (Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task)
+TABLES = (
+    *(Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task),
+    *(Project, ProjectMember),
+)
 QUERY_IDS = {"chatId": "chat_id"}  # required query parameters, by the id of alice's they name
 TICKET_OPENS = ("GET", "/api/runs/{run_id}/events")  # the one operation a run ticket opens
 OPEN_DOORS = {("POST", "/api/auth/signin"), ("POST", "/api/auth/signout")}
@@ -112,7 +117,8 @@ async def _send(http: httpx.AsyncClient, cid: str, content: str, stop: str | Non
 
 @pytest.fixture
 async def alice(live: Live) -> Alice:
-    """A finished turn, a run waiting for approval, an elicitation, a rule, a session, a task."""
+    """A finished turn, a run waiting for approval, an elicitation, a rule, a session, a task,
+    a project (with a conversation of its own)."""
     live.scripted.enqueue(
         [{"text": "Hello alice."}],
         [{"tool_call": {"name": "echo", "arguments": {"x": 1}, "id": "tc_alice"}}],
@@ -124,6 +130,9 @@ async def alice(live: Live) -> Alice:
         await _send(http, cid, "hi", None)
         run_id = await _send(http, cid, "echo please", "awaiting_input")
         session = (await http.post("/sessions", json={})).json()["session_id"]
+        project = (await http.post("/api/projects", json={"name": "alice's"})).json()["id"]
+        in_project = {"title": "shared", "project_id": project}
+        assert (await http.post("/api/conversations", json=in_project)).status_code == 201
     async with store.sessions() as db:
         first = select(Message.id).where(Message.conversation_id == cid, Message.role == "user")
         message_id = (await db.execute(first.limit(1))).scalar_one()
@@ -153,6 +162,7 @@ async def alice(live: Live) -> Alice:
         "task_id": str(task.id),
         "user_id": "alice",
         "model_id": "scripted/demo",
+        "project_id": project,
     }
     return Alice(ids=ids)
 
@@ -196,6 +206,8 @@ FILLERS: dict[str, Any] = {
     "params": {},
     "threadId": "bobs-thread",  # the AG-UI door's ids are in its body: see below
     "runId": "bobs-run",
+    "name": "bob's project",
+    "role": "admin",
 }
 
 
@@ -245,7 +257,8 @@ async def _snapshot(live: Live) -> dict[str, list[tuple[Any, ...]]]:
     rows: dict[str, list[tuple[Any, ...]]] = {}
     async with live.services.store.sessions() as session:
         for table in TABLES:
-            result = await session.execute(select(table).where(table.user_id == "alice"))
+            whose = table.owner if table is Project else table.user_id
+            result = await session.execute(select(table).where(whose == "alice"))
             columns = [c.key for c in table.__table__.columns]
             found = [tuple(getattr(r, c) for c in columns) for r in result.scalars()]
             rows[table.__tablename__] = sorted(found, key=repr)

@@ -24,10 +24,12 @@ SQL = ["1' OR '1'='1", "; DROP TABLE messages; --", "x' UNION SELECT id FROM use
 
 @dataclass
 class Existing:
-    """A conversation with one finished exchange, to prove hostile requests lose nothing."""
+    """A conversation with one finished exchange, to prove hostile requests lose nothing, and
+    a project of the same user's."""
 
     id: str
     messages: list[tuple[str, str, str]]
+    project: str
 
 
 async def _messages(http: httpx.AsyncClient, cid: str) -> list[tuple[str, str, str]]:
@@ -46,8 +48,9 @@ async def existing(live_any_db: Live) -> Existing:
         )
         assert sent.status_code == 200, sent.text
         before = await _messages(http, cid)
+        project = (await http.post("/api/projects", json={"name": "kept"})).json()["id"]
     assert [role for _, role, _ in before] == ["user", "assistant"]
-    return Existing(id=cid, messages=before)
+    return Existing(id=cid, messages=before, project=project)
 
 
 async def _assert_intact(live: Live, existing: Existing) -> None:
@@ -252,6 +255,22 @@ async def test_a_null_byte_in_a_message_is_refused_and_writes_nothing(
     await _assert_intact(live_any_db, existing)
 
 
+async def test_a_null_byte_in_a_project_or_a_member_id_is_refused(
+    live_any_db: Live, existing: Existing
+) -> None:
+    members = f"/api/projects/{existing.project}/members"
+    async with live_any_db.client() as http:
+        created = await http.post("/api/projects", json={"name": "a\x00b"})
+        renamed = await http.patch(f"/api/projects/{existing.project}", json={"name": "c\x00d"})
+        added = await http.put(f"{members}/b%00ob", json={"role": "read"})
+        controlled = await http.put(f"{members}/b%1Bob", json={"role": "read"})
+        kept = await http.get(f"/api/projects/{existing.project}")
+    for response in (created, renamed, added, controlled):
+        _assert_refused(response, 400)
+    assert kept.json()["name"] == "kept"
+    assert [m["user_id"] for m in kept.json()["members"]] == ["alice"]
+
+
 async def test_a_null_byte_in_metadata_is_refused(live_any_db: Live, existing: Existing) -> None:
     async with live_any_db.client() as http:
         response = await http.post("/api/conversations", json={"metadata": {"k\x00": "v\x00"}})
@@ -313,6 +332,34 @@ async def test_sql_in_a_conversation_id_is_just_an_unknown_id(
         ]:
             response = await http.request(method, url, json=body)
             _assert_refused(response, 404, "ERR_NOT_FOUND")
+    await _assert_intact(live_any_db, existing)
+
+
+@pytest.mark.parametrize("hostile", SQL)
+async def test_sql_in_a_project_id_is_just_an_unknown_id(
+    live_any_db: Live, existing: Existing, hostile: str
+) -> None:
+    path = f"/api/projects/{httpx.URL(path=hostile).raw_path.decode()}"
+    async with live_any_db.client() as http:
+        for method, url, body in [
+            ("GET", path, None),
+            ("PATCH", path, {"name": "x"}),
+            ("DELETE", path, None),
+            ("PUT", f"{path}/members/bob", {"role": "read"}),
+            ("DELETE", f"{path}/members/alice", None),
+            ("POST", "/api/conversations", {"project_id": hostile}),
+        ]:
+            response = await http.request(method, url, json=body)
+            _assert_refused(response, 404, "ERR_NOT_FOUND")
+        listed = await http.get("/api/conversations", params={"project_id": hostile})
+        _assert_refused(listed, 404, "ERR_NOT_FOUND")
+        member = (
+            f"/api/projects/{existing.project}/members/{httpx.URL(path=hostile).raw_path.decode()}"
+        )
+        added = await http.put(member, json={"role": "read"})  # an odd user id, kept as text
+        assert added.status_code == 200 and added.json()["user_id"] == hostile, added.text
+        kept = (await http.get(f"/api/projects/{existing.project}")).json()
+    assert sorted(m["user_id"] for m in kept["members"]) == sorted(["alice", hostile])
     await _assert_intact(live_any_db, existing)
 
 
@@ -662,6 +709,15 @@ def _ag_ui_body() -> dict[str, Any]:
     }
 
 
+def _project_body() -> dict[str, Any]:
+    return {
+        "name": "p",
+        "description": "d",
+        "instructions": "be brief",
+        "default_profile": "generalist",
+    }
+
+
 BODY_DOORS = [
     BodyDoor("send", "POST", "/api/conversations/{cid}/messages", _send_body()),
     BodyDoor("edit", "PUT", "/api/conversations/{cid}/messages/{mid}", _send_body()),
@@ -683,6 +739,15 @@ BODY_DOORS = [
     ),
     BodyDoor("chatkit", "POST", "/chatkit", _chatkit_body()),
     BodyDoor("ag-ui", "POST", "/ag-ui", _ag_ui_body()),
+    BodyDoor("project", "POST", "/api/projects", _project_body()),
+    BodyDoor("project-patch", "PATCH", "/api/projects/{pid}", _project_body()),
+    BodyDoor("member", "PUT", "/api/projects/{pid}/members/bob", {"role": "write"}),
+    BodyDoor(
+        "create-in-project",
+        "POST",
+        "/api/conversations",
+        {"title": "t", "system": "s", "project_id": "{pid}", "metadata": {"k": ["v"]}},
+    ),
 ]
 
 
@@ -757,7 +822,12 @@ async def test_each_body_is_accepted_as_it_is(
 
 
 def _ids(existing: Existing) -> dict[str, str]:
-    return {"cid": existing.id, "mid": existing.messages[0][0], "leaf": existing.messages[-1][0]}
+    return {
+        "cid": existing.id,
+        "mid": existing.messages[0][0],
+        "leaf": existing.messages[-1][0],
+        "pid": existing.project,
+    }
 
 
 def _filled(value: Any, ids: dict[str, str]) -> Any:

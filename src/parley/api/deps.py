@@ -53,14 +53,23 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return token.strip() or None
 
 
-async def current_user(request: Request) -> str:
+async def current_caller(request: Request) -> Principal:
     """The caller (the one local user with ``PARLEY_AUTH=none``), made known to the store: the
     bearer token's, else the session cookie's (:func:`parley.accounts.check_cross_site`)."""
     services: Services = request.app.state.services
     principal = await caller(request, services, request.method)
     await services.store.ensure_user(principal.user_id)
     request.state.user_id = principal.user_id
-    return principal.user_id
+    return principal
+
+
+CurrentCaller = Annotated[Principal, Depends(current_caller)]
+
+
+async def current_user(caller: CurrentCaller) -> str:
+    """The caller's user id (:func:`current_caller`), for routes that reach only their own
+    rows (a conversation or a run is reached with the whole caller: its organisation counts)."""
+    return caller.user_id
 
 
 async def caller(connection: HTTPConnection, services: Services, method: str) -> Principal:
@@ -81,20 +90,20 @@ async def run_reader(
     request: Request,
     run_id: str,
     ticket: Annotated[str | None, Query(max_length=1024, description=TICKET_HELP)] = None,
-) -> str:
+) -> Principal:
     """The caller of run ``{run_id}``'s read-only stream: a ``?ticket=`` issued for that run
     (``POST /api/runs/{run_id}/ticket``), checked when given, else the bearer token."""
     if ticket is None:
-        return await current_user(request)
+        return await current_caller(request)
     services: Services = request.app.state.services
     principal = services.tickets.verify(ticket, run_id)
     request.state.user_id = principal.user_id
-    return principal.user_id
+    return principal
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 CurrentUser = Annotated[str, Depends(current_user)]
-RunReader = Annotated[str, Depends(run_reader)]
+RunReader = Annotated[Principal, Depends(run_reader)]
 
 
 def same_user(path_user: str, user: str) -> None:
@@ -110,4 +119,11 @@ async def own_user(user_id: str, user: CurrentUser) -> str:
     return user
 
 
+async def own_caller(user_id: str, caller: CurrentCaller) -> Principal:
+    """:func:`own_user`, as the whole caller (for a route that reaches a conversation)."""
+    same_user(user_id, caller.user_id)
+    return caller
+
+
 OwnUser = Annotated[str, Depends(own_user)]
+OwnCaller = Annotated[Principal, Depends(own_caller)]

@@ -1,6 +1,8 @@
-"""What the doors for existing clients share: finding the caller's conversation for a client's
-chat id, recording the results of tools a client ran, and cutting a run's event stream into the
-part one HTTP response carries."""
+"""What the doors for existing clients share: finding the conversation a client's chat id names
+(the caller's own, or a project's they are a member of: :meth:`parley.store.Store.reach`),
+recording the results of tools a client ran, and cutting a run's event stream into the part one
+HTTP response carries. A conversation found here is kept under ``Conversation.user_id``: the
+store's statements about it take that user, whoever of a project's members asks."""
 
 from __future__ import annotations
 
@@ -8,40 +10,45 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from parley.api.deps import Services
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.errors import NotFound, ValidationFailed
-from parley.store.values import Conversation
+from parley.store.values import Conversation, Role
 
 Events = AsyncIterator[tuple[int, ev.EngineEvent]]
 
 
 async def conversation_for(
     s: Services,
-    user: str,
+    caller: Principal,
     key: str | None,
     *,
     source: str,
     **fields: Any,
 ) -> Conversation:
-    """The caller's conversation named ``key`` (see :func:`find_conversation`), created and
-    marked with ``metadata.source`` on first use."""
-    found = await find_conversation(s, user, key) if key else None
+    """The conversation a chat request named ``key`` writes in (see :func:`find_conversation`:
+    a project's needs ``write``), or the caller's own, created and marked with
+    ``metadata.source`` on first use."""
+    found = await find_conversation(s, caller, key, "write") if key else None
     if found is not None:
         return found
     return await s.store.create_conversation(
-        user, external_id=key, metadata={"source": source}, **fields
+        caller.user_id, external_id=key, metadata={"source": source}, **fields
     )
 
 
-async def find_conversation(s: Services, user: str, key: str) -> Conversation | None:
-    """The caller's conversation whose id, or else whose client-side id (``external_id``), is
-    ``key``. Another user's conversation is never found."""
+async def find_conversation(
+    s: Services, caller: Principal, key: str, need: Role = "read"
+) -> Conversation | None:
+    """The conversation whose id is ``key`` that the caller reaches with ``need`` (a member
+    below it: :class:`~parley.errors.Forbidden`), or else the caller's own whose client-side id
+    (``external_id``) is ``key``. Another user's conversation is never found."""
     if key.startswith("conv_"):
         try:
-            return await s.store.get_conversation(user, key)
+            return (await s.store.reach(caller, key, need)).conversation
         except NotFound:
             pass
-    return await s.store.find_conversation_by_external(user, key)
+    return await s.store.find_conversation_by_external(caller.user_id, key)
 
 
 async def record_tool_outputs(

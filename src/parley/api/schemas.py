@@ -22,7 +22,16 @@ from pydantic import (
 from parley.chat.files import file_part
 from parley.chat.messages import FileUIPart
 from parley.errors import ValidationFailed
-from parley.store.values import ApprovalAsk, Conversation, Message, PendingInput, ToolCall
+from parley.store.values import (
+    ApprovalAsk,
+    Conversation,
+    Member,
+    Message,
+    PendingInput,
+    Project,
+    Role,
+    ToolCall,
+)
 
 log = structlog.get_logger("parley.api")
 _BOUNDED = ConfigDict(str_max_length=200_000)  # every string, metadata's included
@@ -49,7 +58,7 @@ class ClientBody(BaseModel):
         return data
 
 
-class ConversationCreate(ClientBody):
+class ConversationFields(ClientBody):
     model_config = _BOUNDED
 
     title: str | None = Field(default=None, max_length=500)
@@ -61,8 +70,37 @@ class ConversationCreate(ClientBody):
     metadata: dict[str, Any] | None = None
 
 
-class ConversationPatch(ConversationCreate):
+class ConversationCreate(ConversationFields):
+    project_id: str | None = Field(default=None, min_length=1, max_length=40)
+
+
+class ConversationPatch(ConversationFields):
     status: Literal["active", "archived"] = "active"  # "archived" archives, "active" restores
+
+
+class ProjectCreate(ClientBody):
+    """A project: its name, and what every turn of its conversations gets (``instructions``
+    before the conversation's own system prompt; ``default_profile`` when it names none)."""
+
+    model_config = _BOUNDED
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    instructions: str | None = Field(default=None, max_length=100_000)
+    default_profile: str | None = Field(default=None, max_length=100)
+
+
+class ProjectPatch(ClientBody):
+    model_config = _BOUNDED
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    instructions: str | None = Field(default=None, max_length=100_000)
+    default_profile: str | None = Field(default=None, max_length=100)
+
+
+class MemberRole(ClientBody):
+    role: Role
 
 
 class ForkRequest(ClientBody):
@@ -253,9 +291,11 @@ def usage_of(row: Conversation | Message) -> dict[str, int]:
     }
 
 
-def conversation_out(convo: Conversation) -> dict[str, Any]:
-    return {
+def conversation_out(convo: Conversation, role: Role | None = None) -> dict[str, Any]:
+    """A conversation; ``role``, the caller's in it, where the route knows it."""
+    out: dict[str, Any] = {
         "id": convo.id,
+        "project_id": convo.project_id,
         "title": convo.title,
         "summary": convo.summary,
         "summary_message_id": convo.summary_message_id,
@@ -272,6 +312,32 @@ def conversation_out(convo: Conversation) -> dict[str, Any]:
         "usage": usage_of(convo),
         "cost": round(convo.cost, 6),
     }
+    if role is not None:
+        out["role"] = role
+    return out
+
+
+def project_out(project: Project, members: list[Member] | None = None) -> dict[str, Any]:
+    """A project with the caller's ``role`` in it (and its members, where asked)."""
+    out: dict[str, Any] = {
+        "id": project.id,
+        "name": project.name,
+        "description": project.description,
+        "owner": project.owner,
+        "org_id": project.org_id,
+        "instructions": project.instructions,
+        "default_profile": project.default_profile,
+        "role": project.role,
+        "created_at": _iso(project.created_at),
+        "updated_at": _iso(project.updated_at),
+    }
+    if members is not None:
+        out["members"] = [member_out(m) for m in members]
+    return out
+
+
+def member_out(member: Member) -> dict[str, Any]:
+    return {"user_id": member.user_id, "role": member.role, "added_at": _iso(member.created_at)}
 
 
 def message_out(message: Message, siblings: list[str] | None = None) -> dict[str, Any]:

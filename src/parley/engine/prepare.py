@@ -1,6 +1,8 @@
-"""Preparing a turn: the request checked, its model, branch point, history and tools chosen,
-the budget admitted, then the user message, the streaming reply and the run committed in one
-transaction before any model is called. A suspended run's turn is rebuilt from its state."""
+"""Preparing a turn: the caller's reach checked (``write`` in the conversation), the request
+checked, its model, branch point, history and tools chosen, the budget admitted, then the user
+message, the streaming reply and the run committed in one transaction before any model is
+called. A project's instructions and default profile apply to its conversations' turns. A
+suspended run's turn is rebuilt from its state."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from parley.engine.toolset import ToolSet
 from parley.errors import ApiKeyMissing, ValidationFailed
 from parley.providers.registry import ProviderRegistry, ResolvedModel
 from parley.store import Store
-from parley.store.values import Conversation, Message, Run, RunState, ToolCall
+from parley.store.values import Caller, Conversation, Message, Reach, Run, RunState, ToolCall
 
 
 class TurnPreparer:
@@ -51,11 +53,14 @@ class TurnPreparer:
             self.message_limits.check(_user_parts(request))
 
     async def prepare(
-        self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None
+        self, caller: Caller, conversation_id: str, request: TurnRequest, *, owner: str | None
     ) -> PreparedTurn:
         self.check(request)
-        convo = await self.store.get_conversation(user_id, conversation_id)
-        profile = find_profile(self.settings, request.profile or convo.profile)
+        reach = await self.store.reach(caller, conversation_id, "write")
+        convo, user_id, actor = reach.conversation, reach.owner, caller.user_id
+        profile = find_profile(
+            self.settings, request.profile or convo.profile or reach.default_profile
+        )
         model = self._model(request, convo.model, convo.provider, profile)
         if model.provider.missing_key:
             raise ApiKeyMissing(model.provider.missing_key)
@@ -67,7 +72,7 @@ class TurnPreparer:
         run_id = new_id("run")
         title = title_from(user_parts) if user_parts else None
         reservation = await self.budget.admit(
-            user_id, run_id, model, history, user_parts, request.max_tokens
+            actor, run_id, model, history, user_parts, request.max_tokens
         )
         try:
             user_message, assistant = await self.store.begin_turn(
@@ -99,12 +104,13 @@ class TurnPreparer:
             if request.temperature is not None
             else convo.temperature,
             max_tokens=request.max_tokens,
-            system=convo.system or (profile.system_prompt if profile else None),
+            system=_system(reach, profile),
             history=history,
-            tools=self._tools(model, profile, request, user_id),
+            tools=self._tools(model, profile, request, actor),
             max_steps=profile.max_steps if profile else self.settings.max_steps,
             side_effects=side_effects,
             context=context,
+            actor=actor if actor != user_id else None,
         )
 
     async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
@@ -131,6 +137,7 @@ class TurnPreparer:
             parts=list(message.parts),
             step=state.step,
             context=context,
+            actor=state.actor,
         )
 
     def _tools(
@@ -208,6 +215,13 @@ def side_effect(call: ToolCall) -> dict[str, Any]:
         "message_id": call.message_id,
         "at": call.finished_at.isoformat() if call.finished_at else None,
     }
+
+
+def _system(reach: Reach, profile: ProfileConfig | None) -> str | None:
+    """The conversation's system prompt (or its profile's), after its project's instructions."""
+    own = reach.conversation.system or (profile.system_prompt if profile else None)
+    said = [text for text in (reach.instructions, own) if text]
+    return "\n\n".join(said) or None
 
 
 def _user_parts(request: TurnRequest) -> list[Part]:

@@ -104,6 +104,7 @@ def _state_of(turn: PreparedTurn) -> RunState:
         max_tokens=turn.max_tokens,
         system=turn.system,
         tools=turn.tools.state(),
+        actor=turn.actor,
     )
 
 

@@ -62,7 +62,7 @@ class PreparedTurn:
     run adds as it goes (its reply's parts, step, usage and cost)."""
 
     run_id: str
-    user_id: str
+    user_id: str  # the user the conversation's rows are kept under (the store's statements')
     conversation_id: str
     user_message_id: str | None
     message_id: str
@@ -83,6 +83,14 @@ class PreparedTurn:
     # Resolved once the first model request is on the wire, or will not be (see RunManager.start).
     asked: asyncio.Future[None] | None = None
     context: TurnContext = field(default_factory=TurnContext)  # the summary, what was sent
+    # a member who asked for the turn in a project's conversation kept under another user:
+    # the run's tools act for them, their budget and their remembered approvals count
+    actor: str | None = None
+
+    @property
+    def acting_user(self) -> str:
+        """Who the turn acts for: its tools' user, budget and approval rules."""
+        return self.actor or self.user_id
 
     def model_asked(self) -> None:
         if self.asked is not None and not self.asked.done():

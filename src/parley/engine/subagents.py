@@ -84,9 +84,11 @@ class Subagent:
     def _turn(self, tools: ToolRunner, task: str) -> PreparedTurn:
         model = self.engine.providers.resolve(self.profile.model)
         chosen = tools.toolset(self.profile, None, False, self.parent.user_id)
+        owner = self.parent.owner
         return PreparedTurn(
             run_id=new_id("run"),
-            user_id=self.parent.user_id,
+            user_id=owner,
+            actor=self.parent.user_id if self.parent.user_id != owner else None,
             conversation_id=self.parent.conversation_id,
             user_message_id=None,
             message_id=new_id("msg"),

@@ -99,7 +99,7 @@ class ToolRunner:
         self, turn: PreparedTurn, builder: PartsBuilder, calls: list[ev.ToolCallReady]
     ) -> AsyncIterator[ev.EngineEvent]:
         """Run the step's calls concurrently; calls that need approval are parked instead."""
-        rules = await self._rules(turn.user_id)
+        rules = await self._rules(turn.acting_user)
         runnable: list[tuple[ev.ToolCallReady, Tool]] = []
         for call in calls:
             tool = turn.tools.tools.get(call.tool_name)
@@ -140,7 +140,7 @@ class ToolRunner:
                     denied=True,
                 )
         async for event in self._run_all(
-            turn, approved, approved_by=turn.user_id, audit_ids=audit_ids
+            turn, approved, approved_by=turn.acting_user, audit_ids=audit_ids
         ):
             yield event
 
@@ -153,7 +153,7 @@ class ToolRunner:
         await self.store.answer_pending(turn.user_id, pending.id, pending.status, answer)
         await self.store.mark_resumed(turn.user_id, pending.id, ask)
         status = "approved" if approved else "denied"
-        by = TIMEOUT if pending.status == "expired" else turn.user_id
+        by = TIMEOUT if pending.status == "expired" else str(answer.get("by") or turn.acting_user)
         if ask.audit_id is not None:
             await self.store.update_tool_call(
                 turn.user_id, ask.audit_id, status=status, approved_by=by, error=reason
@@ -408,7 +408,8 @@ class ToolRunner:
             )
 
         return ToolContext(
-            user_id=turn.user_id,
+            user_id=turn.acting_user,
+            owner_id=turn.user_id,
             run_id=turn.run_id,
             conversation_id=turn.conversation_id,
             tool_call_id=call.tool_call_id,

@@ -39,7 +39,7 @@ from parley.limits import Limiter
 from parley.providers.base import ChatMessage
 from parley.providers.registry import ProviderRegistry
 from parley.store import Store
-from parley.store.values import Run
+from parley.store.values import Caller, Run
 
 log = structlog.get_logger("parley.engine")
 INTERNAL: ErrorInfo = {"code": "ERR_INTERNAL", "message": "the run failed unexpectedly"}
@@ -84,10 +84,16 @@ class Engine:
         return find_profile(self.settings, name)
 
     async def prepare(
-        self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None = None
+        self,
+        caller: Caller,
+        conversation_id: str,
+        request: TurnRequest,
+        *,
+        owner: str | None = None,
     ) -> PreparedTurn:
-        """Check ``request`` and commit its turn; nothing is asked of a model yet."""
-        return await self.preparer.prepare(user_id, conversation_id, request, owner=owner)
+        """Check ``request`` (and that ``caller`` may write in the conversation) and commit its
+        turn; nothing is asked of a model yet."""
+        return await self.preparer.prepare(caller, conversation_id, request, owner=owner)
 
     async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
         """The turn of a suspended ``run``, to :meth:`run` with ``resume=True``."""

@@ -1,10 +1,10 @@
 """Which runs each user has: the progress socket's index of the runs to follow.
 
 A fan-out is one of ``RunManager.listeners``. When a run starts it announces the run (its id and
-conversation) to the run's user; a socket follows the announcements of its user and reads each
-run's events from the run hub, so every progress message carries the run's own event id and a
-reconnecting socket replays from the run log. Each user's last ``recent`` runs are kept, for
-that replay. Built once with the app (:func:`build_fanout`):
+conversation) to the user who asked for it; a socket follows the announcements of its user and
+reads each run's events from the run hub, so every progress message carries the run's own event
+id and a reconnecting socket replays from the run log. Each user's last ``recent`` runs are kept,
+for that replay. Built once with the app (:func:`build_fanout`):
 
 - :class:`MemoryFanout`, without Redis: announcements stay in this process, as the runs do;
 - :class:`RedisFanout`, with Redis: announcements go to the stream ``parley:user:{id}:runs``
@@ -74,8 +74,8 @@ class MemoryFanout:
     def __call__(self, turn: PreparedTurn, event: EngineEvent) -> None:
         if isinstance(event, RunStarted):
             ref = RunRef(turn.run_id, turn.conversation_id)
-            self._recent.setdefault(turn.user_id, deque(maxlen=self._size)).append(ref)
-            for queue in self._queues.get(turn.user_id, ()):
+            self._recent.setdefault(turn.acting_user, deque(maxlen=self._size)).append(ref)
+            for queue in self._queues.get(turn.acting_user, ()):
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(ref)
 
@@ -130,7 +130,7 @@ class RedisFanout:
     def __call__(self, turn: PreparedTurn, event: EngineEvent) -> None:
         if isinstance(event, RunStarted):
             ref = RunRef(turn.run_id, turn.conversation_id)
-            task = asyncio.create_task(self._announce(turn.user_id, ref))
+            task = asyncio.create_task(self._announce(turn.acting_user, ref))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 

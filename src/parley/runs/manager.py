@@ -32,7 +32,7 @@ from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import Conflict, ValidationFailed, status_of
 from parley.runs.base import RunHub, RunListener
 from parley.store import Store
-from parley.store.values import ApprovalAsk, ElicitationAsk, Run
+from parley.store.values import ApprovalAsk, Caller, ElicitationAsk, Run
 
 log = structlog.get_logger("parley.runs")
 
@@ -41,9 +41,14 @@ class TurnEngine(Protocol):
     """What the run manager asks of the engine (:class:`parley.engine.turn.Engine`)."""
 
     async def prepare(
-        self, user_id: str, conversation_id: str, request: TurnRequest, *, owner: str | None = None
+        self,
+        caller: Caller,
+        conversation_id: str,
+        request: TurnRequest,
+        *,
+        owner: str | None = None,
     ) -> PreparedTurn:
-        """Check the request and commit its turn (errors raise here)."""
+        """Check the request and the caller's reach, and commit its turn (errors raise here)."""
 
     async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
         """The turn of a suspended run, from its stored state."""
@@ -82,8 +87,11 @@ class RunManager:
 
     # starting and driving ----------------------------------------------------------------
 
-    async def start(self, user_id: str, conversation_id: str, request: TurnRequest) -> PreparedTurn:
-        """Validate and commit the turn, then run it in the background. Errors raise here.
+    async def start(
+        self, caller: Caller, conversation_id: str, request: TurnRequest
+    ) -> PreparedTurn:
+        """Validate and commit the turn (``caller`` needs ``write`` in the conversation), then
+        run it in the background. Errors raise here.
 
         Returns once the model has the request (or the run ended first), or after
         ``ask_first_limit`` seconds: the run has the loop to itself until then, and the caller
@@ -93,7 +101,7 @@ class RunManager:
         from holding the client's response (and its ``start`` event) for the whole connect
         timeout.
         """
-        turn = await self.engine.prepare(user_id, conversation_id, request, owner=self.instance)
+        turn = await self.engine.prepare(caller, conversation_id, request, owner=self.instance)
         turn.asked = asyncio.get_running_loop().create_future()
         await self.hub.open(turn.run_id)
         await self._spawn(turn, resume=False)
@@ -195,10 +203,11 @@ class RunManager:
         return self.hub.subscribe(turn.run_id)
 
     async def events(
-        self, user_id: str, run_id: str, after: int = 0
+        self, caller: Caller, run_id: str, after: int = 0
     ) -> AsyncIterator[tuple[int, ev.EngineEvent]]:
-        """The run's events after ``after``; a finished run the hub forgot is told from the store."""
-        run = await self.store.get_run(user_id, run_id)
+        """The run's events after ``after`` (``caller`` needs ``read``); a finished run the hub
+        forgot is told from the store."""
+        run = await self.store.reach_run(caller, run_id, "read")
         if await self.hub.exists(run_id):
             async for item in self.hub.subscribe(run_id, after):
                 yield item
@@ -208,23 +217,21 @@ class RunManager:
             async for item in self.hub.subscribe(run_id, after):
                 yield item
             return
-        for item in await self._replay_from_store(user_id, run, after):
+        for item in await self._replay_from_store(run, after):
             yield item
 
-    async def _replay_from_store(
-        self, user_id: str, run: Run, after: int
-    ) -> list[tuple[int, ev.EngineEvent]]:
+    async def _replay_from_store(self, run: Run, after: int) -> list[tuple[int, ev.EngineEvent]]:
         """The events after ``after`` of a finished run whose log is gone: its start, the stored
         reply as one text event, and its end. The live ids went with the log, so the end's id
         is above the client's and the run's stored one: a client's ids never go back, and one
         at or past the end gets the end alone (the stored message is the whole reply)."""
-        *body, end = await self._stored_events(user_id, run)
+        *body, end = await self._stored_events(run)
         last = max(len(body) + 1, run.last_event_id + 1, after + 1)
         numbered = [*enumerate(body, start=1), (last, end)]
         return [item for item in numbered if item[0] > after]
 
-    async def _stored_events(self, user_id: str, run: Run) -> list[ev.EngineEvent]:
-        message = await self.store.get_message(user_id, run.conversation_id, run.message_id)
+    async def _stored_events(self, run: Run) -> list[ev.EngineEvent]:
+        message = await self.store.get_message(run.user_id, run.conversation_id, run.message_id)
         events: list[ev.EngineEvent] = [
             ev.RunStarted(
                 run_id=run.id,
@@ -254,16 +261,17 @@ class RunManager:
 
     # cancelling --------------------------------------------------------------------------
 
-    async def cancel(self, user_id: str, run_id: str) -> str:
-        """Stop a run. The partial reply is kept as ``cancelled``. Returns the run's status."""
-        run = await self.store.get_run(user_id, run_id)
+    async def cancel(self, caller: Caller, run_id: str) -> str:
+        """Stop a run (``caller`` needs ``write``). The partial reply is kept as ``cancelled``.
+        Returns the run's status."""
+        run = await self.store.reach_run(caller, run_id, "write")
         if run.status == "running":
             if await self.hub.send_control(run_id, {"type": "cancel"}):
                 await self._await_local(run_id)
                 return "cancelled"
             return run.status
         if run.status == "awaiting":
-            await self._cancel_suspended(user_id, run)
+            await self._cancel_suspended(run.user_id, run)
             return "cancelled"
         return run.status
 
@@ -305,7 +313,7 @@ class RunManager:
 
     async def answer_approval(
         self,
-        user_id: str,
+        caller: Caller,
         run_id: str,
         tool_call_id: str,
         *,
@@ -313,17 +321,19 @@ class RunManager:
         reason: str | None = None,
         remember: str | None = None,
     ) -> None:
-        await self.store.get_run(user_id, run_id)
+        """Answer a tool call's approval (``caller`` needs ``write``); a remembered rule is
+        the caller's own."""
+        user_id = (await self.store.reach_run(caller, run_id, "write")).user_id
         pending = await self.store.get_pending(user_id, run_id, "approval", tool_call_id)
         ask = pending.payload
         tool_name = ask.tool_name if isinstance(ask, ApprovalAsk) else ""
         rule = self._rule(tool_name, remember) if remember and approved else None
-        answer = {"approved": approved, "reason": reason, "by": user_id}
+        answer = {"approved": approved, "reason": reason, "by": caller.user_id}
         status = "approved" if approved else "denied"
         if not await self.store.answer_pending(user_id, pending.id, status, answer):
             raise Conflict("this tool call was already answered")
         if rule is not None:
-            await self.store.add_rule(user_id, *rule)
+            await self.store.add_rule(caller.user_id, *rule)
         await self.resume_if_ready(user_id, run_id)
 
     def _rule(self, tool_name: str, scope: str) -> tuple[str, str]:
@@ -351,14 +361,15 @@ class RunManager:
 
     async def answer_elicitation(
         self,
-        user_id: str,
+        caller: Caller,
         run_id: str,
         elicitation_id: str,
         *,
         action: str,
         content: dict[str, Any] | None,
     ) -> None:
-        await self.store.get_run(user_id, run_id)
+        """Answer a tool's question (``caller`` needs ``write``)."""
+        user_id = (await self.store.reach_run(caller, run_id, "write")).user_id
         pending = await self.store.get_pending(user_id, run_id, "elicitation", elicitation_id)
         if pending.status != "pending":
             raise Conflict("this question was already answered")

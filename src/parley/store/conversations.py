@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 
@@ -32,13 +33,16 @@ from parley.store import tables
 from parley.store.base import StoreBase
 from parley.store.values import Conversation, utcnow
 
-CONVERSATION_FIELDS = ("title", "model", "provider", "temperature", "system", "profile", "summary")
+CONVERSATION_FIELDS = (
+    *("title", "model", "provider", "temperature", "system", "profile", "summary"),
+    "project_id",  # a fork of a project's conversation stays in the project
+)
 CONVERSATION_STATUSES = ("active", "archived")
 LIST_STATUSES = (*CONVERSATION_STATUSES, "all")  # what a list of conversations may filter by
 SNIPPET_CHARS = 160  # a search result's excerpt of the message that matched, at most
 SNIPPET_BEFORE = 50  # of it before the match
 C = tables.conversations.c
-_OWNED = (  # every table of a conversation's, deleted with it
+OWNED = (  # every table of a conversation's, deleted with it
     tables.messages,
     tables.tool_calls,
     tables.pending_inputs,
@@ -95,12 +99,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed("cursor is not one this server gave out") from exc
 
 
-def _search_clause(user_id: str, q: str) -> Any:
+def _search_clause(q: str) -> Any:
     pattern = q.lower()
     m = tables.messages.c
     in_text = exists().where(
         m.conversation_id == C.id,
-        m.user_id == user_id,
+        m.user_id == C.user_id,
         func.lower(m.text).contains(pattern, autoescape=True),
     )
     return or_(func.lower(C.title).contains(pattern, autoescape=True), in_text)
@@ -113,6 +117,47 @@ def _snippet(text: str, start: int, length: int) -> str:
     head = "…" if start > 1 else ""
     tail = "…" if start - 1 + SNIPPET_CHARS < length else ""
     return f"{head}{line}{tail}"
+
+
+def paged(
+    stmt: Select[Any],
+    limit: int,
+    cursor: str | None,
+    q: str | None,
+    status: str,
+    skip: int,
+    oldest_first: bool,
+) -> Select[Any]:
+    """One page of the conversations ``stmt`` selects (already scoped to who may see them)."""
+    if status not in LIST_STATUSES:
+        raise ValidationFailed(f"status must be one of {', '.join(LIST_STATUSES)}")
+    if status != "all":
+        stmt = stmt.where(C.status == status)
+    if cursor:
+        when, ident = decode_cursor(cursor)
+        if oldest_first:
+            after = or_(C.updated_at > when, and_(C.updated_at == when, C.id > ident))
+        else:
+            after = or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident))
+        stmt = stmt.where(after)
+    if q:
+        stmt = stmt.where(_search_clause(q))
+    order = (C.updated_at, C.id) if oldest_first else (C.updated_at.desc(), C.id.desc())
+    return stmt.order_by(*order).offset(skip).limit(limit + 1)
+
+
+def conversations_in(
+    conn: Connection, stmt: Select[Any], params: dict[str, Any] | None = None
+) -> list[Conversation]:
+    return [Conversation.from_row(row) for row in conn.execute(stmt, params).mappings()]
+
+
+def page_of(rows: list[Conversation], limit: int) -> tuple[Sequence[Conversation], str | None]:
+    """The page and the cursor of the next one (None: this is the last)."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].updated_at, rows[-1].id)
 
 
 class ConversationStore(StoreBase):
@@ -129,7 +174,7 @@ class ConversationStore(StoreBase):
         self, user_id: str, external_id: str
     ) -> Conversation | None:
         stmt = select(tables.conversations).where(
-            C.user_id == user_id, C.external_id == external_id
+            C.user_id == user_id, C.external_id == external_id, C.project_id.is_(None)
         )
 
         def find(conn: Connection) -> Conversation | None:
@@ -149,45 +194,24 @@ class ConversationStore(StoreBase):
         skip: int = 0,
         oldest_first: bool = False,
     ) -> tuple[Sequence[Conversation], str | None]:
-        """Newest first (or ``oldest_first``), keyset-paginated on ``(updated_at, id)``, and
-        ``skip`` rows after the cursor passed over (offset paging); ``status`` is one of
-        :data:`LIST_STATUSES`."""
-        if status not in LIST_STATUSES:
-            raise ValidationFailed(f"status must be one of {', '.join(LIST_STATUSES)}")
-        stmt: Select[Any] = select(tables.conversations).where(C.user_id == user_id)
-        if status != "all":
-            stmt = stmt.where(C.status == status)
-        if cursor:
-            when, ident = decode_cursor(cursor)
-            if oldest_first:
-                after = or_(C.updated_at > when, and_(C.updated_at == when, C.id > ident))
-            else:
-                after = or_(C.updated_at < when, and_(C.updated_at == when, C.id < ident))
-            stmt = stmt.where(after)
-        if q:
-            stmt = stmt.where(_search_clause(user_id, q))
-        order = (C.updated_at, C.id) if oldest_first else (C.updated_at.desc(), C.id.desc())
-        stmt = stmt.order_by(*order).offset(skip).limit(limit + 1)
-
-        def page(conn: Connection) -> list[Conversation]:
-            return [Conversation.from_row(row) for row in conn.execute(stmt).mappings()]
-
-        rows = await self.read(page)
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id)
-        return rows, next_cursor
+        """The user's own conversations (a project's are listed by project): newest first (or
+        ``oldest_first``), keyset-paginated on ``(updated_at, id)``, and ``skip`` rows after
+        the cursor passed over (offset paging); ``status`` is one of :data:`LIST_STATUSES`."""
+        own = select(tables.conversations).where(C.user_id == user_id, C.project_id.is_(None))
+        stmt = paged(own, limit, cursor, q, status, skip, oldest_first)
+        return page_of(await self.read(lambda conn: conversations_in(conn, stmt)), limit)
 
     async def search_matches(
-        self, user_id: str, conversation_ids: Sequence[str], q: str
+        self, conversations: Sequence[Conversation], q: str
     ) -> dict[str, dict[str, str]]:
-        """For each of these conversations of the user whose messages contain ``q`` (as the
-        search does: any case, literally), the newest such message: ``{message_id, role,
-        snippet}``, the snippet an excerpt of at most :data:`SNIPPET_CHARS` around the match,
-        cut in the database (a long message is never read whole)."""
-        if not conversation_ids or not q:
+        """For each of these conversations (a page a list gave the caller) whose messages
+        contain ``q`` (as the search does: any case, literally), the newest such message:
+        ``{message_id, role, snippet}``, the snippet an excerpt of at most
+        :data:`SNIPPET_CHARS` around the match, cut in the database (a long message is never
+        read whole). Messages are read by conversation and owner, in the query."""
+        if not conversations or not q:
             return {}
+        owned = [(c.id, c.user_id) for c in conversations]
         m = tables.messages.c
         locate = func.strpos if self.dialect == "postgresql" else func.instr
         at = locate(func.lower(m.text), q.lower())
@@ -205,7 +229,7 @@ class ConversationStore(StoreBase):
                 func.substr(m.text, start, SNIPPET_CHARS).label("excerpt"),
                 newest.label("rank"),
             )
-            .where(m.user_id == user_id, m.conversation_id.in_(conversation_ids), at > 0)
+            .where(tuple_(m.conversation_id, m.user_id).in_(owned), at > 0)
             .subquery()
         )
         stmt = select(ranked).where(ranked.c.rank == 1)
@@ -278,7 +302,7 @@ class ConversationStore(StoreBase):
     async def delete_conversation(self, user_id: str, conversation_id: str) -> None:
         def remove(conn: Connection) -> None:
             conversation(conn, user_id, conversation_id)
-            for table in _OWNED:
+            for table in OWNED:
                 c = table.c
                 conn.execute(
                     delete(table).where(c.conversation_id == conversation_id, c.user_id == user_id)

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 tables. Every table a user can reach carries ``user_id``."""
+"""SQLAlchemy 2 tables. Every table a user can reach carries ``user_id`` (a project, ``owner``)."""
 
 from __future__ import annotations
 
@@ -70,10 +70,16 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_user_updated", "user_id", "updated_at", "id"),
         Index("ix_conversations_user_external", "user_id", "external_id"),
+        Index("ix_conversations_project_updated", "project_id", "updated_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # the user its rows are kept under: its creator (in a project, the member who made it)
     user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.id", ondelete="CASCADE"))
+    # a project's conversation is reached through the project's members (store/projects.py)
+    project_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("projects.id", ondelete="CASCADE")
+    )
     title: Mapped[str | None] = mapped_column(String(500))
     summary: Mapped[str | None] = mapped_column(Text)
     # the newest message the summary covers (its branch up to there); none: a summary a user set
@@ -92,6 +98,36 @@ class Conversation(Base):
     cost: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Project(Base):
+    """Conversations shared by role; with ``org_id``, only within that organisation."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(255), ForeignKey("users.id", ondelete="CASCADE"))
+    # the organisation claim of the token that made it (None: a project of no organisation)
+    org_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    instructions: Mapped[str | None] = mapped_column(Text)  # for every turn of its conversations
+    default_profile: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectMember(Base):
+    """A user's role in a project: read, write, deploy or admin (each holds the ones before)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Message(Base):
@@ -252,6 +288,8 @@ class WebSession(Base):
 # The tables as Core sees them: the store's statements are written against these.
 users = cast(Table, User.__table__)
 conversations = cast(Table, Conversation.__table__)
+projects = cast(Table, Project.__table__)
+project_members = cast(Table, ProjectMember.__table__)
 messages = cast(Table, Message.__table__)
 runs = cast(Table, Run.__table__)
 tool_calls = cast(Table, ToolCall.__table__)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from typing import Any, Final, Literal, NotRequired, Protocol, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,10 +36,33 @@ def given(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not KEEP}
 
 
+class Caller(Protocol):
+    """Who asks (:class:`parley.auth.Principal`): the token's ``sub``, and its organisation
+    claim, which confines the projects it makes and reaches."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def org_id(self) -> str | None: ...
+
+
+Role = Literal["read", "write", "deploy", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)  # each role holds the ones before it
+OWN: Final[Role] = "admin"  # a user's role in a conversation of their own, outside projects
+_RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
+
+
+def holds(role: str, need: Role) -> bool:
+    """Whether ``role`` is ``need`` or above it."""
+    return role in _RANK and _RANK[role] >= _RANK[need]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Conversation:
     id: str
-    user_id: str
+    user_id: str  # the user its rows are kept under (in a project, the member who made it)
+    project_id: str | None = None
     title: str | None = None
     summary: str | None = None
     summary_message_id: str | None = None  # the newest message the summary covers
@@ -63,6 +86,45 @@ class Conversation:
         values = dict(row)
         values["metadata_"] = values.pop("metadata") or {}
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reach:
+    """A conversation as one caller reaches it: their role in it, and what its project adds to
+    every turn (its instructions, its default profile)."""
+
+    conversation: Conversation
+    role: Role
+    instructions: str | None = None
+    default_profile: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """The user the conversation's rows are kept under: what the store's statements take."""
+        return self.conversation.user_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Project:
+    """A project, with the caller's role in it."""
+
+    id: str
+    name: str
+    owner: str
+    role: Role
+    description: str | None = None
+    org_id: str | None = None
+    instructions: str | None = None
+    default_profile: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    user_id: str
+    role: Role
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +172,7 @@ class RunState(BaseModel):
     max_tokens: int | None = None
     system: str | None = None
     tools: ToolChoice = ToolChoice()
+    actor: str | None = None  # a project member who asked for the turn (None: the owner)
     timeout_told: tuple[str, ...] = ()  # approvals that timed out which a resumed stream told of
 
 

@@ -32,6 +32,9 @@ def _no_usage(prompt_tokens: int, completion_tokens: int) -> None:
 class ToolContext:
     """What a tool learns about the call. The user id comes from the run, never from the model.
 
+    ``user_id`` is who the call acts for: the person who asked for the turn. ``owner_id`` is
+    the user the conversation's rows are kept under when it is not theirs (a member's turn in
+    a project's conversation): what a tool that writes to the store (a subagent) writes under.
     ``add_usage`` lets a tool that calls a model itself (a subagent) count its tokens in the
     run's usage; ``message_id`` is the assistant message that made the call.
     """
@@ -44,6 +47,12 @@ class ToolContext:
     progress: ProgressCallback = _no_progress
     message_id: str = ""
     add_usage: UsageCallback = _no_usage
+    owner_id: str = ""
+
+    @property
+    def owner(self) -> str:
+        """The user the conversation's rows are kept under."""
+        return self.owner_id or self.user_id
 
 
 @dataclass

@@ -57,9 +57,10 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import TurnRequest
 from parley.errors import Conflict, NotFound, ValidationFailed
@@ -75,10 +76,10 @@ TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 @router.post("/ag-ui", response_model=None, responses=STREAM_RESPONSES)
-async def run_agent(body: RunAgentInput, user: CurrentUser, s: ServicesDep) -> Response:
+async def run_agent(body: RunAgentInput, caller: CurrentCaller, s: ServicesDep) -> Response:
     _check_ids(body)
     if body.resume:
-        return await _resume(body, user, s)
+        return await _resume(body, caller, s)
     history = client_history(_as_openai(body.messages))
     request = TurnRequest(
         mode="send" if history.user_parts is not None else "continue",
@@ -88,11 +89,11 @@ async def run_agent(body: RunAgentInput, user: CurrentUser, s: ServicesDep) -> R
     earlier = [parts for role, parts in history.messages if role == "user"]
     s.engine.check(request, earlier=earlier)  # before the thread is created or seeded
     convo = await doors.conversation_for(
-        s, user, body.thread_id, source="ag-ui", system=history.system
+        s, caller, body.thread_id, source="ag-ui", system=history.system
     )
-    await _record_history(user, s, convo, history)
-    turn = await s.runs.start(user, convo.id, request)
-    branch = await s.store.branch(user, convo.id, leaf_id=turn.message_id)
+    await _record_history(convo.user_id, s, convo, history)
+    turn = await s.runs.start(caller, convo.id, request)
+    branch = await s.store.branch(convo.user_id, convo.id, leaf_id=turn.message_id)
     encoder = AGUIStream(
         thread_id=body.thread_id,
         run_id=body.run_id,
@@ -209,11 +210,12 @@ async def _record_history(
 # interrupts --------------------------------------------------------------------------------
 
 
-async def _resume(body: RunAgentInput, user: str, s: Services) -> Response:
+async def _resume(body: RunAgentInput, caller: Principal, s: Services) -> Response:
     """Answer the run's approvals with the input's ``resume`` entries, then stream the rest."""
-    convo = await doors.find_conversation(s, user, body.thread_id)
+    convo = await doors.find_conversation(s, caller, body.thread_id, "write")
     if convo is None:
         raise NotFound("no such thread")
+    user = convo.user_id
     pending = await s.store.pending_in_conversation(user, convo.id)
     approvals = {p.id: p for p in pending if p.kind == "approval"}
     approvals.update(
@@ -227,7 +229,7 @@ async def _resume(body: RunAgentInput, user: str, s: Services) -> Response:
             continue
         approved, reason = _verdict(entry)
         await s.runs.answer_approval(
-            user, found.run_id, found.tool_call_id, approved=approved, reason=reason
+            caller, found.run_id, found.tool_call_id, approved=approved, reason=reason
         )
         answered.add(found.tool_call_id)
         run_id = found.run_id
@@ -245,7 +247,7 @@ async def _resume(body: RunAgentInput, user: str, s: Services) -> Response:
     else:
         events = doors.until_suspended(
             doors.continuation(
-                s.runs.events(user, run_id),
+                s.runs.events(caller, run_id),
                 lambda e: isinstance(e, ev.RunSuspended) and bool(answered & set(e.waiting_for)),
             )
         )

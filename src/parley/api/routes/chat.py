@@ -1,4 +1,5 @@
-"""The native chat door: send, regenerate and edit answer with native SSE or one JSON reply."""
+"""The native chat door: send, regenerate and edit answer with native SSE or one JSON reply.
+Each needs ``write`` in the conversation (a project's member's role; the owner's own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import (
     ChatBody,
@@ -80,11 +81,11 @@ async def _json_reply(
 
 @router.post("/{conversation_id}/messages", response_model=None, responses=STREAM_RESPONSES)
 async def send(
-    conversation_id: str, body: SendMessage, request: Request, user: CurrentUser, s: ServicesDep
+    conversation_id: str, body: SendMessage, request: Request, caller: CurrentCaller, s: ServicesDep
 ) -> Response:
     parts = check_message(body, s)
     turn = await s.runs.start(
-        user,
+        caller,
         conversation_id,
         TurnRequest(
             content=body.content or None,
@@ -108,13 +109,13 @@ async def regenerate(
     conversation_id: str,
     message_id: str,
     request: Request,
-    user: CurrentUser,
+    caller: CurrentCaller,
     s: ServicesDep,
     body: Regenerate | None = None,
 ) -> Response:
     body = body or Regenerate()
     turn = await s.runs.start(
-        user,
+        caller,
         conversation_id,
         TurnRequest(
             mode="regenerate", target_id=message_id, model=body.model, temperature=body.temperature
@@ -131,12 +132,12 @@ async def edit(
     message_id: str,
     body: EditMessage,
     request: Request,
-    user: CurrentUser,
+    caller: CurrentCaller,
     s: ServicesDep,
 ) -> Response:
     parts = check_message(body, s)
     turn = await s.runs.start(
-        user,
+        caller,
         conversation_id,
         TurnRequest(
             mode="edit",

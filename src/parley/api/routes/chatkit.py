@@ -63,14 +63,15 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.errors import DoorRoute, parley_error_response
 from parley.api.streaming import sse_response
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import Conflict, ParleyError, ValidationFailed
 from parley.protocols import chatkit as wire
-from parley.store.values import Conversation, utcnow
+from parley.store.values import Conversation, Role, utcnow
 
 DEFAULT_PAGE = 20  # ChatKitServer's page size
 MAX_PAGE = 200
@@ -151,44 +152,54 @@ class Approval(BaseModel):
     responses=RESPONSES,
     openapi_extra={"requestBody": REQUEST_BODY},
 )
-async def chatkit(request: Request, user: CurrentUser, s: ServicesDep) -> Response:
+async def chatkit(request: Request, caller: CurrentCaller, s: ServicesDep) -> Response:
     req = _parse(await request.body())
     tools = _client_tools(req.metadata)
     match req:
         case ThreadsCreateReq():
-            return await _create(req, user, s, tools)
+            return await _create(req, caller, s, tools)
         case ThreadsAddUserMessageReq():
-            return await _add_message(req, user, s, tools)
+            return await _add_message(req, caller, s, tools)
         case ThreadsAddClientToolOutputReq():
-            return await _tool_output(req, user, s, tools)
+            return await _tool_output(req, caller, s, tools)
         case ThreadsRetryAfterItemReq():
-            return await _retry(req, user, s, tools)
+            return await _retry(req, caller, s, tools)
         case ThreadsCustomActionReq():
-            return await _custom_action(req, user, s, tools)
+            return await _custom_action(req, caller, s, tools)
         case ThreadsGetByIdReq():
-            convo = await s.store.get_conversation(user, req.params.thread_id)
-            items = await _items(s, user, convo, after=None, limit=DEFAULT_PAGE, order="asc")
+            convo = await _thread(s, caller, req.params.thread_id)
+            items = await _items(s, convo, after=None, limit=DEFAULT_PAGE, order="asc")
             return _json(wire.thread_of(convo, items))
         case ThreadsListReq():
-            return await _list(req, user, s)
+            return await _list(req, caller.user_id, s)
         case ItemsListReq():
             p = req.params
-            convo = await s.store.get_conversation(user, p.thread_id)
+            convo = await _thread(s, caller, p.thread_id)
             limit = _limit(p.limit)
-            return _json(await _items(s, user, convo, after=p.after, limit=limit, order=p.order))
+            return _json(await _items(s, convo, after=p.after, limit=limit, order=p.order))
         case ThreadsUpdateReq():
             title = req.params.title
             if len(title) > 500:
                 raise ValidationFailed("params.title: at most 500 characters")
-            convo = await s.store.update_conversation(user, req.params.thread_id, {"title": title})
+            convo = await _thread(s, caller, req.params.thread_id, "admin")
+            convo = await s.store.update_conversation(convo.user_id, convo.id, {"title": title})
             return _json(wire.thread_of(convo))
         case ThreadsDeleteReq():
-            await s.store.delete_conversation(user, req.params.thread_id)
+            convo = await _thread(s, caller, req.params.thread_id, "admin")
+            await s.store.delete_conversation(convo.user_id, convo.id)
             return JSONResponse({})
         case ItemsFeedbackReq():
-            await s.store.get_conversation(user, req.params.thread_id)
+            await _thread(s, caller, req.params.thread_id)
             return JSONResponse({})
     raise ValidationFailed(f"{req.type} is not served by this ChatKit server")
+
+
+async def _thread(
+    s: Services, caller: Principal, thread_id: str, need: Role = "read"
+) -> Conversation:
+    """The thread the caller names (their own, or a project's: ``Store.reach``); the
+    store's statements about it take the user it is kept under (``user_id``)."""
+    return (await s.store.reach(caller, thread_id, need)).conversation
 
 
 def _parse(raw: bytes) -> ChatKitReq:
@@ -249,14 +260,14 @@ def _user_item(turn: PreparedTurn, message: UserMessageInput) -> UserMessageItem
 
 
 async def _create(
-    req: ThreadsCreateReq, user: str, s: Services, tools: list[dict[str, Any]]
+    req: ThreadsCreateReq, caller: Principal, s: Services, tools: list[dict[str, Any]]
 ) -> Response:
     turn_request = _message(req.params.input, tools)
     s.engine.check(turn_request)  # before the thread is written
     if turn_request.model:
         s.providers.resolve(turn_request.model)
-    convo = await s.store.create_conversation(user, metadata={"source": "chatkit"})
-    turn = await s.runs.start(user, convo.id, turn_request)
+    convo = await s.store.create_conversation(caller.user_id, metadata={"source": "chatkit"})
+    turn = await s.runs.start(caller, convo.id, turn_request)
     preamble: list[ThreadStreamEvent] = [
         ThreadCreatedEvent(thread=wire.thread_of(convo)),
         ThreadItemDoneEvent(item=_user_item(turn, req.params.input)),
@@ -265,10 +276,10 @@ async def _create(
 
 
 async def _add_message(
-    req: ThreadsAddUserMessageReq, user: str, s: Services, tools: list[dict[str, Any]]
+    req: ThreadsAddUserMessageReq, caller: Principal, s: Services, tools: list[dict[str, Any]]
 ) -> Response:
-    convo = await s.store.get_conversation(user, req.params.thread_id)
-    turn = await s.runs.start(user, convo.id, _message(req.params.input, tools))
+    convo = await _thread(s, caller, req.params.thread_id, "write")
+    turn = await s.runs.start(caller, convo.id, _message(req.params.input, tools))
     preamble: list[ThreadStreamEvent] = [
         ThreadItemDoneEvent(item=_user_item(turn, req.params.input))
     ]
@@ -276,11 +287,15 @@ async def _add_message(
 
 
 async def _tool_output(
-    req: ThreadsAddClientToolOutputReq, user: str, s: Services, tools: list[dict[str, Any]]
+    req: ThreadsAddClientToolOutputReq,
+    caller: Principal,
+    s: Services,
+    tools: list[dict[str, Any]],
 ) -> Response:
     """The app ran the pending client tool call of the thread's last reply: its result is
     recorded there and the model goes on in a new reply."""
-    convo = await s.store.get_conversation(user, req.params.thread_id)
+    convo = await _thread(s, caller, req.params.thread_id, "write")
+    user = convo.user_id
     leaf = await s.store.get_message(user, convo.id, convo.active_leaf_id or "")
     parts = [p.copy() for p in leaf.parts]
     waiting = [
@@ -290,14 +305,16 @@ async def _tool_output(
         raise Conflict("no client tool call of this thread waits for its output")
     waiting[-1].update({"state": "output-available", "output": req.params.result})
     await s.store.checkpoint(user, leaf.id, parts)
-    turn = await s.runs.start(user, convo.id, TurnRequest(mode="continue", external_tools=tools))
+    request = TurnRequest(mode="continue", external_tools=tools)
+    turn = await s.runs.start(caller, convo.id, request)
     return _stream(s, turn, tools)
 
 
 async def _retry(
-    req: ThreadsRetryAfterItemReq, user: str, s: Services, tools: list[dict[str, Any]]
+    req: ThreadsRetryAfterItemReq, caller: Principal, s: Services, tools: list[dict[str, Any]]
 ) -> Response:
-    convo = await s.store.get_conversation(user, req.params.thread_id)
+    convo = await _thread(s, caller, req.params.thread_id, "write")
+    user = convo.user_id
     asked = await s.store.get_message(user, convo.id, req.params.item_id)
     if asked.role != "user":
         raise ValidationFailed("params.item_id: not a user message")
@@ -305,12 +322,12 @@ async def _retry(
     if not replies:
         raise ValidationFailed("params.item_id: this message has no reply to retry")
     turn_request = TurnRequest(mode="regenerate", target_id=replies[-1].id, external_tools=tools)
-    turn = await s.runs.start(user, convo.id, turn_request)
+    turn = await s.runs.start(caller, convo.id, turn_request)
     return _stream(s, turn, tools)
 
 
 async def _custom_action(
-    req: ThreadsCustomActionReq, user: str, s: Services, tools: list[dict[str, Any]]
+    req: ThreadsCustomActionReq, caller: Principal, s: Services, tools: list[dict[str, Any]]
 ) -> Response:
     """``parley.approval`` (an approval widget's buttons): answer it, stream the rest."""
     action = req.params.action
@@ -320,7 +337,8 @@ async def _custom_action(
         answer = Approval.model_validate(action.payload)
     except ValidationError:
         raise ValidationFailed("params.action.payload: {tool_call_id, approved}") from None
-    convo = await s.store.get_conversation(user, req.params.thread_id)
+    convo = await _thread(s, caller, req.params.thread_id, "write")
+    user = convo.user_id
     pending = await s.store.pending_in_conversation(user, convo.id)
     found = next(
         (p for p in pending if p.kind == "approval" and p.tool_call_id == answer.tool_call_id),
@@ -331,14 +349,14 @@ async def _custom_action(
     run = await s.store.get_run(user, found.run_id)
     message = await s.store.get_message(user, convo.id, run.message_id)
     await s.runs.answer_approval(
-        user, run.id, answer.tool_call_id, approved=answer.approved, reason=None
+        caller, run.id, answer.tool_call_id, approved=answer.approved, reason=None
     )
     if (await s.store.get_run(user, run.id)).status == "awaiting":
         events = doors.nothing()  # other approvals of the same step still wait
     else:
         events = doors.until_suspended(
             doors.continuation(
-                s.runs.events(user, run.id),
+                s.runs.events(caller, run.id),
                 lambda e: isinstance(e, ev.RunSuspended) and answer.tool_call_id in e.waiting_for,
             )
         )
@@ -393,10 +411,11 @@ async def _list(req: ThreadsListReq, user: str, s: Services) -> Response:
 
 
 async def _items(
-    s: Services, user: str, convo: Conversation, *, after: str | None, limit: int, order: str
+    s: Services, convo: Conversation, *, after: str | None, limit: int, order: str
 ) -> Page[ThreadItem]:
     """A page of the active branch's items. Newest first, a page reads about ``limit``
     messages; oldest first reads the branch (one statement)."""
+    user = convo.user_id
     if order == "asc":
         branch = await s.store.branch(user, convo.id, leaf_id=convo.active_leaf_id)
         items = [item for m in branch for item in wire.items_of(m)]

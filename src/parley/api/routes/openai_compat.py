@@ -37,9 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, CurrentUser, Services, ServicesDep
 from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.streaming import sse_response
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.profiles import BUILTIN_PROFILES
 from parley.engine.requests import TurnRequest
@@ -193,7 +194,7 @@ def model_target(name: str, s: Services) -> tuple[str | None, str | None]:
 
 @router.post("/chat/completions", response_model=None, responses=STREAM_RESPONSES)
 async def completions(
-    body: CompletionRequest, request: Request, user: CurrentUser, s: ServicesDep
+    body: CompletionRequest, request: Request, caller: CurrentCaller, s: ServicesDep
 ) -> Response:
     profile, model_name = model_target(body.model, s)
     history = client_history(body.messages)
@@ -210,8 +211,8 @@ async def completions(
     )
     earlier = [parts for role, parts in history.messages if role == "user"]
     s.engine.check(turn_request, earlier=earlier)  # before the history is written
-    convo = await _conversation(request.headers.get(CONVERSATION_HEADER), user, s, history)
-    turn = await s.runs.start(user, convo.id, turn_request)
+    convo = await _conversation(request.headers.get(CONVERSATION_HEADER), caller, s, history)
+    turn = await s.runs.start(caller, convo.id, turn_request)
     names = frozenset(spec["name"] for spec in external)
     completion_id = "chatcmpl-" + turn.run_id.removeprefix("run_")
     headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": turn.run_id}
@@ -253,15 +254,16 @@ def _external_tools(body: CompletionRequest) -> list[dict[str, Any]]:
 
 
 async def _conversation(
-    key: str | None, user: str, s: Services, history: ClientHistory
+    key: str | None, caller: Principal, s: Services, history: ClientHistory
 ) -> Conversation:
     """The conversation this exchange is kept in, holding the history the model must see."""
     if key:
-        convo = await doors.conversation_for(s, user, key, source="openai", system=history.system)
+        convo = await doors.conversation_for(s, caller, key, source="openai", system=history.system)
     else:
         convo = await s.store.create_conversation(
-            user, metadata={"source": "openai"}, system=history.system
+            caller.user_id, metadata={"source": "openai"}, system=history.system
         )
+    user = convo.user_id
     if convo.active_leaf_id is None:
         await _seed(user, s, convo, history)
     elif history.user_parts is None:

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.openapi import OPENAI_ERROR_RESPONSES, STREAM_RESPONSES
 from parley.api.routes.openai_compat import (
     CONVERSATION_HEADER,
@@ -50,6 +50,7 @@ from parley.api.routes.openai_compat import (
     openai_error,
 )
 from parley.api.streaming import sse_response
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import TurnRequest
 from parley.errors import NotFound, ValidationFailed, status_of
@@ -101,10 +102,11 @@ class ResponseRequest(BaseModel):
 
 
 @router.post("/responses", response_model=None, responses=STREAM_RESPONSES)
-async def create(body: ResponseRequest, user: CurrentUser, s: ServicesDep) -> Response:
+async def create(body: ResponseRequest, caller: CurrentCaller, s: ServicesDep) -> Response:
     profile, model_name = model_target(body.model, s)
-    previous = await _previous(user, s, body)
-    history = wire.input_history(body.input, body.instructions, await _references(user, s, body))
+    previous = await _previous(caller, s, body)
+    references = await _references(caller, s, body)
+    history = wire.input_history(body.input, body.instructions, references)
     external = _external_tools(body) if profile is None else []
     turn_request = TurnRequest(
         mode="send" if history.user_parts is not None else "continue",
@@ -119,9 +121,9 @@ async def create(body: ResponseRequest, user: CurrentUser, s: ServicesDep) -> Re
     _check_input(body, history)
     earlier = [parts for role, parts in history.messages if role == "user"]
     s.engine.check(turn_request, earlier=earlier)  # before the history is written
-    convo = await _conversation(user, s, body, previous, history)
-    turn_request.parent_id = await _place(user, s, convo, previous, history)
-    turn = await s.runs.start(user, convo.id, turn_request)
+    convo = await _conversation(caller, s, body, previous, history)
+    turn_request.parent_id = await _place(convo.user_id, s, convo, previous, history)
+    turn = await s.runs.start(caller, convo.id, turn_request)
     builder = wire.ResponseBuilder(_meta(body, turn.run_id), frozenset(t["name"] for t in external))
     headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": turn.run_id}
     if body.background:
@@ -143,26 +145,26 @@ async def create(body: ResponseRequest, user: CurrentUser, s: ServicesDep) -> Re
 @router.get("/responses/{response_id}", response_model=None, responses=STREAM_RESPONSES)
 async def retrieve(
     response_id: str,
-    user: CurrentUser,
+    caller: CurrentCaller,
     s: ServicesDep,
     stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """The response; with ``stream=true`` its events from the start, or after the one whose
     ``sequence_number`` is ``starting_after`` (a client that lost its stream, on any process)."""
-    run = await _run(user, s, response_id)
+    run = await _run(caller, s, response_id)
     if stream:
-        return await _replay(user, s, run, starting_after)
-    return JSONResponse(await _stored_response(user, s, run))
+        return await _replay(caller, s, run, starting_after)
+    return JSONResponse(await _stored_response(caller, s, run))
 
 
 @router.post("/responses/{response_id}/cancel")
-async def cancel(response_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
+async def cancel(response_id: str, caller: CurrentCaller, s: ServicesDep) -> dict[str, Any]:
     """Stop the response's run; the text so far is kept. A finished response is unchanged."""
-    run = await _run(user, s, response_id)
-    if await s.runs.cancel(user, run.id) == "cancelled":
-        await _ended(user, s, run.id)  # another process may still be stopping it
-    return await _stored_response(user, s, await s.store.get_run(user, run.id))
+    run = await _run(caller, s, response_id)
+    if await s.runs.cancel(caller, run.id) == "cancelled":
+        await _ended(caller, s, run.id)  # another process may still be stopping it
+    return await _stored_response(caller, s, await s.store.get_run(run.user_id, run.id))
 
 
 # the request ----------------------------------------------------------------------------
@@ -205,17 +207,17 @@ def _meta(body: ResponseRequest, run_id: str) -> wire.ResponseMeta:
     )
 
 
-async def _run(user: str, s: Services, response_id: str) -> Run:
+async def _run(caller: Principal, s: Services, response_id: str) -> Run:
     run_id = wire.run_id_of(response_id)
     if run_id is None:
         raise NotFound(f"no response {response_id!r}")
     try:
-        return await s.store.get_run(user, run_id)
+        return await s.store.reach_run(caller, run_id)
     except NotFound:
         raise NotFound(f"no response {response_id!r}") from None
 
 
-async def _previous(user: str, s: Services, body: ResponseRequest) -> Run | None:
+async def _previous(caller: Principal, s: Services, body: ResponseRequest) -> Run | None:
     if body.previous_response_id is None:
         return None
     if body.conversation is not None:
@@ -223,12 +225,12 @@ async def _previous(user: str, s: Services, body: ResponseRequest) -> Run | None
             "give previous_response_id or conversation, not both", field="previous_response_id"
         )
     try:
-        return await _run(user, s, body.previous_response_id)
+        return await _run(caller, s, body.previous_response_id)
     except NotFound as exc:
         raise ValidationFailed(exc.message, field="previous_response_id") from None
 
 
-async def _references(user: str, s: Services, body: ResponseRequest) -> dict[str, Any]:
+async def _references(caller: Principal, s: Services, body: ResponseRequest) -> dict[str, Any]:
     """The assistant messages that ``item_reference`` items name (``msg_<x>`` of response
     ``resp_<x>``), as input items; a reference to anything else is left unresolved."""
     found: dict[str, Any] = {}
@@ -238,8 +240,8 @@ async def _references(user: str, s: Services, body: ResponseRequest) -> dict[str
         if run_id is None or item_id in found:
             continue
         with contextlib.suppress(NotFound):
-            run = await s.store.get_run(user, run_id)
-            message = await s.store.get_message(user, run.conversation_id, run.message_id)
+            run = await s.store.reach_run(caller, run_id)
+            message = await s.store.get_message(run.user_id, run.conversation_id, run.message_id)
             found[str(item_id)] = {"type": "message", "role": "assistant", "content": message.text}
     return found
 
@@ -248,7 +250,7 @@ async def _references(user: str, s: Services, body: ResponseRequest) -> dict[str
 
 
 async def _conversation(
-    user: str,
+    caller: Principal,
     s: Services,
     body: ResponseRequest,
     previous: Run | None,
@@ -256,16 +258,17 @@ async def _conversation(
 ) -> Conversation:
     """The conversation the response is kept in, with the input's system prompt, if any."""
     if previous is not None:
-        convo = await s.store.get_conversation(user, previous.conversation_id)
+        convo = (await s.store.reach(caller, previous.conversation_id, "write")).conversation
     elif body.conversation is not None:
         key = body.conversation if isinstance(body.conversation, str) else body.conversation.id
-        convo = await doors.conversation_for(s, user, key, source="openai")
+        convo = await doors.conversation_for(s, caller, key, source="openai")
     else:
         return await s.store.create_conversation(
-            user, metadata={"source": "openai"}, system=history.system
+            caller.user_id, metadata={"source": "openai"}, system=history.system
         )
     if history.system is not None and history.system != convo.system:
-        convo = await s.store.update_conversation(user, convo.id, {"system": history.system})
+        change = {"system": history.system}
+        convo = await s.store.update_conversation(convo.user_id, convo.id, change)
     return convo
 
 
@@ -323,14 +326,16 @@ def _stored_meta(run: Run, convo: Conversation) -> wire.ResponseMeta:
     )
 
 
-async def _stored_response(user: str, s: Services, run: Run) -> dict[str, Any]:
-    """A response from its run: the event log while the hub keeps it, else the stored reply."""
+async def _stored_response(caller: Principal, s: Services, run: Run) -> dict[str, Any]:
+    """A response from its run (reached by ``caller``): the event log while the hub keeps it,
+    else the stored reply."""
+    user = run.user_id
     convo = await s.store.get_conversation(user, run.conversation_id)
     meta = _stored_meta(run, convo)
     if run.status not in ("running", "awaiting"):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RETRIEVE_WAIT):
-                logged = [event async for _, event in s.runs.events(user, run.id)]
+                logged = [event async for _, event in s.runs.events(caller, run.id)]
             builder = wire.ResponseBuilder(meta, _client_calls(logged))
             for event in logged:
                 builder.fold(event)
@@ -342,17 +347,17 @@ async def _stored_response(user: str, s: Services, run: Run) -> dict[str, Any]:
     return builder.response()
 
 
-async def _replay(user: str, s: Services, run: Run, starting_after: int | None) -> Response:
+async def _replay(caller: Principal, s: Services, run: Run, starting_after: int | None) -> Response:
     """The response's stream told again from the run's log: the same events with the same
     ``sequence_number`` as the stream that created it, to the run's end or the suspension it
     waits in now."""
-    convo = await s.store.get_conversation(user, run.conversation_id)
+    convo = await s.store.get_conversation(run.user_id, run.conversation_id)
     builder = wire.ResponseBuilder(_stored_meta(run, convo))
 
     async def is_current() -> bool:
-        return await doors.run_awaiting(s, user, run.id)
+        return await doors.run_awaiting(s, run.user_id, run.id)
 
-    events = _whose_calls(s.runs.events(user, run.id), builder)
+    events = _whose_calls(s.runs.events(caller, run.id), builder)
     headers = {CONVERSATION_HEADER: convo.id, "X-Run-Id": run.id}
     encoder = wire.ResponseEvents(builder, extra_headers=headers, starting_after=starting_after)
     told = doors.until_suspended(events, is_current)
@@ -397,11 +402,11 @@ async def _whose_calls(events: doors.Events, builder: wire.ResponseBuilder) -> d
             await close()
 
 
-async def _ended(user: str, s: Services, run_id: str) -> None:
+async def _ended(caller: Principal, s: Services, run_id: str) -> None:
     """Wait, a little, until the run's log has its end (or a suspension)."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(RETRIEVE_WAIT):
-            async for _ in doors.until_suspended(s.runs.events(user, run_id)):
+            async for _ in doors.until_suspended(s.runs.events(caller, run_id)):
                 pass
 
 

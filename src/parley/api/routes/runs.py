@@ -1,7 +1,9 @@
 """Runs: follow or resume a stream, cancel, answer approvals and elicitations, remembered rules,
 and the profiles a run can be given.
 
-A browser ``EventSource`` cannot send ``Authorization``: the page asks ``POST
+Reading a run (its events, its state, a ticket) needs ``read`` in its conversation; cancelling
+and answering need ``write`` (:meth:`parley.store.Store.reach_run`). A browser ``EventSource``
+cannot send ``Authorization``: the page asks ``POST
 /api/runs/{run_id}/ticket`` (bearer) for a short-lived ticket and opens
 ``/api/runs/{run_id}/events?ticket=``; the ticket opens that run's events and nothing else.
 """
@@ -12,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from parley.api.deps import CurrentUser, RunReader, ServicesDep
+from parley.api.deps import CurrentCaller, CurrentUser, RunReader, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.schemas import ApprovalAnswer, ElicitationAnswer, RunTicketIssued
 from parley.api.streaming import sse_response
@@ -37,31 +39,31 @@ def _after(last_event_id: str | None, after: int | None) -> int:
 @router.get("/api/runs/{run_id}/events", response_model=None, responses=STREAM_RESPONSES)
 async def events(
     run_id: str,
-    user: RunReader,
+    caller: RunReader,
     s: ServicesDep,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     """The run's native SSE stream, from the start or after ``Last-Event-ID``; authorized by
     the bearer token or by a ``?ticket=`` for this run."""
-    run = await s.store.get_run(user, run_id)
-    stream = s.runs.events(user, run_id, _after(last_event_id, after))
+    run = await s.store.reach_run(caller, run_id)
+    stream = s.runs.events(caller, run_id, _after(last_event_id, after))
     encoder = NativeSSE(run_id=run.id, conversation_id=run.conversation_id)
     return sse_response(encoder, stream, ping=s.settings.heartbeat_interval)
 
 
 @router.post("/api/runs/{run_id}/ticket")
-async def ticket(run_id: str, user: CurrentUser, s: ServicesDep) -> RunTicketIssued:
+async def ticket(run_id: str, caller: CurrentCaller, s: ServicesDep) -> RunTicketIssued:
     """A ticket that opens this run's events (``?ticket=``) for a client that cannot send a
     header (a browser ``EventSource``), for ``expires_in`` seconds."""
-    run = await s.store.get_run(user, run_id)
-    issued = s.tickets.issue(user, run.id)
+    run = await s.store.reach_run(caller, run_id)
+    issued = s.tickets.issue(caller, run.id)
     return RunTicketIssued(ticket=issued, expires_in=s.tickets.ttl)
 
 
 @router.get("/api/runs/{run_id}")
-async def get_run(run_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
-    run = await s.store.get_run(user, run_id)
+async def get_run(run_id: str, caller: CurrentCaller, s: ServicesDep) -> dict[str, Any]:
+    run = await s.store.reach_run(caller, run_id)
     return {
         "id": run.id,
         "conversation_id": run.conversation_id,
@@ -73,17 +75,17 @@ async def get_run(run_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, A
 
 
 @router.post("/api/runs/{run_id}/cancel")
-async def cancel(run_id: str, user: CurrentUser, s: ServicesDep) -> dict[str, Any]:
-    status = await s.runs.cancel(user, run_id)
+async def cancel(run_id: str, caller: CurrentCaller, s: ServicesDep) -> dict[str, Any]:
+    status = await s.runs.cancel(caller, run_id)
     return {"run_id": run_id, "status": status}
 
 
 @router.post("/api/runs/{run_id}/approvals/{tool_call_id}")
 async def approve(
-    run_id: str, tool_call_id: str, body: ApprovalAnswer, user: CurrentUser, s: ServicesDep
+    run_id: str, tool_call_id: str, body: ApprovalAnswer, caller: CurrentCaller, s: ServicesDep
 ) -> dict[str, Any]:
     await s.runs.answer_approval(
-        user,
+        caller,
         run_id,
         tool_call_id,
         approved=body.approved,
@@ -95,10 +97,14 @@ async def approve(
 
 @router.post("/api/runs/{run_id}/elicitations/{elicitation_id}")
 async def elicit(
-    run_id: str, elicitation_id: str, body: ElicitationAnswer, user: CurrentUser, s: ServicesDep
+    run_id: str,
+    elicitation_id: str,
+    body: ElicitationAnswer,
+    caller: CurrentCaller,
+    s: ServicesDep,
 ) -> dict[str, Any]:
     await s.runs.answer_elicitation(
-        user, run_id, elicitation_id, action=body.action, content=body.content
+        caller, run_id, elicitation_id, action=body.action, content=body.content
     )
     return {"run_id": run_id, "elicitation_id": elicitation_id, "action": body.action}
 

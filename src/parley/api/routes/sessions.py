@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, ServicesDep
+from parley.api.deps import CurrentCaller, CurrentUser, ServicesDep
 from parley.api.errors import DoorRoute, error_response
 from parley.api.openapi import STREAM_RESPONSES
 from parley.api.streaming import sse_response
@@ -121,28 +121,31 @@ async def list_(
 @router.get("/{session_id}")
 async def get(
     session_id: str,
-    user: CurrentUser,
+    caller: CurrentCaller,
     s: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
     """The session with the newest ``limit`` messages of its active branch, oldest first."""
-    convo = await s.store.get_conversation(user, session_id)
-    page, _ = await s.store.messages_before(user, session_id, before=None, limit=limit, convo=convo)
+    convo = (await s.store.reach(caller, session_id)).conversation
+    page, _ = await s.store.messages_before(
+        convo.user_id, session_id, before=None, limit=limit, convo=convo
+    )
     return {**session_out(convo), "messages": [session_message_out(m) for m in page]}
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete(session_id: str, user: CurrentUser, s: ServicesDep) -> Response:
+async def delete(session_id: str, caller: CurrentCaller, s: ServicesDep) -> Response:
+    user = (await s.store.reach(caller, session_id, "admin")).owner
     await s.store.delete_conversation(user, session_id)
     return Response(status_code=204)
 
 
 @router.post("/{session_id}/chat", response_model=None, responses=STREAM_RESPONSES)
 async def chat(
-    session_id: str, body: SessionMessage, user: CurrentUser, s: ServicesDep
+    session_id: str, body: SessionMessage, caller: CurrentCaller, s: ServicesDep
 ) -> Response:
-    convo = await s.store.get_conversation(user, session_id)
-    turn = await s.runs.start(user, convo.id, TurnRequest(content=body.message, model=body.model))
+    request = TurnRequest(content=body.message, model=body.model)
+    turn = await s.runs.start(caller, session_id, request)  # a 404 for another user's
     events = doors.until_suspended(s.runs.turn_events(turn))
-    encoder = SeedSessionSSE(session_id=convo.id, run_id=turn.run_id)
+    encoder = SeedSessionSSE(session_id=turn.conversation_id, run_id=turn.run_id)
     return sse_response(encoder, events, ping=s.settings.heartbeat_interval)

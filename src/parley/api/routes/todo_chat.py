@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import OwnUser, ServicesDep
+from parley.api.deps import OwnCaller, OwnUser, ServicesDep
 from parley.api.errors import DoorRoute, todo_error
 from parley.api.openapi import STREAM_RESPONSES, TODO_ERROR_RESPONSES
 from parley.api.streaming import sse_response
@@ -106,18 +106,18 @@ class TodoMessage(BaseModel):
 
 
 @router.post("/api/{user_id}/chat", response_model=None, responses=STREAM_RESPONSES)
-async def chat(body: TodoMessage, request: Request, user: OwnUser, s: ServicesDep) -> Response:
+async def chat(body: TodoMessage, request: Request, caller: OwnCaller, s: ServicesDep) -> Response:
     if not body.message.strip():
         raise ValidationFailed("message is required")
     turn_request = TurnRequest(content=body.message, profile=PROFILE)
     s.engine.check(turn_request)  # before a new conversation is written
     if body.conversation_id is not None:
-        convo = await s.store.get_conversation(user, str(body.conversation_id))
+        convo = (await s.store.reach(caller, str(body.conversation_id), "write")).conversation
     else:
         convo = await s.store.create_conversation(
-            user, profile=PROFILE, metadata={"source": "todo"}
+            caller.user_id, profile=PROFILE, metadata={"source": "todo"}
         )
-    turn = await s.runs.start(user, convo.id, turn_request)
+    turn = await s.runs.start(caller, convo.id, turn_request)
     events = doors.until_suspended(s.runs.turn_events(turn))
     if "text/event-stream" in request.headers.get("accept", ""):
         encoder = TodoSSE(conversation_id=convo.id, run_id=turn.run_id)
@@ -126,7 +126,7 @@ async def chat(body: TodoMessage, request: Request, user: OwnUser, s: ServicesDe
     if isinstance(reply.outcome, ev.RunFailed):
         failure = told(reply.outcome)
         return todo_error(failure.status, failure.code, failure.message)
-    message = await s.store.get_message(user, convo.id, turn.message_id)
+    message = await s.store.get_message(convo.user_id, convo.id, turn.message_id)
     out: dict[str, Any] = {
         "message_id": message.id,
         "conversation_id": convo.id,

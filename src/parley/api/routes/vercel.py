@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from parley.api import doors
-from parley.api.deps import CurrentUser, Services, ServicesDep
+from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.errors import DoorRoute, parley_error_response
 from parley.api.openapi import (
     AI4_RESUME_RESPONSES,
@@ -60,6 +60,7 @@ from parley.api.routes.vercel_replies import (
     stream,
 )
 from parley.api.schemas import ClientApprovalAnswer, ClientFile, ClientText, client_parts
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.chat.files import file_part
 from parley.chat.messages import Part
@@ -141,47 +142,53 @@ def _from_ai4(body: ChatRequest) -> bool:
 
 
 @router.post("/api/chat", response_model=None, responses=STREAM_RESPONSES)
-async def chat(body: ChatRequest, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
+async def chat(
+    body: ChatRequest, request: Request, caller: CurrentCaller, s: ServicesDep
+) -> Response:
     if body.id is None:
         raise ValidationFailed("id (the chat id) is required", status=422)
     _check_new_message(body, s)
-    convo = await doors.conversation_for(s, user, body.id, source="vercel")
-    return await respond(body, request, user, s, convo)
+    convo = await doors.conversation_for(s, caller, body.id, source="vercel")
+    return await respond(body, request, caller, s, convo)
 
 
 @router.get("/api/chat/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
-async def resume(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
-    return await resume_stream(chat_id, request, user, s)
+async def resume(chat_id: str, request: Request, caller: CurrentCaller, s: ServicesDep) -> Response:
+    return await resume_stream(chat_id, request, caller, s)
 
 
 @playground.post("/mcp/chat-v2", response_model=None, responses=PLAYGROUND_RESPONSES)
 async def chat_v2(
-    body: PlaygroundRequest, request: Request, user: CurrentUser, s: ServicesDep
+    body: PlaygroundRequest, request: Request, caller: CurrentCaller, s: ServicesDep
 ) -> Response:
     _check_new_message(body, s)
-    convo = await doors.conversation_for(s, user, body.sessionId or body.id, source="playground")
+    key = body.sessionId or body.id
+    convo = await doors.conversation_for(s, caller, key, source="playground")
     reply = Reply(data_stream=_from_ai4(body), session_id=body.sessionId)
     if body.elicitationResponse is not None:
-        return await _answer_elicitation(body.elicitationResponse, request, user, s, convo, reply)
+        answer = body.elicitationResponse
+        return await _answer_elicitation(answer, request, caller, s, convo, reply)
     return await respond(
-        body, request, user, s, convo, reply, approve_all=s.settings.enable_chat_v2_approvals
+        body, request, caller, s, convo, reply, approve_all=s.settings.enable_chat_v2_approvals
     )
 
 
 @playground.get("/mcp/chat-v2/{chat_id}/stream", response_model=None, responses=RESUME_RESPONSES)
-async def resume_v2(chat_id: str, request: Request, user: CurrentUser, s: ServicesDep) -> Response:
-    return await resume_stream(chat_id, request, user, s)
+async def resume_v2(
+    chat_id: str, request: Request, caller: CurrentCaller, s: ServicesDep
+) -> Response:
+    return await resume_stream(chat_id, request, caller, s)
 
 
 @playground.get("/mcp/chat-v2", response_model=None, responses=AI4_RESUME_RESPONSES)
 async def resume_ai4(
     chat_id: Annotated[str, Query(alias="chatId", min_length=1, max_length=255)],
     request: Request,
-    user: CurrentUser,
+    caller: CurrentCaller,
     s: ServicesDep,
 ) -> Response:
     """ai@4's ``experimental_resume``: the active run in the Data Stream protocol."""
-    return await resume_stream(chat_id, request, user, s, DATA_STREAM)
+    return await resume_stream(chat_id, request, caller, s, DATA_STREAM)
 
 
 # one request -------------------------------------------------------------------------------
@@ -190,26 +197,28 @@ async def resume_ai4(
 async def respond(
     body: ChatRequest,
     request: Request,
-    user: str,
+    caller: Principal,
     s: Services,
     convo: Conversation,
     reply: Reply = UI_STREAM,
     *,
     approve_all: bool = False,
 ) -> Response:
+    """One request's turn; the store's statements take the user the chat is kept under."""
     if not body.messages:
         raise ValidationFailed("messages is empty")
+    user = convo.user_id
     if body.trigger == "submit-message" and body.messages[-1].role == "assistant":
         pending = await s.store.pending_in_conversation(user, convo.id)
         answers = _approval_answers(body, {p.tool_call_id for p in pending})
         if answers:
-            return await _continue_after_approvals(answers, request, user, s, convo, reply)
+            return await _continue_after_approvals(answers, request, caller, s, convo, reply)
         if not await _ends_in_tool_results(body, user, s, convo):
             raise ValidationFailed("nothing to continue: no tool approval was answered")
         turn_request = _options(body, approve_all, mode="continue")
     else:
         turn_request = await _turn_request(body, user, s, convo, approve_all)
-    turn = await s.runs.start(user, convo.id, turn_request)
+    turn = await s.runs.start(caller, convo.id, turn_request)
     events = doors.until_suspended(s.runs.turn_events(turn))
     return stream(request, s, events, turn.message_id, turn.run_id, convo.id, reply)
 
@@ -399,11 +408,12 @@ def _last_step(parts: list[Part]) -> list[Part]:
 async def _continue_after_approvals(
     answers: list[ApprovalResponse],
     request: Request,
-    user: str,
+    caller: Principal,
     s: Services,
     convo: Conversation,
     reply: Reply,
 ) -> Response:
+    user = convo.user_id
     pending = await s.store.pending_in_conversation(user, convo.id)
     by_id = {p.id: p for p in pending if p.kind == "approval"}
     by_call = {p.tool_call_id: p for p in pending if p.kind == "approval"}
@@ -414,7 +424,7 @@ async def _continue_after_approvals(
         if found is None or found.tool_call_id is None:
             continue
         await s.runs.answer_approval(
-            user, found.run_id, found.tool_call_id, approved=answer.approved, reason=answer.reason
+            caller, found.run_id, found.tool_call_id, approved=answer.approved, reason=answer.reason
         )
         answered[found.tool_call_id] = asked(found)
         run_id = found.run_id
@@ -426,7 +436,7 @@ async def _continue_after_approvals(
     else:
         events = doors.until_suspended(
             doors.continuation(
-                s.runs.events(user, run_id),
+                s.runs.events(caller, run_id),
                 lambda e: (
                     isinstance(e, ev.RunSuspended) and bool(set(answered) & set(e.waiting_for))
                 ),
@@ -439,22 +449,23 @@ async def _continue_after_approvals(
 async def _answer_elicitation(
     answer: ElicitationResponse,
     request: Request,
-    user: str,
+    caller: Principal,
     s: Services,
     convo: Conversation,
     reply: Reply,
 ) -> Response:
+    user = convo.user_id
     pending = await s.store.pending_in_conversation(user, convo.id)
     found = next((p for p in pending if p.id == answer.requestId), None)
     if found is None or found.kind != "elicitation":
         raise Conflict("this question was already answered, or is not in this chat")
     await s.runs.answer_elicitation(
-        user, found.run_id, found.id, action=answer.action, content=answer.payload
+        caller, found.run_id, found.id, action=answer.action, content=answer.payload
     )
     run = await s.store.get_run(user, found.run_id)
     events = doors.until_suspended(
         doors.continuation(
-            s.runs.events(user, run.id),
+            s.runs.events(caller, run.id),
             lambda e: isinstance(e, ev.ElicitationRequested) and e.elicitation_id == found.id,
         )
     )

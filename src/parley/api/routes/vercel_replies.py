@@ -14,6 +14,7 @@ from starlette.responses import Response
 from parley.api import doors
 from parley.api.deps import Services
 from parley.api.streaming import sse_response
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.protocols.vercel_data_stream import VercelDataStream
 from parley.protocols.vercel_ui import HINT_HEADER, Features, VercelUIStream, approval_data
@@ -63,18 +64,19 @@ def stream(
 
 
 async def resume_stream(
-    chat_id: str, request: Request, user: str, s: Services, reply: Reply = UI_STREAM
+    chat_id: str, request: Request, caller: Principal, s: Services, reply: Reply = UI_STREAM
 ) -> Response:
     """The chat's active run from its start, to its end or to the suspension it waits in now
     (idle when it waits with no log); or what a run did after an approval timed out, which no
     response carried; idle when there is neither."""
-    convo = await doors.find_conversation(s, user, chat_id)
-    run = await s.store.latest_run(user, convo.id) if convo is not None else None
+    convo = await doors.find_conversation(s, caller, chat_id)
+    run = await s.store.latest_run(convo.user_id, convo.id) if convo is not None else None
     if convo is None or run is None:
         return idle(reply)
+    user = run.user_id
     timed_out = await _untold_timeout(user, s, run)
     if timed_out:
-        return await _after_timeout(timed_out, request, user, s, run, reply)
+        return await _after_timeout(timed_out, request, caller, s, run, reply)
     if run.status not in ("running", "awaiting"):
         return idle(reply)
     if run.status == "awaiting" and not await s.runs.hub.exists(run.id):
@@ -83,7 +85,7 @@ async def resume_stream(
     async def is_current() -> bool:
         return await doors.run_awaiting(s, user, run.id)
 
-    events = doors.until_suspended(s.runs.events(user, run.id), is_current)
+    events = doors.until_suspended(s.runs.events(caller, run.id), is_current)
     return stream(request, s, events, run.message_id, run.id, convo.id, reply)
 
 
@@ -101,7 +103,7 @@ async def _untold_timeout(user: str, s: Services, run: Run) -> list[PendingInput
 async def _after_timeout(
     expired: list[PendingInput],
     request: Request,
-    user: str,
+    caller: Principal,
     s: Services,
     run: Run,
     reply: Reply,
@@ -109,6 +111,7 @@ async def _after_timeout(
     """The run from the suspension whose approvals timed out: their denial (``by: timeout``)
     and what the run did next, to its end or to the suspension it waits in now."""
     calls = {p.tool_call_id for p in expired}
+    user = run.user_id
 
     async def is_current() -> bool:
         return await doors.run_awaiting(s, user, run.id)
@@ -120,7 +123,7 @@ async def _after_timeout(
         await s.store.set_run(user, run.id, state=state.model_copy(update={"timeout_told": told}))
 
     rest = doors.continuation(
-        s.runs.events(user, run.id),
+        s.runs.events(caller, run.id),
         lambda e: isinstance(e, ev.RunSuspended) and bool(calls & set(e.waiting_for)),
     )
     events = _then(doors.until_suspended(rest, is_current), told)

@@ -59,12 +59,13 @@ class _Socket:
         self,
         websocket: WebSocket,
         services: Services,
-        user_id: str,
+        caller: Principal,
         conversation_id: str | None = None,
     ) -> None:
         self.websocket = websocket
         self.services = services
-        self.user_id = user_id
+        self.caller = caller
+        self.user_id = caller.user_id
         self.conversation_id = conversation_id
         self._lock = asyncio.Lock()
 
@@ -82,7 +83,7 @@ class _Socket:
 
     async def resume(self, run_id: str, seq: int) -> None:
         try:
-            run = await self.services.store.get_run(self.user_id, run_id)
+            run = await self.services.store.reach_run(self.caller, run_id)
         except NotFound as exc:
             await self.send(progress.client_error(exc.message, exc.code))
             return
@@ -92,10 +93,13 @@ class _Socket:
         """The run's progress messages with an id above ``after``, from the run log. The log is
         read from its start: the messages count tools and gather the reply's text."""
         encoder = progress.ProgressEncoder(run_id=ref.run_id, conversation_id=ref.conversation_id)
-        async for seq, event in self.services.runs.events(self.user_id, ref.run_id):
-            for message in encoder.encode(event):
-                if seq > after:
-                    await self.send({**message, "event_id": f"{ref.run_id}:{seq}"})
+        try:
+            async for seq, event in self.services.runs.events(self.caller, ref.run_id):
+                for message in encoder.encode(event):
+                    if seq > after:
+                        await self.send({**message, "event_id": f"{ref.run_id}:{seq}"})
+        except NotFound as exc:  # the caller left the run's project meanwhile
+            await self.send(progress.client_error(exc.message, exc.code))
 
     async def receive(self) -> None:
         while True:
@@ -129,30 +133,30 @@ class _Socket:
         if not isinstance(content, str) or not content.strip():
             await self.send(progress.client_error("content must be a non-empty string"))
             return
-        s, user = self.services, self.user_id
+        s = self.services
         request = TurnRequest(content=content, profile=PROFILE)
         s.engine.check(request)  # before a new conversation is written
         conversation_id = data.get("conversation_id") or self.conversation_id
         if conversation_id is not None:
-            convo = await s.store.get_conversation(user, str(conversation_id))
-        else:
-            convo = await s.store.create_conversation(
-                user, profile=PROFILE, metadata={"source": "ws"}
-            )
-        await s.runs.start(user, convo.id, request)
+            await s.runs.start(self.caller, str(conversation_id), request)
+            return
+        convo = await s.store.create_conversation(
+            self.user_id, profile=PROFILE, metadata={"source": "ws"}
+        )
+        await s.runs.start(self.caller, convo.id, request)
 
 
-async def _authenticate(websocket: WebSocket, services: Services, user_id: str) -> bool:
+async def _authenticate(websocket: WebSocket, services: Services, user_id: str) -> Principal | None:
     try:
         principal = await _caller(websocket, services)
     except (Unauthenticated, Forbidden) as exc:
         await websocket.close(code=4401, reason=exc.message[:120])
-        return False
+        return None
     if principal.user_id != user_id:
         await websocket.close(code=4403, reason="this socket belongs to another user")
-        return False
+        return None
     await services.store.ensure_user(user_id)
-    return True
+    return principal
 
 
 async def _caller(websocket: WebSocket, services: Services) -> Principal:
@@ -171,7 +175,7 @@ async def _named_conversation(socket: _Socket) -> bool:
     if socket.conversation_id is None:
         return True
     try:
-        await socket.services.store.get_conversation(socket.user_id, socket.conversation_id)
+        await socket.services.store.reach(socket.caller, socket.conversation_id)
     except NotFound as exc:
         await socket.send(progress.client_error(exc.message, exc.code))
         await socket.websocket.close(code=4404, reason="no such conversation")
@@ -191,10 +195,11 @@ async def _cursor(socket: _Socket) -> tuple[str, int] | None:
 async def progress_socket(websocket: WebSocket, user_id: str) -> None:
     services: Services = websocket.app.state.services
     await websocket.accept()
-    if not await _authenticate(websocket, services, user_id):
+    principal = await _authenticate(websocket, services, user_id)
+    if principal is None:
         return
     named = websocket.query_params.get("conversation_id") or None
-    socket = _Socket(websocket, services, user_id, named)
+    socket = _Socket(websocket, services, principal, named)
     if not await _named_conversation(socket):
         return
     cursor = await _cursor(socket)
