@@ -9,6 +9,7 @@ its own WHERE clause, frozen values out (:mod:`parley.store.values`)::
     runs.py           runs (claimed once out of ``awaiting``) and the inputs they wait for
     audit.py          the tool-call audit log and remembered approvals
     tasks.py          the todo tools' tasks;  signin_codes.py  one-time sign-in codes
+    credentials.py    users' own MCP credentials, sealed (:mod:`parley.credentials` seals them)
     base.py           transactions, SQLite's one writer at a time, users
     db.py, sqlite.py  the engine and its dialects' settings;  errors.py  StorageError
     tables.py, migrations/, migrate.py   the schema and Alembic
