@@ -69,7 +69,8 @@ url = "https://mcp.example/mcp?token=mcp-secret"
     }
     result = CliRunner().invoke(app, ["config"], env=env)
     assert result.exit_code == 0, result.output
-    assert "secret" not in result.output.replace("jwt_secret", ""), result.output
+    names = result.output.replace("jwt_secret", "").replace("secret_key", "")  # two settings' names
+    assert "secret" not in names, result.output
     printed = json.loads(result.output)
     assert printed["openai_base_url"] == "https://me:****@proxy.example/v1"
     assert printed["anthropic_base_url"] == "https://proxy.example/anthropic?key=****"

@@ -25,6 +25,7 @@ from parley.api.routes import (
     chatkit,
     conversations,
     health,
+    mcp_servers,
     openai_compat,
     openai_responses,
     projects,
@@ -38,6 +39,7 @@ from parley.api.routes import (
 from parley.api.streaming import stop_streams_after
 from parley.auth import tickets_for, verifier_for
 from parley.config import Settings, check_single_user
+from parley.credentials import CredentialVault
 from parley.engine.tools import ToolRunner
 from parley.engine.turn import Engine
 from parley.limits import (
@@ -79,7 +81,9 @@ async def build_services(
     store = Store(session_factory(engine))
     verifier = verifier_for(settings)
     providers = providers or build_registry(settings)
-    tools = tools if tools is not None else await build_tools(settings, store)
+    credentials = CredentialVault.from_settings(settings, store)
+    await credentials.rotate()
+    tools = tools if tools is not None else await build_tools(settings, store, credentials)
     runner = ToolRunner(settings, store, tools)
     instance = new_instance_id()
     redis = connect_redis(settings)
@@ -108,6 +112,7 @@ async def build_services(
         runs=manager,
         tickets=tickets_for(settings),
         signins=SignIns(store, build_attempts(redis)),
+        credentials=credentials,
         metrics=metrics,
         fanout=fanout,
     )
@@ -202,7 +207,7 @@ def create_app(
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(metrics_router)
-    for module in (health, signin, conversations, projects, runs):
+    for module in (health, signin, conversations, projects, runs, mcp_servers):
         app.include_router(module.router)
     for door in (vercel, openai_compat, openai_responses, sessions, todo_chat, ws, chatkit, ag_ui):
         app.include_router(door.router)

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -31,6 +31,7 @@ DEFAULT_DATA_DIR = Path(".parley")
 # an entry of PARLEY_IMAGE_HOSTS: a host (or *.domain), an optional scheme and port, no path
 _IMAGE_HOST = re.compile(r"(https?://)?(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:(\d+|\*))?")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MIN_SECRET_KEY = 32
 
 
 class ProviderConfig(BaseModel):
@@ -60,7 +61,13 @@ class ModelConfig(BaseModel):
 
 
 class McpServerConfig(BaseModel):
-    """One MCP server in ``[[mcp_servers]]``."""
+    """One MCP server in ``[[mcp_servers]]``.
+
+    ``credentials = "per_user"`` (an HTTP server only): each user connects it with their own
+    credential (``PUT /api/mcp/servers/{name}/credentials``) and calls go through a session of
+    their own; ``headers`` then serve only to list the server's tools. At most ``max_sessions``
+    users' sessions stay open, each closed after ``session_idle`` seconds unused.
+    """
 
     name: str
     command: str | None = None
@@ -71,6 +78,19 @@ class McpServerConfig(BaseModel):
     enabled: bool = True
     require_approval: bool | list[str] = False
     timeout: float = 30.0
+    credentials: Literal["shared", "per_user"] = "shared"
+    session_idle: float = Field(default=300.0, gt=0)
+    max_sessions: int = Field(default=100, ge=1)
+
+    @property
+    def per_user(self) -> bool:
+        return self.credentials == "per_user"
+
+    @model_validator(mode="after")
+    def _per_user_over_http(self) -> McpServerConfig:
+        if self.per_user and self.url is None:
+            raise ValueError(f"MCP server {self.name!r}: per-user credentials need a url server")
+        return self
 
 
 class ProfileConfig(BaseModel):
@@ -116,6 +136,8 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     jwt_secret: SecretStr | None = None
+    # seals what users store (their MCP credentials): comma-separated keys, newest first
+    secret_key: SecretStr | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -229,6 +251,24 @@ class Settings(BaseSettings):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     user_limits: dict[str, LimitsConfig] = Field(default_factory=dict)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _secret_key_for_per_user_servers(self) -> Settings:
+        per_user = [s.name for s in self.mcp_servers if s.enabled and s.per_user]
+        if per_user and not self.secret_keys:
+            raise ValueError(
+                f"the MCP server {per_user[0]!r} keeps each user's credential, encrypted:"
+                " set PARLEY_SECRET_KEY (e.g. the output of `openssl rand -base64 32`)"
+            )
+        if any(len(key) < MIN_SECRET_KEY for key in self.secret_keys):
+            raise ValueError(f"PARLEY_SECRET_KEY: each key needs {MIN_SECRET_KEY}+ characters")
+        return self
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """``PARLEY_SECRET_KEY``'s keys, newest first (the first seals, every one opens)."""
+        raw = self.secret_key.get_secret_value() if self.secret_key else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -344,7 +384,13 @@ class Settings(BaseSettings):
         for name in ("redis_url", "jwks_url", "openai_base_url", "anthropic_base_url"):
             if data[name]:
                 data[name] = mask_url(data[name])
-        for name in ("jwt_secret", "openai_api_key", "anthropic_api_key", "metrics_token"):
+        for name in (
+            "jwt_secret",
+            "secret_key",
+            "openai_api_key",
+            "anthropic_api_key",
+            "metrics_token",
+        ):
             if getattr(self, name) is not None:
                 data[name] = "********"
         for provider in data["providers"].values():

@@ -19,6 +19,8 @@ any route with a path parameter (default)  404     another user's row is never f
 ``GET /api/chat/{chat_id}/stream``         204     resume answers "nothing to resume" for unknown ids
 ``GET /mcp/chat-v2/{chat_id}/stream``      204     the same resume, on the playground door
 ``GET /v1/models/{model_id}``              200     models are not a user's rows: any caller sees them
+``PUT /api/mcp/servers/{name}/…``          200     a server is configuration: bob stores his own
+``DELETE /api/mcp/servers/{name}/…``       204     and deletes his own (alice's stays)
 =========================================  ======  ==================================================
 
 The page's session cookie stands for a bearer token everywhere: a forged cookie is a 401 on
@@ -50,6 +52,7 @@ from parley.store.accounts import Accounts
 from parley.store.tables import (
     ApprovalRule,
     Conversation,
+    McpCredential,
     Message,
     PendingInput,
     Project,
@@ -69,15 +72,20 @@ SPECIAL: dict[tuple[str, str], int] = {
     ("GET", "/api/chat/{chat_id}/stream"): 204,
     ("GET", "/mcp/chat-v2/{chat_id}/stream"): 204,
     ("GET", "/v1/models/{model_id}"): 200,
+    ("PUT", "/api/mcp/servers/{name}/credentials"): 200,
+    ("DELETE", "/api/mcp/servers/{name}/credentials"): 204,
 }
 TABLES = (
     *(Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task),
-    *(Project, ProjectMember),
+    *(Project, ProjectMember, McpCredential),
 )
 QUERY_IDS = {"chatId": "chat_id"}  # required query parameters, by the id of alice's they name
 TICKET_OPENS = ("GET", "/api/runs/{run_id}/events")  # the one operation a run ticket opens
 OPEN_DOORS = {("POST", "/api/auth/signin"), ("POST", "/api/auth/signout")}
 BOB_PASSWORD = "bobs-password"
+ALICES_CREDENTIAL = "alices-mcp-token-4c1d"
+# a per-user MCP server, never connected (the registry is the test's): its credentials door
+PER_USER = {"name": "forge", "url": "http://127.0.0.1:9/mcp", "credentials": "per_user"}
 
 
 @dataclass
@@ -89,7 +97,13 @@ class Alice:
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"enable_chat_v2": True, "approvals": "all", "approval_timeout": 600.0}
+    return {
+        "enable_chat_v2": True,
+        "approvals": "all",
+        "approval_timeout": 600.0,
+        "secret_key": "matrix-" + "k" * 32,
+        "mcp_servers": [PER_USER],
+    }
 
 
 @pytest.fixture
@@ -118,7 +132,7 @@ async def _send(http: httpx.AsyncClient, cid: str, content: str, stop: str | Non
 @pytest.fixture
 async def alice(live: Live) -> Alice:
     """A finished turn, a run waiting for approval, an elicitation, a rule, a session, a task,
-    a project (with a conversation of its own)."""
+    a project (with a conversation of its own), an MCP credential."""
     live.scripted.enqueue(
         [{"text": "Hello alice."}],
         [{"tool_call": {"name": "echo", "arguments": {"x": 1}, "id": "tc_alice"}}],
@@ -133,6 +147,8 @@ async def alice(live: Live) -> Alice:
         project = (await http.post("/api/projects", json={"name": "alice's"})).json()["id"]
         in_project = {"title": "shared", "project_id": project}
         assert (await http.post("/api/conversations", json=in_project)).status_code == 201
+        credential = {"bearer": ALICES_CREDENTIAL}
+        assert (await http.put("/api/mcp/servers/forge/credentials", json=credential)).is_success
     async with store.sessions() as db:
         first = select(Message.id).where(Message.conversation_id == cid, Message.role == "user")
         message_id = (await db.execute(first.limit(1))).scalar_one()
@@ -163,6 +179,8 @@ async def alice(live: Live) -> Alice:
         "user_id": "alice",
         "model_id": "scripted/demo",
         "project_id": project,
+        "name": "forge",  # a server's name: configuration, not alice's
+        "credential": ALICES_CREDENTIAL,  # in no path: no read of bob's may show it
     }
     return Alice(ids=ids)
 
@@ -208,7 +226,9 @@ FILLERS: dict[str, Any] = {
     "runId": "bobs-run",
     "name": "bob's project",
     "role": "admin",
+    "bearer": "bobs-mcp-token",  # a credential is a bearer token or headers: one is needed
 }
+CHOSEN = ("bearer",)  # optional fields a minimal body still sets
 
 
 def _body(op: dict[str, Any], ids: dict[str, str]) -> dict[str, Any] | None:
@@ -218,7 +238,7 @@ def _body(op: dict[str, Any], ids: dict[str, str]) -> dict[str, Any] | None:
         return None
     props = schema.get("properties", {})
     texts = {n for n in ("content", "message") if props.get(n, {}).get("type") == "string"}
-    names = set(schema.get("required", [])) | texts
+    names = set(schema.get("required", [])) | texts | {n for n in CHOSEN if n in props}
     body: dict[str, Any] = {}
     for name in names:
         if name in ids:
@@ -332,7 +352,7 @@ async def test_bob_with_alices_ids_gets_the_contract_status_and_changes_nothing(
 async def test_bobs_reads_without_path_parameters_never_mention_alices_ids(
     live: Live, alice: Alice
 ) -> None:
-    secrets = {v for k, v in alice.ids.items() if k not in {"user_id", "model_id"}}
+    secrets = {v for k, v in alice.ids.items() if k not in {"user_id", "model_id", "name"}}
     read: set[str] = set()
     async with live.client("bob") as http:
         for method, path, op in await _operations(live):
@@ -348,7 +368,7 @@ async def test_bobs_reads_without_path_parameters_never_mention_alices_ids(
                 if re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", response.text)
             ]
             assert not leaked, f"GET {path} shows bob alice's ids {leaked}"
-    assert {"/api/approval-rules", "/api/profiles", "/api/limits"} <= read  # the page's reads
+    assert {"/api/approval-rules", "/api/profiles", "/api/limits", "/api/mcp/servers"} <= read
 
 
 async def test_a_run_ticket_opens_that_runs_events_and_no_other_operation(

@@ -484,7 +484,13 @@ MALFORMED_FILE_URLS = [
     "javascript:alert(1)",
     "file:///etc/passwd",
 ]
-WITH_PLAYGROUND = pytest.mark.parametrize("settings_overrides", [{"enable_chat_v2": True}])
+# the playground's door, and a per-user MCP server's credentials door (never connected: the
+# tests' registry is their own)
+PER_USER = {"name": "forge", "url": "http://127.0.0.1:9/mcp", "credentials": "per_user"}
+WITH_PLAYGROUND = pytest.mark.parametrize(
+    "settings_overrides",
+    [{"enable_chat_v2": True, "secret_key": "hostile-" + "k" * 32, "mcp_servers": [PER_USER]}],
+)
 
 
 @WITH_PLAYGROUND
@@ -747,6 +753,12 @@ BODY_DOORS = [
         "POST",
         "/api/conversations",
         {"title": "t", "system": "s", "project_id": "{pid}", "metadata": {"k": ["v"]}},
+    ),
+    BodyDoor(
+        "mcp-credentials",
+        "PUT",
+        "/api/mcp/servers/forge/credentials",
+        {"headers": {"Authorization": "Token t0k3n", "X-Org": "acme"}},
     ),
 ]
 

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from parley.accounts import COOKIE, SignIns, check_cross_site
 from parley.auth import Principal, RunTickets, Verifier
 from parley.config import Settings
+from parley.credentials import CredentialVault
 from parley.engine.turn import Engine
 from parley.errors import Forbidden
 from parley.metrics import Metrics
@@ -34,6 +35,7 @@ class Services:
     runs: RunManager
     tickets: RunTickets
     signins: SignIns
+    credentials: CredentialVault
     metrics: Metrics = field(default_factory=Metrics)
     fanout: UserFanout = field(default_factory=MemoryFanout)  # the progress socket's runs
 

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -438,3 +439,56 @@ class SignedIn(BaseModel):
     token: str
     user: str
     expires_in: int
+
+
+HeaderName = Annotated[
+    str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=100)
+]
+HeaderValue = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e\t]+$", max_length=8192)]
+# headers the MCP transport sets itself: a credential may not replace them
+TRANSPORT_HEADERS = frozenset(
+    {
+        "accept",
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "keep-alive",
+        "last-event-id",
+        "mcp-protocol-version",
+        "mcp-session-id",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+class McpCredentialBody(ClientBody):
+    """A user's own credential for a per-user MCP server: a bearer token, or HTTP headers."""
+
+    bearer: str | None = Field(
+        default=None, pattern=r"^[\x21-\x7e]+$", max_length=8192, description="a bearer token"
+    )
+    headers: dict[HeaderName, HeaderValue] | None = Field(
+        default=None, min_length=1, max_length=20, description="headers sent on every request"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> McpCredentialBody:
+        if (self.bearer is None) == (self.headers is None):
+            raise ValueError('give either "bearer" or "headers"')
+        taken = sorted(n for n in self.headers or {} if n.lower() in TRANSPORT_HEADERS)
+        if taken:
+            raise ValueError(f"the MCP transport sets {', '.join(taken)} itself")
+        return self
+
+
+class McpServerOut(BaseModel):
+    """A configured MCP server as a user sees it: never a credential."""
+
+    name: str
+    credentials: Literal["shared", "per_user"]
+    connected: bool = Field(description="per_user: whether the caller has stored a credential")
+    tools: int = Field(description="how many tools of the server parley offers")
+    connect: str | None = Field(default=None, description="per_user: the route that connects it")

@@ -14,6 +14,7 @@ are kept under, which that answer gives (``Reach.owner``, ``Run.user_id``)::
     audit.py          the tool-call audit log and remembered approvals
     projects.py       projects, their members, and who reaches a conversation or a run
     tasks.py          the todo tools' tasks;  signin_codes.py  one-time sign-in codes
+    credentials.py    users' own MCP credentials, sealed (:mod:`parley.credentials` seals them)
     base.py           transactions, SQLite's one writer at a time, users
     db.py, sqlite.py  the engine and its dialects' settings;  errors.py  StorageError
     tables.py, migrations/, migrate.py   the schema and Alembic

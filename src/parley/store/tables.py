@@ -285,6 +285,21 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class McpCredential(Base):
+    """A user's own credential for an MCP server configured ``credentials = "per_user"``, as
+    Fernet sealed it (:mod:`parley.credentials`): never the plaintext."""
+
+    __tablename__ = "mcp_credentials"
+
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    server: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The tables as Core sees them: the store's statements are written against these.
 users = cast(Table, User.__table__)
 conversations = cast(Table, Conversation.__table__)
@@ -299,3 +314,4 @@ tasks = cast(Table, Task.__table__)
 signin_codes = cast(Table, SigninCode.__table__)
 accounts = cast(Table, Account.__table__)
 web_sessions = cast(Table, WebSession.__table__)
+mcp_credentials = cast(Table, McpCredential.__table__)

@@ -11,6 +11,10 @@ the call that caused it. Over streamable HTTP the SDK runs the elicitation callb
 caller's context, so a context variable names the call. Over stdio nothing ties the request
 to a call; it goes to the only call in flight, or to the oldest call when every call in
 flight belongs to one run, and is declined when calls of several runs are in flight.
+
+A server configured ``credentials = "per_user"`` is called through each user's own session
+(:mod:`parley.tools.mcp_users`); its shared session, opened with the configured ``headers``
+(a service credential, or none), only lists its tools and is never used for a call.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from parley import __version__
 from parley.config import McpServerConfig
 from parley.errors import ConfigError
 from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
+from parley.tools.mcp_users import CredentialSource, SessionUnavailable, UserSessions
 
 log = structlog.get_logger("parley.mcp")
 
@@ -102,11 +107,22 @@ class McpServer:
     """One configured MCP server: its session, its cached tool list, its calls."""
 
     def __init__(
-        self, config: McpServerConfig, *, on_change: Callable[[], None] | None = None
+        self,
+        config: McpServerConfig,
+        *,
+        on_change: Callable[[], None] | None = None,
+        credentials: CredentialSource | None = None,
     ) -> None:
         if (config.command is None) == (config.url is None):
             raise ConfigError(f"MCP server {config.name!r}: give either command or url")
+        if config.per_user and credentials is None:
+            raise ConfigError(f"MCP server {config.name!r}: per-user, but no credential store")
         self.config = config
+        self.users = (
+            UserSessions(config, credentials, self._open_for)
+            if config.per_user and credentials is not None
+            else None
+        )
         self.specs: list[types.Tool] = []
         self._on_change = on_change or (lambda: None)
         self._client: Client | None = None
@@ -147,6 +163,8 @@ class McpServer:
     async def start(self) -> None:
         """Start the session task and wait (at most ``connect_timeout``) for the first attempt."""
         self._task = asyncio.create_task(self._run(), name=f"mcp {self.name}")
+        if self.users is not None:
+            self.users.start()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await self._attempted.wait()
@@ -166,6 +184,8 @@ class McpServer:
     async def aclose(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self.users is not None:
+            await self.users.aclose()
         task, self._task = self._task, None
         if task is None:
             return
@@ -205,12 +225,21 @@ class McpServer:
             log.info("mcp_server_connected", server=self.name, tools=len(self.specs))
             await self._serve(client)
 
-    async def _open(self, stack: AsyncExitStack) -> Client:
+    async def _open(
+        self, stack: AsyncExitStack, headers: dict[str, str] | None = None, owner: str = ""
+    ) -> Client:
+        """A session: the shared one, or with ``headers`` the session of user ``owner``."""
+
+        async def elicit(
+            context: ClientRequestContext, params: types.ElicitRequestParams
+        ) -> types.ElicitResult | types.ErrorData:
+            return await self._on_elicit(context, params, owner)
+
         client = Client(
-            await self._transport(stack),
+            await self._transport(stack, headers),
             mode="legacy",
             cache=None,
-            elicitation_callback=self._on_elicit,
+            elicitation_callback=elicit,
             message_handler=self._on_message,
             client_info=types.Implementation(name="parley", version=__version__),
         )
@@ -218,12 +247,21 @@ class McpServer:
             await stack.enter_async_context(client)
         return client
 
-    async def _transport(self, stack: AsyncExitStack) -> Any:
+    async def _open_for(self, stack: AsyncExitStack, headers: dict[str, str], user: str) -> Client:
+        """User ``user``'s own session, with their credential's headers only."""
+        try:
+            return await self._open(stack, headers, user)
+        except Exception as exc:
+            raise SessionUnavailable(_describe(exc)) from exc
+
+    async def _transport(self, stack: AsyncExitStack, headers: dict[str, str] | None) -> Any:
         config = self.config
         if config.command is not None:
             return StdioServerParameters(command=config.command, args=config.args, env=config.env)
         assert config.url is not None
-        http = await stack.enter_async_context(_http_client(config.headers))
+        http = await stack.enter_async_context(
+            _http_client(config.headers if headers is None else headers)
+        )
         return streamable_http_client(config.url, http_client=http)
 
     async def _serve(self, client: Client) -> None:
@@ -290,12 +328,16 @@ class McpServer:
             log.debug("mcp_transport_error", server=self.name, error=str(message))
 
     async def _on_elicit(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
+        self, context: ClientRequestContext, params: types.ElicitRequestParams, owner: str = ""
     ) -> types.ElicitResult | types.ErrorData:
-        """The server asks the person something: route it to the call that caused it."""
+        """The server asks the person something: route it to the call that caused it (on a
+        user's own session, a call of that user's; on a per-user server's shared session,
+        which makes no calls, to nobody)."""
         if not isinstance(params, types.ElicitRequestFormParams):
             return types.ElicitResult(action="decline")
-        call = _current_call.get() or self._only_call()
+        if self.users is not None and not owner:
+            return types.ElicitResult(action="decline")
+        call = _current_call.get() or self._only_call(owner)
         if call is None:
             log.warning("mcp_elicitation_unroutable", server=self.name)
             return types.ElicitResult(action="decline")
@@ -305,9 +347,10 @@ class McpServer:
             action = "cancel"
         return types.ElicitResult(action=action, content=content if action == "accept" else None)
 
-    def _only_call(self) -> _Call | None:
-        runs = {(c.context.user_id, c.context.run_id) for c in self._calls}
-        return self._calls[0] if len(runs) == 1 else None
+    def _only_call(self, owner: str = "") -> _Call | None:
+        calls = [c for c in self._calls if not owner or c.context.user_id == owner]
+        runs = {(c.context.user_id, c.context.run_id) for c in calls}
+        return calls[0] if len(runs) == 1 else None
 
     # calls -------------------------------------------------------------------------------
 
@@ -328,11 +371,34 @@ class McpServer:
             _current_call.reset(token)
 
     async def _call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolOutput:
+        if self.users is not None:
+            return await self._call_as_user(name, arguments, context, self.users)
         if self._client is None and not await self.wait_ready():
             return ToolOutput(f"the MCP server {self.name!r} is not connected", is_error=True)
-        client = self._client
-        assert client is not None
+        assert self._client is not None
+        return await self._call_on(self._client, name, arguments, context, self._connection_lost)
 
+    async def _call_as_user(
+        self, name: str, arguments: dict[str, Any], context: ToolContext, users: UserSessions
+    ) -> ToolOutput:
+        """Through the session of the run's user, opened with their own credential."""
+        user = context.user_id
+        try:
+            async with users.client(user) as client:
+                return await self._call_on(
+                    client, name, arguments, context, lambda: users.lost(user)
+                )
+        except SessionUnavailable as exc:
+            return ToolOutput(str(exc), is_error=True)
+
+    async def _call_on(
+        self,
+        client: Client,
+        name: str,
+        arguments: dict[str, Any],
+        context: ToolContext,
+        lost: Callable[[], None],
+    ) -> ToolOutput:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             await context.progress(message or "", progress, total)
 
@@ -340,7 +406,7 @@ class McpServer:
             result = await client.call_tool(name, arguments, progress_callback=progress)
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
-                self._connection_lost()
+                lost()
                 return ToolOutput(
                     f"the MCP server {self.name!r} closed the connection during the call",
                     is_error=True,

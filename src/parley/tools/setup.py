@@ -18,6 +18,7 @@ from parley.store import Store
 from parley.tools.base import Tool
 from parley.tools.delegate import register_delegates
 from parley.tools.mcp import McpServer, McpTool, tool_name
+from parley.tools.mcp_users import CredentialSource
 from parley.tools.registry import SEPARATOR, ToolRegistry
 from parley.tools.todo import SERVER_NAME as TODO_SERVER
 from parley.tools.todo import todo_tools
@@ -44,8 +45,11 @@ class ToolManager(ToolRegistry):
             self.builtin.append(tool)
             self.register(tool)
 
-    async def start_mcp(self, configs: Sequence[McpServerConfig]) -> None:
-        """Start every enabled server; a server that is down now is retried in the background."""
+    async def start_mcp(
+        self, configs: Sequence[McpServerConfig], credentials: CredentialSource | None = None
+    ) -> None:
+        """Start every enabled server; a server that is down now is retried in the background.
+        A per-user server's calls take each user's credential from ``credentials``."""
         names = [c.name for c in configs]
         clashes = sorted({n for n in names if names.count(n) > 1})
         if clashes:
@@ -54,7 +58,9 @@ class ToolManager(ToolRegistry):
             raise ConfigError(f"the MCP server name {TODO_SERVER!r} belongs to the built-in tools")
         for config in configs:
             if config.enabled:
-                self.mcp[config.name] = McpServer(config, on_change=self._rebuild)
+                self.mcp[config.name] = McpServer(
+                    config, on_change=self._rebuild, credentials=credentials
+                )
         await asyncio.gather(*(server.start() for server in self.mcp.values()))
 
     def _rebuild(self) -> None:
@@ -74,9 +80,11 @@ class ToolManager(ToolRegistry):
         await asyncio.gather(*(server.aclose() for server in self.mcp.values()))
 
 
-async def build_tools(settings: Settings, store: Store) -> ToolManager:
+async def build_tools(
+    settings: Settings, store: Store, credentials: CredentialSource | None = None
+) -> ToolManager:
     """The built-in todo tools plus every ``[[mcp_servers]]`` entry, connected."""
     manager = ToolManager()
     manager.add_builtin(todo_tools(store))
-    await manager.start_mcp(settings.mcp_servers)
+    await manager.start_mcp(settings.mcp_servers, credentials)
     return manager
