@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 from tests.conftest import Live
 
+from parley.auth import Principal
 from parley.chat import events as ev
 from parley.engine.requests import TurnRequest
 from parley.limits import MemoryBackend
@@ -47,7 +48,7 @@ def _spent(live: Live) -> tuple[float, float]:
 
 async def _turn(live: Live, convo_id: str, request: TurnRequest) -> list[ev.EngineEvent]:
     engine = live.services.engine
-    turn = await engine.prepare(USER, convo_id, request)
+    turn = await engine.prepare(Principal(USER), convo_id, request)
     events = [event async for event in engine.run(turn)]
     assert engine.summaries is not None
     with anyio.fail_after(20):

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Connection, event
 from tests.conftest import Live
 
+from parley.auth import Principal
 from parley.engine.requests import TurnRequest
 from parley.providers.scripted import ScriptedProvider
 from parley.store.conversations import set_leaf
@@ -116,7 +117,7 @@ async def test_regenerations_and_edits_read_the_same_rows_at_any_length_and_see_
         seen[size] = []
         for what, request in asks.items():
             with reads:
-                turn = await engine.prepare(USER, convo.id, request)
+                turn = await engine.prepare(Principal(USER), convo.id, request)
             seen[size].append((reads.statements, reads.rows))
             scripted.enqueue([{"text": f"answer: {what}"}])
             async for _ in engine.run(turn):
