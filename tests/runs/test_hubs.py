@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from tests.conftest import REDIS_URL
+from tests.support.wait import until
 
 from parley.chat import events as ev
 from parley.chat.ids import new_id
 from parley.runs.base import RunHub
-from parley.runs.memory import MemoryRunHub
+from parley.runs.memory import MemoryRunHub, RunLog
 from parley.runs.redis import PREFIX, RedisRunHub, connect
 
 DEADLINE = 5.0
@@ -110,3 +111,25 @@ async def test_reopening_a_log_the_hub_holds_keeps_its_ids(hub: RunHub, run_id: 
 async def test_last_id_is_zero_for_a_run_the_hub_does_not_hold(hub: RunHub, run_id: str) -> None:
     assert await hub.last_id(run_id) == 0
     assert not await hub.exists(run_id)
+
+
+async def test_a_reader_gets_the_events_that_came_while_it_was_busy() -> None:
+    """Events appended while a reader's consumer works on the previous one are not missed (no
+    wake-up is lost between the reader's last look and its wait)."""
+    log = RunLog()
+    got: list[int] = []
+    proceed = asyncio.Event()
+
+    async def read() -> None:
+        async for event_id, _ in log.follow(0):
+            got.append(event_id)
+            await proceed.wait()  # a consumer busy with the event
+
+    reader = asyncio.create_task(read())
+    log.append(ev.TextDelta(content="a"))
+    await until(lambda: got == [1])
+    log.append(ev.TextDelta(content="b"))
+    log.append(ev.TextDelta(content="c"))
+    proceed.set()
+    await until(lambda: got == [1, 2, 3])
+    reader.cancel()

@@ -91,7 +91,7 @@ class RunLog:
             visible = self._visible()
             if self.finished_at is not None and position >= visible == len(self.events):
                 position = visible - 1  # at or past the end: the terminal event alone
-            while position < visible:
+            while position < self._visible():  # what came while the reader was away, too
                 event = _event(self.events[position])
                 position += 1
                 yield self.base + position, event
