@@ -339,3 +339,42 @@ async def test_ai_sdk_openai_default_model_generates_streams_and_loops_over_tool
     assert sent(scripted, 3)[1] == ("assistant", "Let me look.")  # an item_reference, resolved
     assert json.loads(sent(scripted, 3)[2][1]) == {"city": "Paris", "tempC": 21}
     scripted.assert_done()
+
+
+async def test_a_lost_stream_is_resumed_by_the_clients_retrieve_with_the_same_numbers(
+    client: AsyncOpenAI, scripted: ScriptedProvider
+) -> None:
+    """``responses.retrieve(id, stream=True, starting_after=n)`` (the client's own resume) gives
+    the events after ``n`` with the numbers the first stream gave them; from the start, with a
+    client's function call in it, the whole stream again."""
+    scripted.enqueue([{"text": ["one ", "two ", "three"]}], [WEATHER_CALL])
+    first = [
+        e
+        async for e in await client.responses.create(model="scripted/demo", input="Hi", stream=True)
+    ]
+    response_id = first[0].response.id  # type: ignore[union-attr]
+    cut = first[3].sequence_number
+    rest = [
+        e
+        async for e in await client.responses.retrieve(response_id, stream=True, starting_after=cut)
+    ]
+    assert [(e.type, e.sequence_number) for e in rest] == [
+        (e.type, e.sequence_number) for e in first[4:]
+    ]
+    called = [
+        e
+        async for e in await client.responses.create(
+            model="scripted/demo", input="Weather?", tools=[WEATHER_TOOL], stream=True
+        )
+    ]
+    again = [
+        e
+        async for e in await client.responses.retrieve(
+            called[0].response.id,  # type: ignore[union-attr]
+            stream=True,
+        )
+    ]
+    assert [(e.type, e.sequence_number) for e in again] == [
+        (e.type, e.sequence_number) for e in called
+    ]
+    assert any(e.type == "response.function_call_arguments.delta" for e in again)
