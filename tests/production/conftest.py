@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def pair_env() -> dict[str, str]:
 async def pair(
     postgres_migrated: str, fake: FakeOpenAI, tmp_path: Path, pair_env: dict[str, str]
 ) -> AsyncIterator[tuple[ParleyProcess, ParleyProcess]]:
+    async with started_pair(postgres_migrated, fake, tmp_path, pair_env) as pair:
+        yield pair
+
+
+@contextlib.asynccontextmanager
+async def started_pair(
+    postgres_migrated: str, fake: FakeOpenAI, tmp_path: Path, extra: dict[str, str]
+) -> AsyncIterator[tuple[ParleyProcess, ParleyProcess]]:
+    """Two ``parley serve`` on emptied PostgreSQL and Redis, asking ``fake``; ``extra`` env."""
     await _truncate_postgres(postgres_migrated)
     await _flush_redis()
     migrate.upgrade(POSTGRES_URL)
@@ -48,7 +58,7 @@ async def pair(
         "OPENAI_API_KEY": "sk-fake",
         "PARLEY_OWNER_TTL": "1.5",
         "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        **pair_env,
+        **extra,
     }
     a = await start_parley(env, tmp_path, name="a")
     try:

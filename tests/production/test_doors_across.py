@@ -40,14 +40,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from tests.conftest import POSTGRES_URL, REDIS_URL, SECRET, _truncate_postgres, auth, token
+from tests.conftest import auth, token
 from tests.fakes.openai_server import FakeOpenAI, paced
-from tests.production.conftest import _flush_redis
-from tests.support.processes import ParleyProcess, start_parley
+from tests.production.conftest import started_pair
+from tests.support.processes import ParleyProcess
 from tests.support.wait import until
 from websockets.asyncio.client import connect
-
-from parley.store import migrate
 
 pytestmark = [
     pytest.mark.postgres,
@@ -76,33 +74,11 @@ async def walk(
 ) -> AsyncIterator[Pair]:
     """conftest's ``pair`` and ``fake``, once for the module, with ``ENABLE_CHAT_V2``."""
     tmp_path = tmp_path_factory.mktemp("doors")
-    await _truncate_postgres(postgres_migrated)
-    await _flush_redis()
-    migrate.upgrade(POSTGRES_URL)
-    async with FakeOpenAI() as fake:
-        env = {
-            "PARLEY_DATABASE_URL": POSTGRES_URL,
-            "PARLEY_REDIS_URL": REDIS_URL,
-            "PARLEY_JWT_SECRET": SECRET,
-            "PARLEY_PROVIDER": "openai",
-            "PARLEY_MODEL": "fake-model",
-            "OPENAI_BASE_URL": f"{fake.url}/v1",
-            "OPENAI_API_KEY": "sk-fake",
-            "PARLEY_OWNER_TTL": "1.5",
-            "PARLEY_DATA_DIR": str(tmp_path / "data"),
-            "ENABLE_CHAT_V2": "true",
-        }
-        a = await start_parley(env, tmp_path, name="a")
-        try:
-            b = await start_parley(env, tmp_path, name="b")
-        except Exception:
-            a.stop()
-            raise
-        try:
-            yield Pair(a, b, fake)
-        finally:
-            a.stop()
-            b.stop()
+    async with (
+        FakeOpenAI() as fake,
+        started_pair(postgres_migrated, fake, tmp_path, {"ENABLE_CHAT_V2": "true"}) as (a, b),
+    ):
+        yield Pair(a, b, fake)
 
 
 def client(process: ParleyProcess, *, signed_in: bool = True) -> httpx.AsyncClient:
