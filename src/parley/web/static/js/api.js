@@ -74,6 +74,9 @@ export class Api {
   patch(path, body) {
     return this.json("PATCH", path, body);
   }
+  put(path, body) {
+    return this.json("PUT", path, body);
+  }
   delete(path) {
     return this.json("DELETE", path);
   }

@@ -3,7 +3,8 @@
 import { Api, enc } from "./api.js";
 import { Attachments } from "./attachments.js";
 import { PAGE, Thread } from "./messages.js";
-import { applyEvent, elicitationPart } from "./parts.js";
+import { applyEvent, elicitationPart, whySendingWaits } from "./parts.js";
+import { Projects } from "./projects.js";
 import { showRules } from "./rules.js";
 import { RunStream } from "./runstream.js";
 import { ChatSettings, toApi } from "./settings.js";
@@ -75,6 +76,7 @@ function setConvo(convo) {
   usage.textContent = `Σ ${tokensLabel(convo?.usage)}`;
   sidebar.setActive(convo?.id || null);
   settings.show();
+  projects.show(convo);
 }
 
 function notePending(items, messages) {
@@ -124,14 +126,14 @@ function newChat() {
   thread.reset([], false);
   showEmpty();
   closeSidebar();
-  if (location.hash && location.hash !== "#/") history.replaceState(null, "", "#/");
+  projects.settleHash();
   $("input").focus();
 }
 
 function route() {
   const match = location.hash.match(/^#\/c\/([^/?#]+)/);
   if (match) openConversation(decodeURIComponent(match[1]));
-  else if (state.convo) newChat();
+  else if (projects.route(location.hash) || state.convo) newChat();
 }
 
 function go(id) {
@@ -346,24 +348,12 @@ function options(extra = {}) {
   return body;
 }
 
-/** Why a message cannot be sent now (a run is on), said rather than ignored. */
-function whySendingWaits() {
-  const parts = state.run?.message.parts || [];
-  if (parts.some((p) => p.state === "approval-requested")) {
-    return "A tool is waiting for your approval above: approve or deny it (or stop the reply with Esc), then send.";
-  }
-  if (parts.some((p) => p.type === "x-elicitation" && p.state === "pending")) {
-    return "A tool is asking you something above: answer it (or stop the reply with Esc), then send.";
-  }
-  return "The reply is still coming: wait for it, or stop it (Esc), then send.";
-}
-
 async function send() {
   const input = $("input");
   const text = input.value.trim();
   if (!text && !attachments.count) return;
   if (state.run) {
-    toast(whySendingWaits(), "warn");
+    toast(whySendingWaits(state.run.message.parts), "warn");
     return;
   }
   input.value = "";
@@ -371,7 +361,7 @@ async function send() {
   const files = attachments.take();
   if (!state.convo) {
     try {
-      const convo = await api.post("/api/conversations", toApi(settings.current()));
+      const convo = await api.post("/api/conversations", { ...toApi(settings.current()), ...projects.newChatFields() });
       setConvo(convo);
       sidebar.upsert(convo);
       go(convo.id);
@@ -496,6 +486,8 @@ const sidebar = new Sidebar(api, {
   },
 });
 
+const projects = new Projects(api, sidebar);
+
 const settings = new ChatSettings(api, {
   conversation: () => state.convo,
   saved: (convo) => {
@@ -541,7 +533,7 @@ function wire() {
   $("input").addEventListener("input", autosize);
   $("stop").addEventListener("click", stop);
   $("new-chat").addEventListener("click", () => {
-    if (location.hash && location.hash !== "#/") history.pushState(null, "", "#/");
+    projects.settleHash(true);
     newChat();
   });
   $("jump").addEventListener("click", () => {
@@ -696,7 +688,7 @@ async function showApp() {
   showEmpty();
   await settings.load();
   attachments.loadLimits();
-  await sidebar.load("");
+  await Promise.all([sidebar.load(""), projects.load()]);
   route();
   if (!state.convo) $("input").focus();
 }

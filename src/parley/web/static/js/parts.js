@@ -134,3 +134,15 @@ export function textOf(message) {
     .map((p) => p.text)
     .join("");
 }
+
+/** Why a message cannot be sent while a run is on (its reply has these `parts`), said rather
+ * than ignored. */
+export function whySendingWaits(parts) {
+  if (parts.some((p) => p.state === "approval-requested")) {
+    return "A tool is waiting for your approval above: approve or deny it (or stop the reply with Esc), then send.";
+  }
+  if (parts.some((p) => p.type === "x-elicitation" && p.state === "pending")) {
+    return "A tool is asking you something above: answer it (or stop the reply with Esc), then send.";
+  }
+  return "The reply is still coming: wait for it, or stop it (Esc), then send.";
+}

@@ -1,6 +1,8 @@
 // The conversation list: newest first, searched by the server (a result shows where it matched),
 // paged with next_cursor; rename in place, archive (archived ones under a collapsible "Archived",
-// loaded when it is opened), delete with an inline confirmation.
+// loaded when it is opened), delete with an inline confirmation. It lists the caller's own
+// conversations ("My chats", outside any project) or, once scoped, a project's (for its admins
+// with the row actions, which need that role).
 
 import { enc } from "./api.js";
 import { debounce, h, icon, relativeDay, toast } from "./util.js";
@@ -19,6 +21,7 @@ export class Sidebar {
     this.cursor = null;
     this.query = "";
     this.activeId = null;
+    this.project = null; // {id, role} of the project listed; null: the caller's own
     this.loading = false;
     this.generation = 0;
     this.archived = { items: [], cursor: null, loaded: false, loading: false };
@@ -45,6 +48,22 @@ export class Sidebar {
     });
   }
 
+  /** List `project`'s conversations (null: the caller's own), searched as before. */
+  scope(project) {
+    this.project = project;
+    this.archived = { items: [], cursor: null, loaded: false, loading: false };
+    this.archivedBox.open = false;
+    this.load();
+  }
+
+  /** The query of a page of `status` (of the listed project's, when scoped). */
+  params(status, cursor) {
+    const params = new URLSearchParams({ status, limit: "30" });
+    if (cursor) params.set("cursor", cursor);
+    if (this.project) params.set("project_id", this.project.id);
+    return params;
+  }
+
   async load(query = this.query) {
     this.query = query;
     this.cursor = null;
@@ -61,8 +80,7 @@ export class Sidebar {
   async fetchPage(generation) {
     this.loading = true;
     try {
-      const params = new URLSearchParams({ status: "active", limit: "30" });
-      if (this.cursor) params.set("cursor", this.cursor);
+      const params = this.params("active", this.cursor);
       if (this.query) params.set("q", this.query);
       const page = await this.api.get(`/api/conversations?${params}`);
       if (generation !== this.generation) return;
@@ -90,8 +108,7 @@ export class Sidebar {
     if (archived.loading || (archived.loaded && !archived.cursor)) return;
     archived.loading = true;
     try {
-      const params = new URLSearchParams({ status: "archived", limit: "30" });
-      if (archived.cursor) params.set("cursor", archived.cursor);
+      const params = this.params("archived", archived.cursor);
       const page = await this.api.get(`/api/conversations?${params}`);
       const known = new Set(archived.items.map((c) => c.id));
       archived.items.push(...page.items.filter((c) => !known.has(c.id)));
@@ -107,6 +124,7 @@ export class Sidebar {
 
   /** A conversation was created or changed: put it first in its list (unless a search hides it). */
   upsert(convo) {
+    if ((convo.project_id || null) !== (this.project?.id || null)) return; // another list's
     this.items = this.items.filter((c) => c.id !== convo.id);
     this.archived.items = this.archived.items.filter((c) => c.id !== convo.id);
     if (convo.status === "archived") {
@@ -130,7 +148,8 @@ export class Sidebar {
       for (const convo of convos) nodes.push(this.item(convo));
     }
     if (!this.items.length) {
-      nodes.push(h("div", { class: "conv-empty muted" }, this.query ? "Nothing matches." : "No conversations yet."));
+      const none = this.project ? "No chats in this project yet." : "No conversations yet.";
+      nodes.push(h("div", { class: "conv-empty muted" }, this.query ? "Nothing matches." : none));
     }
     if (!this.query) nodes.push(this.archivedBox);
     this.nav.replaceChildren(...nodes);
@@ -154,7 +173,9 @@ export class Sidebar {
     const verb = archived ? "Unarchive" : "Archive";
     const archive = h("button", { type: "button", class: "act", title: verb, "aria-label": `${verb} ${title}` }, icon(verb.toLowerCase()));
     const remove = h("button", { type: "button", class: "act", title: "Delete", "aria-label": `Delete ${title}` }, icon("trash"));
-    const row = h("div", { class: "conv", dataset: { id: convo.id } }, open, h("span", { class: "conv-acts" }, rename, archive, remove));
+    const manage = !this.project || this.project.role === "admin"; // a project's chats are its admins' to change
+    const acts = manage ? h("span", { class: "conv-acts" }, rename, archive, remove) : null;
+    const row = h("div", { class: "conv", dataset: { id: convo.id } }, open, acts);
     rename.addEventListener("click", () => this.startRename(row, convo));
     archive.addEventListener("click", () => this.setStatus(convo, archived ? "active" : "archived", archive));
     remove.addEventListener("click", () => this.confirmDelete(row, convo));
