@@ -1,7 +1,8 @@
 // parley's chat page: sign-in, the conversation list, the thread, and runs streamed as they happen.
 
-import { Api, enc } from "./api.js";
+import { enc } from "./api.js";
 import { Attachments } from "./attachments.js";
+import { hideConnection, showConnection } from "./connection.js";
 import { PAGE, Thread } from "./messages.js";
 import { applyEvent, elicitationPart, whySendingWaits } from "./parts.js";
 import { Projects } from "./projects.js";
@@ -9,27 +10,28 @@ import { showRules } from "./rules.js";
 import { RunStream } from "./runstream.js";
 import { ChatSettings, toApi } from "./settings.js";
 import { Sidebar } from "./sidebar.js";
+import { Signin } from "./signin.js";
 import { setupTheme } from "./theme.js";
-import { copyText, h, hydrateIcons, icon, sleep, toast, tokenSubject, tokensLabel } from "./util.js";
+import { copyText, hydrateIcons, sleep, toast, tokensLabel } from "./util.js";
 
-const TOKEN_KEY = "parley.token";
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  token: localStorage.getItem(TOKEN_KEY),
-  user: null, // the signed-in name of a cookie session (a token's is its `sub`)
   convo: null,
   run: null,
   pending: new Map(),
   tmp: 0,
 };
 
-const api = new Api(
-  () => state.token,
-  () => {
-    if (!$("app").hidden) signOut("Your session has expired: sign in again.");
+const signin = new Signin({
+  opened: () => showApp(),
+  closed: () => {
+    detachRun();
+    state.convo = null;
+    thread.reset([], false);
   },
-);
+});
+const api = signin.api;
 
 // ---- the thread ---------------------------------------------------------------------------------
 
@@ -149,7 +151,7 @@ function newRun(message, extra = {}) {
     onState: (s, detail) => onConnState(run, s, detail),
   });
   state.run = run;
-  hideConn();
+  hideConnection();
   setBusy(true);
   return run;
 }
@@ -241,7 +243,7 @@ function detachRun() {
   state.run.stream.close();
   state.run = null;
   setBusy(false);
-  hideConn();
+  hideConnection();
 }
 
 /** After a run: the server's word on the last messages (siblings, usage, final parts, title). */
@@ -438,34 +440,8 @@ async function switchBranch(messageId) {
 
 // ---- connection state -------------------------------------------------------------------------------
 
-let connTimer = 0;
-
 function onConnState(run, s, detail = {}) {
-  if (state.run !== run) return;
-  const box = $("conn");
-  clearTimeout(connTimer);
-  if (s === "reconnecting") {
-    box.className = "conn conn-warn";
-    box.replaceChildren(h("span", { class: "spinner" }), `Connection lost · reconnecting (attempt ${detail.attempt})…`);
-    box.hidden = false;
-  } else if (s === "resumed") {
-    box.className = "conn conn-ok";
-    const from = detail.lastEventId ? ` from event ${detail.lastEventId}` : "";
-    box.replaceChildren(icon("check"), `Reconnected · resumed${from}`);
-    box.hidden = false;
-    connTimer = setTimeout(hideConn, 2500);
-  } else if (s === "lost") {
-    box.className = "conn conn-error";
-    const retry = h("button", { type: "button", class: "btn btn-sm", onclick: () => run.stream.drop() }, "Retry");
-    box.replaceChildren(icon("alert"), `Connection lost: ${detail.reason || ""}`, retry);
-    box.hidden = false;
-  } else if (box.classList.contains("conn-warn")) {
-    hideConn();
-  }
-}
-
-function hideConn() {
-  $("conn").hidden = true;
+  if (state.run === run) showConnection(s, detail, () => run.stream.drop());
 }
 
 function setBusy(busy) {
@@ -543,7 +519,6 @@ function wire() {
   $("sidebar-open").addEventListener("click", openSidebar);
   $("sidebar-close").addEventListener("click", closeSidebar);
   $("backdrop").addEventListener("click", closeSidebar);
-  $("signout").addEventListener("click", () => signOut());
   $("settings").addEventListener("click", () => settings.open());
   $("rules").addEventListener("click", () => showRules(api));
   $("conversations").addEventListener("click", (e) => {
@@ -558,131 +533,11 @@ function wire() {
   });
   window.addEventListener("hashchange", route);
   window.addEventListener("popstate", route);
-  $("signin-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const token = $("signin-token").value.trim();
-    if (token) signIn(token);
-    else signInWithPassword($("signin-user").value.trim(), $("signin-password").value);
-  });
-}
-
-// ---- signing in -----------------------------------------------------------------------------------------
-
-function showSignin(message = "") {
-  $("app").hidden = true;
-  $("signin").hidden = false;
-  const error = $("signin-error");
-  error.hidden = !message;
-  error.textContent = message;
-}
-
-async function signIn(token) {
-  if (!token) return;
-  const button = $("signin-submit");
-  button.disabled = true;
-  state.token = token;
-  try {
-    await api.get("/api/conversations?limit=1");
-  } catch (error) {
-    state.token = null;
-    const text = error.status === 401 ? `This token was refused: ${error.message}` : error.message;
-    $("signin-error").textContent = text;
-    $("signin-error").hidden = false;
-    return;
-  } finally {
-    button.disabled = false;
-  }
-  localStorage.setItem(TOKEN_KEY, token);
-  $("signin-token").value = "";
-  await showApp();
-}
-
-/** A local account's name and password (`parley user add NAME`) for a session cookie, which the
- * browser then sends with every call and stream (HttpOnly: this page never sees it). */
-async function signInWithPassword(user, password) {
-  if (!user || !password) {
-    showSignin("Enter your user name and password.");
-    return;
-  }
-  const button = $("signin-submit");
-  button.disabled = true;
-  try {
-    const session = await new Api(() => null, () => {}).post("/api/auth/signin", { user, password });
-    state.user = session.user;
-  } catch (error) {
-    showSignin(error.status === 401 ? "Wrong user name or password." : error.message);
-    $("signin-password").select();
-    return;
-  } finally {
-    button.disabled = false;
-  }
-  $("signin-password").value = "";
-  await showApp();
-}
-
-/** The sign-in link `parley serve` printed (`/?signin=CODE`): the code leaves the address at
- * once, and is exchanged, once, for a token. */
-async function signInWithLink(code) {
-  const url = new URL(location.href);
-  url.searchParams.delete("signin");
-  history.replaceState(history.state, "", url);
-  let message;
-  try {
-    const response = await fetch("/api/auth/signin-link", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code }),
-      cache: "no-store",
-    });
-    const body = await response.json().catch(() => null);
-    if (response.ok) {
-      showSignin();
-      await signIn(body.token);
-      return;
-    }
-    message = body?.error?.message || "this sign-in link did not work";
-  } catch (error) {
-    message = error.message;
-  }
-  if (state.token) {
-    await showApp();
-    toast(message, "error");
-  } else showSignin(message);
-}
-
-/** Without a token the page may still be signed in: by its session cookie, or with
- * `PARLEY_AUTH=none` (one local user, no sign-out). Any other answer (a 401) asks to sign in. */
-async function openWithoutToken() {
-  let session;
-  try {
-    session = await api.get("/api/auth/session");
-  } catch {
-    showSignin();
-    return;
-  }
-  state.user = session.via === "none" ? null : session.user;
-  $("signout").hidden = session.via === "none";
-  await showApp();
-}
-
-function signOut(message = "") {
-  detachRun();
-  if (!state.token && state.user) {
-    // the session ends on the server: its cookie opens nothing any more
-    api.fetch("POST", "/api/auth/signout").catch(() => {});
-  }
-  state.user = null;
-  state.token = null;
-  state.convo = null;
-  localStorage.removeItem(TOKEN_KEY);
-  thread.reset([], false);
-  showSignin(message);
+  signin.wire();
 }
 
 async function showApp() {
-  $("signin").hidden = true;
-  $("app").hidden = false;
-  const who = state.token ? tokenSubject(state.token) || "signed in" : state.user || "local user";
+  const who = signin.who;
   $("me").textContent = who;
   $("me-avatar").textContent = who.slice(0, 1).toUpperCase();
   showEmpty();
@@ -695,10 +550,7 @@ async function showApp() {
 
 setupTheme($("theme"));
 wire();
-const signinCode = new URLSearchParams(location.search).get("signin");
-if (signinCode) signInWithLink(signinCode);
-else if (state.token) showApp();
-else openWithoutToken();
+signin.start();
 
 // A small handle for tests and for the curious.
 window.parley = {
