@@ -273,3 +273,21 @@ def test_a_calibration_only_raises_the_estimate() -> None:
     assert 1.0 <= calibration.factor("p/m") < 1.5
     calibration.report("q/m", counted=100, reported=50)
     assert calibration.factor("q/m") == 1.0
+
+
+async def test_a_sentence_the_model_answers_instead_of_a_title_leaves_the_first_words(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    """SmolLM2 named a chat "Paris is a city in France known for its elegance, culture, and
+    historical landma…": a proposal longer than a title is no title."""
+    engine = live.services.engine
+    engine.settings.auto_titles = True
+    store = live.services.store
+    convo = await store.create_conversation(USER)
+    sentence = "Paris is a city in France known for its elegance, culture, and history."
+    scripted.enqueue([{"text": "The capital of France is Paris."}], [{"text": sentence}])
+    await _turn(live, convo.id, TurnRequest(content="What is the capital of France?"))
+    with anyio.fail_after(5):
+        await engine.summaries.idle()
+    assert len(scripted.requests) == 2  # the title was asked for
+    assert (await store.get_conversation(USER, convo.id)).title == "What is the capital of France?"

@@ -47,6 +47,7 @@ TITLE_PROMPT = (
 )
 PROMPT_ROOM = 400  # tokens of a summary request besides the summary and the new messages
 TITLE_CHARS = 80
+TITLE_WORDS = 8  # a longer proposal is a sentence, not a title (small models answer instead)
 
 
 def title_from(parts: Sequence[Part]) -> str | None:
@@ -60,11 +61,14 @@ def title_from(parts: Sequence[Part]) -> str | None:
 
 
 def clean_title(text: str) -> str | None:
-    """A model's proposed title, as one short line."""
+    """A model's proposed title, as one short line; None when what it said is no title (a
+    sentence or more: the first message's words then stay the title)."""
     line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
     line = re.sub(r"^\s*(title\s*:\s*)", "", line, flags=re.IGNORECASE)
     line = " ".join(line.strip().strip("\"'*#`“”").split()).rstrip(".")
-    return line[:TITLE_CHARS] or None
+    if len(line.split()) > TITLE_WORDS or len(line) > TITLE_CHARS:
+        return None
+    return line or None
 
 
 class Summaries:
