@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -49,14 +50,21 @@ class ClientBody(BaseModel):
     @classmethod
     def _note_unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            known = set(cls.model_fields)
-            for info in cls.model_fields.values():
-                if isinstance(info.validation_alias, AliasChoices):
-                    known.update(str(c) for c in info.validation_alias.choices)
+            known = _known_keys(cls)
             unknown = sorted(str(k)[:100] for k in data if k not in known)
             if unknown:
                 log.debug("unknown_keys_ignored", body=cls.__name__, keys=unknown[:20])
         return data
+
+
+@functools.cache
+def _known_keys(body: type[BaseModel]) -> frozenset[str]:
+    """A body's field names and their alias choices: the same for every request."""
+    known = set(body.model_fields)
+    for info in body.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
+            known.update(str(c) for c in info.validation_alias.choices)
+    return frozenset(known)
 
 
 class ConversationFields(ClientBody):

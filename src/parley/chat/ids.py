@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-def _base32(value: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+# RFC 4648's base32 alphabet to Crockford's (lower case), which sorts as the values do
+_CROCKFORD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
+)
 
 
 def new_id(prefix: str) -> str:
-    """``prefix_`` + 10 chars of milliseconds + 16 random chars (a ULID in Crockford base32)."""
+    """``prefix_`` + 10 chars of milliseconds + 16 random chars (a ULID in Crockford base32).
+
+    Both parts are 10 bytes, 16 base32 characters; of the time's, the last 10 (50 bits) are kept.
+    """
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    return f"{prefix}_{_base32(millis, 10)}{_base32(rand, 16)}"
+    raw = millis.to_bytes(10, "big") + os.urandom(10)
+    return f"{prefix}_{base64.b32encode(raw)[6:].translate(_CROCKFORD).decode()}"

@@ -13,7 +13,7 @@ only on the branch, the model and the counts: forks and regenerations see their 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,13 +48,17 @@ class _Cache:
     size: int = 50_000
     counts: OrderedDict[tuple[str, datetime, str], int] = field(default_factory=OrderedDict)
 
-    def get(self, message: Message, counter: TokenCounter, chat: list[ChatMessage]) -> int:
+    def get(
+        self, message: Message, counter: TokenCounter, chat: Callable[[], list[ChatMessage]]
+    ) -> int:
+        """The message's count; ``chat`` (the message as the model sees it) is built only to
+        count one that is not kept yet."""
         if not message.id or message.status != "complete":
-            return counter.messages(chat)
+            return counter.messages(chat())
         key = (message.id, message.updated_at, counter.name)
         found = self.counts.get(key)
         if found is None:
-            found = self.counts[key] = counter.messages(chat)
+            found = self.counts[key] = counter.messages(chat())
             if len(self.counts) > self.size:
                 self.counts.popitem(last=False)
         return found
@@ -131,8 +135,12 @@ class ContextWindow:
         except NotFound:
             return None
 
-    def _count(self, message: Message, counter: TokenCounter) -> int:
-        return self._cache.get(message, counter, self._chat([message]))
+    def _count(
+        self, message: Message, counter: TokenCounter, chat: list[ChatMessage] | None = None
+    ) -> int:
+        if chat is not None:
+            return self._cache.get(message, counter, lambda: chat)
+        return self._cache.get(message, counter, lambda: self._chat([message]))
 
     def _chat(self, messages: Sequence[Message]) -> list[ChatMessage]:
         return to_chat(messages, system=None, max_result_chars=self.settings.tool_result_max_chars)
@@ -177,7 +185,7 @@ class ContextWindow:
         oldest: Message | None = None
         for index, message in enumerate(reversed(history)):
             chat = self._chat([message])
-            cost = self._count(message, counter)
+            cost = self._count(message, counter, chat)
             if used + cost > budget:
                 if index > 0:
                     break
