@@ -58,6 +58,7 @@ class ModelConfig(BaseModel):
     vision: bool | None = None
     context_window: int | None = Field(default=None, gt=0)
     output_reserve: int | None = Field(default=None, ge=0)
+    titles: bool | None = None
 
 
 class McpServerConfig(BaseModel):

@@ -275,3 +275,20 @@ async def test_the_title_the_model_makes_after_the_first_reply_shows_when_it_arr
     scripted.release("title")
     await expect(page.locator("#title")).to_have_text("Autumn plum recipes", timeout=15_000)
     await expect(page.locator(".conv.active .conv-title")).to_have_text("Autumn plum recipes")
+
+
+async def test_a_reply_waiting_for_a_busy_model_says_its_place_and_shows_no_tool_card(
+    page: Page, scripted: ScriptedProvider
+) -> None:
+    """The local model answers one request at a time: a second tab's reply waits in its queue.
+    The page said so in a tool card named "tool" that stayed after the reply."""
+    scripted.enqueue([{"queue": 1}, {"wait": "model-free"}, {"text": "Now it is your turn."}])
+    await send(page, "hello")
+    note = page.locator(".msg-assistant .msg-note")
+    await expect(note).to_have_text("waiting for the model: position 1 in the queue")
+    await expect(page.locator(".msg-assistant .tool")).to_have_count(0)
+    scripted.release("model-free")
+    await wait_status(page, "complete")
+    await expect(last_reply(page)).to_contain_text("Now it is your turn.")
+    await expect(note).to_be_hidden()
+    await expect(page.locator(".msg-assistant .tool")).to_have_count(0)

@@ -13,6 +13,7 @@ from tests.conftest import Live
 
 from parley.auth import Principal
 from parley.chat import events as ev
+from parley.config import ModelConfig
 from parley.engine import tokens
 from parley.engine.context import CUT_MARKER, SUMMARY_HEADING
 from parley.engine.requests import TurnRequest
@@ -291,3 +292,20 @@ async def test_a_sentence_the_model_answers_instead_of_a_title_leaves_the_first_
         await engine.summaries.idle()
     assert len(scripted.requests) == 2  # the title was asked for
     assert (await store.get_conversation(USER, convo.id)).title == "What is the capital of France?"
+
+
+async def test_a_model_that_cannot_name_a_chat_is_not_asked(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    """`make serve`'s SmolLM2 named chats "A: A:" and "A: shelter"; the table says it cannot."""
+    engine = live.services.engine
+    engine.settings.auto_titles = True
+    live.services.providers.catalog.overrides["scripted/*"] = ModelConfig(titles=False)
+    store = live.services.store
+    convo = await store.create_conversation(USER)
+    scripted.enqueue([{"text": "Why did the chicken cross the road?"}])
+    await _turn(live, convo.id, TurnRequest(content="Tell me a short joke"))
+    with anyio.fail_after(5):
+        await engine.summaries.idle()
+    assert len(scripted.requests) == 1  # no title asked for (the script has no turn for one)
+    assert (await store.get_conversation(USER, convo.id)).title == "Tell me a short joke"

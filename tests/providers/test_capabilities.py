@@ -12,9 +12,9 @@ from parley.providers.capabilities import DEFAULT_CONTEXT_WINDOW, ModelCatalog
 from parley.providers.registry import build_registry
 
 
-def test_the_embedded_default_model_is_known_not_to_call_tools() -> None:
+def test_the_embedded_default_model_is_known_not_to_call_tools_nor_name_chats() -> None:
     caps = ModelCatalog().capabilities("local/smollm2-135m-instruct", images=False)
-    assert (caps.tools, caps.vision, caps.known) == (False, False, True)
+    assert (caps.tools, caps.vision, caps.titles, caps.known) == (False, False, False, True)
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,7 @@ class Summaries:
 
     def after_reply(self, turn: PreparedTurn, parts: list[Part]) -> None:
         """Start what a finished reply calls for; returns at once."""
-        if self.settings.auto_titles and _first_reply(turn.history):
+        if self._titles(turn) and _first_reply(turn.history):
             self._start("title", turn, self._title(turn, parts))
         window = turn.context
         due = self.settings.summary_after and window.left_out >= self.settings.summary_after
@@ -126,6 +126,10 @@ class Summaries:
             log.warning(
                 f"{kind}_failed", conversation_id=turn.conversation_id, error=str(exc)[:300]
             )
+
+    def _titles(self, turn: PreparedTurn) -> bool:
+        """Whether to ask for a title: on, and the model that would write it can."""
+        return self.settings.auto_titles and self._model(turn).capabilities.titles
 
     def _model(self, turn: PreparedTurn) -> ResolvedModel:
         if self.settings.summary_model:

@@ -1,4 +1,5 @@
-"""What a model can do: call tools, take images, and how much context it holds.
+"""What a model can do: call tools, take images, name a conversation, and how much context it
+holds.
 
 Known models come from a built-in table matched on the model's name (whatever provider serves it:
 ``qwen2.5:7b`` on Ollama is the same model as on vLLM); ``[models."provider/model"]`` in
@@ -23,16 +24,19 @@ class Capabilities:
     vision: bool = True
     context_window: int = DEFAULT_CONTEXT_WINDOW
     output_reserve: int = DEFAULT_OUTPUT_RESERVE
+    titles: bool = True  # asked for a title, answers with one (a tiny model answers the chat)
     known: bool = False
 
 
-def _known(tools: bool, vision: bool, context_window: int) -> Capabilities:
-    return Capabilities(tools=tools, vision=vision, context_window=context_window, known=True)
+def _known(tools: bool, vision: bool, context_window: int, titles: bool = True) -> Capabilities:
+    return Capabilities(
+        tools=tools, vision=vision, context_window=context_window, titles=titles, known=True
+    )
 
 
 # Model-name patterns, first match wins.
 BUILTIN: tuple[tuple[str, Capabilities], ...] = (
-    ("smollm2*", _known(tools=False, vision=False, context_window=4_096)),  # the local n_ctx
+    ("smollm2*", _known(tools=False, vision=False, context_window=4_096, titles=False)),
     ("gpt-4o*", _known(tools=True, vision=True, context_window=128_000)),
     ("gpt-4.1*", _known(tools=True, vision=True, context_window=1_047_576)),
     ("gpt-5*", _known(tools=True, vision=True, context_window=400_000)),

@@ -11,6 +11,7 @@ A script is a list of *turns*, one per model call. A turn is a list of steps::
     {"usage": {"prompt_tokens": 3, "completion_tokens": 2}}
     {"finish": "length"}
     {"wait": "name"}                    block until ``release("name")`` (tests)
+    {"queue": 2}                        the model is busy: this request is 2nd in its queue
 
 The provider records every request, fails on a call it has no turn for, and
 :meth:`assert_done` fails when turns were left unused. With no script at all it is the demo
@@ -32,6 +33,7 @@ from parley.providers.base import (
     Provider,
     ProviderEvent,
     ProviderRequest,
+    QueueChunk,
     ReasoningChunk,
     TextChunk,
     ToolCallChunk,
@@ -125,6 +127,8 @@ class ScriptedProvider(Provider):
                 finish = FinishChunk(reason="tool_calls")
             elif "error" in step:
                 raise _error(step["error"])
+            elif "queue" in step:
+                yield QueueChunk(position=int(step["queue"]))
             elif "usage" in step:
                 usage_sent = True
                 yield UsageChunk(**step["usage"])

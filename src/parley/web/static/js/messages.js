@@ -454,8 +454,9 @@ export class Thread {
 }
 
 /** Why a reply stopped early, e.g. at the step limit (a stored `data-notice` part, or one that
- * just streamed in): said beside the reply, not as an error. */
+ * just streamed in), or what a streaming reply waits for: said beside it, not as an error. */
 function noticeOf(message) {
   const part = (message.parts || []).findLast((p) => p.type === "data-notice");
-  return message.notice || part?.data?.message || "";
+  const waiting = message.status === "streaming" ? message.waiting : "";
+  return message.notice || part?.data?.message || waiting || "";
 }

@@ -23,7 +23,9 @@ const HANDLERS = {
   content(message, data) {
     const index = openText(message, "text");
     message.parts[index].text += data.content;
-    return { part: index };
+    if (!message.waiting) return { part: index };
+    message.waiting = "";
+    return { part: index, footer: true };
   },
   reasoning(message, data) {
     const index = openText(message, "reasoning");
@@ -52,6 +54,11 @@ const HANDLERS = {
     return { part: index };
   },
   tool_progress(message, data) {
+    if (!data.tool_call_id) {
+      // no tool's: the model's own queue ("waiting for the model: position 2 in the queue")
+      message.waiting = data.message;
+      return { footer: true };
+    }
     const index = toolPart(message, data.tool_call_id, data.tool_name);
     message.parts[index].progress = { message: data.message, progress: data.progress, total: data.total };
     return { part: index };
