@@ -13,7 +13,6 @@ from tests.conftest import Live
 
 from parley.auth import Principal
 from parley.chat import events as ev
-from parley.config import ModelConfig
 from parley.engine import tokens
 from parley.engine.context import CUT_MARKER, SUMMARY_HEADING
 from parley.engine.requests import TurnRequest
@@ -300,7 +299,8 @@ async def test_a_model_that_cannot_name_a_chat_is_not_asked(
     """`make serve`'s SmolLM2 named chats "A: A:" and "A: shelter"; the table says it cannot."""
     engine = live.services.engine
     engine.settings.auto_titles = True
-    live.services.providers.catalog.overrides["scripted/*"] = ModelConfig(titles=False)
+    overrides = live.services.providers.catalog.overrides
+    overrides["scripted/demo"] = overrides["scripted/demo"].model_copy(update={"titles": False})
     store = live.services.store
     convo = await store.create_conversation(USER)
     scripted.enqueue([{"text": "Why did the chicken cross the road?"}])
