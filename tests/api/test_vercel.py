@@ -540,3 +540,30 @@ async def test_ai4_resume_replays_the_running_reply_as_a_data_stream_and_is_empt
     assert resumed.headers["content-type"] == "text/plain; charset=utf-8"
     assert rest[:2] == ['0:"one "', '0:"two"']
     assert rest[-1].startswith('d:{"finishReason":"stop"')
+
+
+@PLAYGROUND
+async def test_ai4_chats_are_matched_from_their_last_reply_on_the_branch_or_else_from_the_root(
+    live: Live, scripted: ScriptedProvider
+) -> None:
+    """A reload re-sends the chat up to a question (its reply comes again); a new question after
+    a reply that is no longer on the active branch (the reload replaced it) is still new."""
+    scripted.enqueue([{"text": "A1"}], [{"text": "A2"}], [{"text": "A2 again"}], [{"text": "A3"}])
+
+    def reply(parts: list[tuple[str, Any]], text: str) -> dict[str, Any]:
+        ident = parts[0][1]["messageId"]
+        return {"id": ident, "role": "assistant", "content": text, "parts": []}
+
+    async with live.client() as http:
+        chat = [ai4_message("q1")]
+        _, parts = await data_stream(http, {"id": "pg-m", "messages": chat})
+        chat += [reply(parts, "A1"), ai4_message("q2")]
+        _, parts = await data_stream(http, {"id": "pg-m", "messages": chat})
+        replaced = reply(parts, "A2")
+        await data_stream(http, {"id": "pg-m", "messages": chat})  # reload()
+        chat += [replaced, ai4_message("q3")]
+        await data_stream(http, {"id": "pg-m", "messages": chat})
+    convo = await live.services.store.find_conversation_by_external("alice", "pg-m")
+    assert convo is not None
+    branch = await live.services.store.branch("alice", convo.id, leaf_id=convo.active_leaf_id)
+    assert [m.text for m in branch] == ["q1", "A1", "q2", "A2 again", "q3", "A3"]

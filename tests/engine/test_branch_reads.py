@@ -3,12 +3,12 @@ turn does, and the model sees that branch: its own, not the active one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection
 from tests.conftest import Live
+from tests.support.reads import Reads
 
 from parley.auth import Principal
 from parley.engine.requests import TurnRequest
@@ -56,38 +56,6 @@ async def _tree(live: Live, convo_id: str, size: int) -> dict[str, str]:
     return {str(r["text"]).split(":")[0]: str(r["id"]) for r in rows}
 
 
-class Reads:
-    """The statements a piece of work runs, and the rows the store's branch walks return."""
-
-    def __init__(self, live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.store = live.services.store
-        self.statements = 0
-        self.rows = 0
-        for name in ("branch", "tail_ids"):
-            monkeypatch.setattr(self.store, name, self._counted(getattr(self.store, name)))
-
-    def _counted(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            found = await method(*args, **kwargs)
-            self.rows += len(found)
-            return found
-
-        return counted
-
-    def _statement(self, *args: Any) -> None:
-        self.statements += 1
-
-    def __enter__(self) -> Reads:
-        self.statements = self.rows = 0
-        for sync in self.store.sync_engines:
-            event.listen(sync, "before_cursor_execute", self._statement)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sync in self.store.sync_engines:
-            event.remove(sync, "before_cursor_execute", self._statement)
-
-
 def _said(scripted: ScriptedProvider) -> list[str]:
     """What the model was last sent, each message's text up to its colon."""
     return [str(m.content).split(":")[0] for m in scripted.requests[-1].messages]
@@ -98,7 +66,7 @@ async def test_regenerations_and_edits_read_the_same_rows_at_any_length_and_see_
 ) -> None:
     live = live_any_db
     engine, store = live.services.engine, live.services.store
-    reads = Reads(live, monkeypatch)
+    reads = Reads(store, monkeypatch, ("branch", "tail_ids"))
     seen: dict[int, list[tuple[int, int]]] = {}
     for size in (1_000, 3_000):
         convo = await store.create_conversation(USER)

@@ -67,20 +67,21 @@ ANCESTOR = text(
 )
 
 
-# The ids of the branch from ``leaf`` up to ``depth`` (oldest first): what a regeneration or an
-# edit at that depth replaces, when its message is the first of them. Reads ids only, and only
-# from the leaf up to that depth by primary key, never the rest (the owner checked as BRANCH).
+# The ids and roles of the branch from ``leaf`` up to ``depth`` (oldest first): what a
+# regeneration or an edit at that depth replaces, when its message is the first of them, and
+# where a client's message list meets the branch. Reads ids and roles only, and only from the
+# leaf up to that depth by primary key, never the rest (the owner checked as BRANCH).
 TAIL = text(
     """
-    WITH RECURSIVE up(id, parent_id, conversation_id, user_id, n) AS (
-        SELECT id, parent_id, conversation_id, user_id, 1 FROM messages
+    WITH RECURSIVE up(id, parent_id, conversation_id, user_id, role, n) AS (
+        SELECT id, parent_id, conversation_id, user_id, role, 1 FROM messages
          WHERE id = :leaf AND conversation_id = :conv AND user_id = :user AND depth >= :depth
         UNION ALL
-        SELECT m.id, m.parent_id, m.conversation_id, m.user_id, u.n + 1
+        SELECT m.id, m.parent_id, m.conversation_id, m.user_id, m.role, u.n + 1
           FROM up u JOIN messages m ON m.id = u.parent_id
          WHERE m.depth >= :depth
     )
-    SELECT id FROM up WHERE conversation_id = :conv AND user_id = :user ORDER BY n DESC
+    SELECT id, role FROM up WHERE conversation_id = :conv AND user_id = :user ORDER BY n DESC
     """
 )
 
@@ -201,12 +202,19 @@ class MessageStore(StoreBase):
         self, user_id: str, conversation_id: str, leaf_id: str, depth: int
     ) -> list[str]:
         """The ids of the branch ending at ``leaf_id`` from ``depth`` down, oldest first."""
+        return [
+            ident for ident, _ in await self.tail_roles(user_id, conversation_id, leaf_id, depth)
+        ]
+
+    async def tail_roles(
+        self, user_id: str, conversation_id: str, leaf_id: str, depth: int
+    ) -> list[tuple[str, str]]:
+        """The ids and roles of the branch ending at ``leaf_id`` from ``depth`` down, oldest
+        first."""
         params: dict[str, Any] = {"leaf": leaf_id, "conv": conversation_id, "user": user_id}
         params["depth"] = depth
-        rows = await self.read(
-            lambda conn: conn.execute(TAIL, params).scalars().all(), on_loop=True
-        )
-        return [str(r) for r in rows]
+        rows = await self.read(lambda conn: conn.execute(TAIL, params).all(), on_loop=True)
+        return [(str(ident), str(role)) for ident, role in rows]
 
     async def messages_before(
         self,

@@ -51,6 +51,7 @@ from parley.api.openapi import (
     RESUME_RESPONSES,
     STREAM_RESPONSES,
 )
+from parley.api.routes import vercel_history as history
 from parley.api.routes.vercel_replies import (
     DATA_STREAM,
     UI_STREAM,
@@ -238,7 +239,7 @@ async def _turn_request(
     body: ChatRequest, user: str, s: Services, convo: Conversation, approve_all: bool
 ) -> TurnRequest:
     if body.trigger == "regenerate-message":
-        target = await _last_assistant(user, s, convo)
+        target = await history.last_assistant(user, s, convo)
         return _options(body, approve_all, mode="regenerate", target_id=target)
     content, parts = _user_message(body)
     if body.messageId is not None:
@@ -260,19 +261,21 @@ async def _ai4_turn(
     content: str | None,
     parts: list[Part],
 ) -> TurnRequest:
-    """ai@4 sends the whole chat without ids and says nothing of why: its ``k``-th user message
-    is new when parley holds fewer; else ``reload()`` re-sent it (the same text: its reply is
-    regenerated) or the app cut the chat there and sent another (an edit)."""
-    branch = await _branch(user, s, convo)
-    stored = [i for i, m in enumerate(branch) if m.role == "user"]
-    k = sum(1 for m in body.messages if m.role == "user")
+    """ai@4 sends the whole chat, its questions without parley's ids, and says nothing of why:
+    its ``k``-th user message is new when parley holds fewer; else ``reload()`` re-sent it (the
+    same text: its reply is regenerated) or the app cut the chat there and sent another (an
+    edit). ``k`` counts from where the chat meets the branch (:mod:`.vercel_history`)."""
+    leaf = await history.active_leaf(user, s, convo)
+    start, after = await history.after_anchor(user, s, convo, leaf, body.messages[:-1])
+    stored = [i for i, (_, role) in enumerate(after) if role == "user"]
+    k = sum(1 for m in body.messages[start:] if m.role == "user")
     if k > len(stored):
         return _options(body, approve_all, content=content, parts=parts)
     at = stored[k - 1]
-    following = branch[at + 1] if at + 1 < len(branch) else None
-    if following is not None and following.role == "assistant" and branch[at].text == content:
-        return _options(body, approve_all, mode="regenerate", target_id=following.id)
-    target = branch[at].id
+    target = after[at][0]
+    following, role = after[at + 1] if at + 1 < len(after) else ("", "")
+    if role == "assistant" and await history.text_of(user, s, convo, target) == content:
+        return _options(body, approve_all, mode="regenerate", target_id=following)
     return _options(body, approve_all, mode="edit", target_id=target, content=content, parts=parts)
 
 
@@ -314,27 +317,19 @@ def _ai4_files(message: UIMessage, field: str) -> list[Part]:
     ]
 
 
-async def _branch(user: str, s: Services, convo: Conversation) -> list[Any]:
-    fresh = await s.store.get_conversation(user, convo.id)
-    return await s.store.branch(user, convo.id, leaf_id=fresh.active_leaf_id)
-
-
-async def _last_assistant(user: str, s: Services, convo: Conversation) -> str:
-    for message in reversed(await _branch(user, s, convo)):
-        if message.role == "assistant":
-            return str(message.id)
-    raise ValidationFailed("there is no reply to regenerate in this chat")
-
-
 async def _edited(body: ChatRequest, user: str, s: Services, convo: Conversation) -> str:
-    """parley's id of the user message the client edits: the same id, or the same position."""
-    branch = [m for m in await _branch(user, s, convo) if m.role in ("user", "assistant")]
-    if any(m.id == body.messageId for m in branch):
-        return str(body.messageId)
+    """parley's id of the user message the client edits: the same id, or the same position
+    (counted from where the chat meets the branch: :mod:`.vercel_history`)."""
+    leaf, edited = await history.active_leaf(user, s, convo), str(body.messageId)
+    if await history.on_branch(user, s, convo, leaf, edited):
+        return edited
     visible = [m for m in body.messages if m.role != "system"]
-    index = next((i for i, m in enumerate(visible) if m.id == body.messageId), len(visible) - 1)
-    if index < len(branch) and branch[index].role == "user":
-        return str(branch[index].id)
+    index = next((i for i, m in enumerate(visible) if m.id == edited), len(visible) - 1)
+    start, after = await history.after_anchor(user, s, convo, leaf, visible[:index])
+    shown = [(ident, role) for ident, role in after if role in ("user", "assistant")]
+    at = index - start
+    if at < len(shown) and shown[at][1] == "user":
+        return shown[at][0]
     raise ValidationFailed("the edited message is not in this chat's history")
 
 
@@ -391,10 +386,10 @@ async def _ends_in_tool_results(
         return False
     if await s.store.active_run(user, convo.id) is not None:
         return False
-    leaf = (await _branch(user, s, convo))[-1:]
-    if not leaf or leaf[0].role != "assistant":
+    reply = await history.leaf_message(user, s, convo)
+    if reply is None or reply.role != "assistant":
         return False
-    step = _last_step(leaf[0].parts)
+    step = _last_step(reply.parts)
     return bool(step) and all(p.get("type") == "dynamic-tool" for p in step)
 
 
