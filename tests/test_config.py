@@ -69,7 +69,8 @@ url = "https://mcp.example/mcp?token=mcp-secret"
     }
     result = CliRunner().invoke(app, ["config"], env=env)
     assert result.exit_code == 0, result.output
-    names = result.output.replace("jwt_secret", "").replace("secret_key", "")  # two settings' names
+    names = result.output.replace("jwt_secret", "").replace("secret_key", "")  # settings' names
+    names = names.replace("client_secret", "")
     assert "secret" not in names, result.output
     printed = json.loads(result.output)
     assert printed["openai_base_url"] == "https://me:****@proxy.example/v1"

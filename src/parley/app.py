@@ -25,6 +25,7 @@ from parley.api.routes import (
     chatkit,
     conversations,
     health,
+    mcp_oauth,
     mcp_servers,
     openai_compat,
     openai_responses,
@@ -60,8 +61,9 @@ from parley.runs.manager import RunManager, new_instance_id
 from parley.runs.memory import MemoryRunHub
 from parley.store import Store, migrate
 from parley.store.db import create_engine, session_factory
+from parley.tools.mcp_oauth_flows import Connector, OAuthFlows, handshake
 from parley.tools.registry import ToolRegistry
-from parley.tools.setup import build_tools, register_delegates
+from parley.tools.setup import ToolManager, build_tools, register_delegates
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis  # imported only with PARLEY_REDIS_URL set
@@ -113,9 +115,16 @@ async def build_services(
         tickets=tickets_for(settings),
         signins=SignIns(store, build_attempts(redis)),
         credentials=credentials,
+        oauth=OAuthFlows(credentials, connect_as(tools)),
         metrics=metrics,
         fanout=fanout,
     )
+
+
+def connect_as(tools: ToolRegistry) -> Connector:
+    """How an OAuth flow connects: through the MCP server parley runs (which lists its tools
+    through the new session), or, with a registry from a test, on its own."""
+    return tools.connect_as if isinstance(tools, ToolManager) else handshake
 
 
 def connect_redis(settings: Settings) -> Redis | None:
@@ -160,6 +169,7 @@ async def close_services(services: Services) -> None:
     await services.runs.aclose()
     if services.engine.summaries is not None:
         await services.engine.summaries.aclose()  # summaries and titles still being written
+    await services.oauth.aclose()
     await services.tools.aclose()
     await services.runs.hub.aclose()
     await services.fanout.aclose()
@@ -207,7 +217,7 @@ def create_app(
     errors.install(app)
     app.include_router(chat.router)
     app.include_router(metrics_router)
-    for module in (health, signin, conversations, projects, runs, mcp_servers):
+    for module in (health, signin, conversations, projects, runs, mcp_servers, mcp_oauth):
         app.include_router(module.router)
     for door in (vercel, openai_compat, openai_responses, sessions, todo_chat, ws, chatkit, ag_ui):
         app.include_router(door.router)

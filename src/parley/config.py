@@ -15,6 +15,7 @@ import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -68,6 +69,11 @@ class McpServerConfig(BaseModel):
     credential (``PUT /api/mcp/servers/{name}/credentials``) and calls go through a session of
     their own; ``headers`` then serve only to list the server's tools. At most ``max_sessions``
     users' sessions stay open, each closed after ``session_idle`` seconds unused.
+
+    ``credentials = "oauth"`` is the same, but each user connects through MCP's OAuth flow
+    (``POST /api/mcp/servers/{name}/oauth/start``): parley registers itself with the server's
+    authorization server, unless ``client_id`` (and ``client_secret`` for a confidential
+    client) name a client registered beforehand.
     """
 
     name: str
@@ -79,18 +85,29 @@ class McpServerConfig(BaseModel):
     enabled: bool = True
     require_approval: bool | list[str] = False
     timeout: float = 30.0
-    credentials: Literal["shared", "per_user"] = "shared"
+    credentials: Literal["shared", "per_user", "oauth"] = "shared"
     session_idle: float = Field(default=300.0, gt=0)
     max_sessions: int = Field(default=100, ge=1)
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: SecretStr | None = None
 
     @property
     def per_user(self) -> bool:
-        return self.credentials == "per_user"
+        """Whether calls go through each user's own session (a stored credential or OAuth)."""
+        return self.credentials in ("per_user", "oauth")
+
+    @property
+    def oauth(self) -> bool:
+        return self.credentials == "oauth"
 
     @model_validator(mode="after")
     def _per_user_over_http(self) -> McpServerConfig:
         if self.per_user and self.url is None:
             raise ValueError(f"MCP server {self.name!r}: per-user credentials need a url server")
+        if (self.client_id or self.client_secret) and not self.oauth:
+            raise ValueError(f"MCP server {self.name!r}: client_id is for credentials = 'oauth'")
+        if self.client_secret and not self.client_id:
+            raise ValueError(f"MCP server {self.name!r}: client_secret needs a client_id")
         return self
 
 
@@ -139,6 +156,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     # seals what users store (their MCP credentials): comma-separated keys, newest first
     secret_key: SecretStr | None = None
+    # where users reach parley (https://chat.example.com): the base of the OAuth redirect URI
+    public_url: str | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -276,6 +295,18 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query:
+            raise ValueError(
+                "PARLEY_PUBLIC_URL: an http(s) URL without a query, e.g. https://chat.example.com"
+            )
+        return value.rstrip("/")
+
     @field_validator("database_url", mode="after")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
@@ -402,6 +433,8 @@ class Settings(BaseSettings):
         for server in data["mcp_servers"]:
             server["headers"] = {k: "********" for k in server.get("headers", {})}
             server["env"] = {k: "********" for k in server.get("env", {})}
+            if server.get("client_secret"):
+                server["client_secret"] = "********"
             if server.get("url"):
                 server["url"] = mask_url(server["url"])
         return data

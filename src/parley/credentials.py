@@ -1,8 +1,10 @@
-"""Users' own credentials for MCP servers configured ``credentials = "per_user"``.
+"""Users' own credentials for MCP servers configured ``credentials = "per_user"`` or ``"oauth"``.
 
-A credential is a bearer token or a set of HTTP headers. It is sealed with Fernet (AES-128-CBC
-and HMAC-SHA256) before it reaches the database, and opened only to connect the user's own MCP
-session (:mod:`parley.tools.mcp_users`): no route returns it and no log line carries it.
+A credential is a bearer token or a set of HTTP headers, or the grant of MCP's OAuth flow (its
+tokens, the client parley registered, the server's metadata). It is sealed with Fernet
+(AES-128-CBC and HMAC-SHA256) before it reaches the database, and opened only to connect the
+user's own MCP session (:mod:`parley.tools.mcp_users`) or to refresh its tokens: no route
+returns it and no log line carries it.
 
 The keys come from ``PARLEY_SECRET_KEY``: comma-separated, newest first. Each is stretched into a
 Fernet key with HKDF-SHA256; the first seals, every one opens (``MultiFernet``), and at start-up
@@ -18,11 +20,13 @@ import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import ValidationError
 
 from parley.config import Settings
 from parley.errors import ConfigError
 from parley.store.base import StoreBase
 from parley.store.credentials import McpCredentials
+from parley.tools.mcp_oauth import OAuthGrant
 from parley.tools.mcp_users import CredentialUnreadable
 
 log = structlog.get_logger("parley.credentials")
@@ -72,7 +76,8 @@ def credential_headers(bearer: str | None, headers: dict[str, str] | None) -> di
 
 class CredentialVault:
     """Each user's MCP credentials: sealed on the way in, opened for their own sessions only
-    (the :class:`~parley.tools.mcp_users.CredentialSource` of per-user MCP servers).
+    (the :class:`~parley.tools.mcp_users.CredentialSource` of per-user MCP servers, and the
+    :class:`~parley.tools.mcp_oauth.GrantStore` of OAuth ones).
 
     Without ``PARLEY_SECRET_KEY`` there is no box; the settings refuse a per-user server then,
     so nothing ever asks this vault to seal or open.
@@ -99,8 +104,9 @@ class CredentialVault:
     async def delete(self, user_id: str, server: str) -> bool:
         return await self.rows.delete(user_id, server)
 
-    async def connected(self, user_id: str) -> set[str]:
-        """The servers ``user_id`` has given a credential for."""
+    async def connected(self, user_id: str) -> dict[str, str]:
+        """The servers ``user_id`` has given a credential for, with its kind (``headers`` or
+        ``oauth``)."""
         return await self.rows.servers(user_id)
 
     async def headers(self, user_id: str, server: str) -> dict[str, str] | None:
@@ -110,6 +116,21 @@ class CredentialVault:
             return None
         opened = json.loads(self.box.open(sealed))
         return {str(name): str(value) for name, value in opened.items()}
+
+    async def put_grant(self, user_id: str, server: str, grant: OAuthGrant) -> None:
+        sealed = self.box.seal(grant.model_dump_json(exclude_none=True).encode())
+        await self.rows.put(user_id, server, sealed, kind="oauth")
+
+    async def grant(self, user_id: str, server: str) -> OAuthGrant | None:
+        """``user_id``'s OAuth grant for ``server``; None when they have not connected it."""
+        sealed = await self.rows.sealed(user_id, server, kind="oauth")
+        if sealed is None:
+            return None
+        opened = self.box.open(sealed)
+        try:
+            return OAuthGrant.model_validate_json(opened)
+        except ValidationError as exc:
+            raise CredentialUnreadable("the stored grant has a shape no longer read") from exc
 
     async def rotate(self) -> int:
         """Seal again with the newest key what an older key sealed; how many rows changed."""

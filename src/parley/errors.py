@@ -14,6 +14,7 @@
     │   ├── ProviderDisconnected     ERR_PROVIDER_UNAVAILABLE 502 (the connection broke mid-answer)
     │   ├── ProviderUnavailable      ERR_PROVIDER_UNAVAILABLE 503 (unreachable or overloaded)
     │   └── ProviderTimeout          ERR_TIMEOUT             504
+    ├── McpAuthorizationFailed       ERR_MCP_AUTHORIZATION   502 (an MCP server's OAuth flow)
     ├── RunTimeout                   ERR_TIMEOUT             504
     └── ConfigError                  ERR_CONFIG              500 (raised at start-up, not per request)
         ├── PortInUse                ERR_CONFIG              500 (another process listens there)
@@ -114,6 +115,14 @@ class ProviderUnavailable(ProviderError):
 class ProviderTimeout(ProviderError):
     code = "ERR_TIMEOUT"
     status = 504
+
+
+class McpAuthorizationFailed(ParleyError):
+    """An MCP server's OAuth flow failed on the server's side (discovery, registration, the
+    token exchange): nothing the caller sent was wrong."""
+
+    code = "ERR_MCP_AUTHORIZATION"
+    status = 502
 
 
 class RunTimeout(ParleyError):

@@ -161,6 +161,7 @@ EXPECTED_STATUS = {
     "ProviderDisconnected": 502,
     "ProviderUnavailable": 503,
     "ProviderTimeout": 504,
+    "McpAuthorizationFailed": 502,
     "RunTimeout": 504,
     "ConfigError": 500,
     "PortInUse": 500,

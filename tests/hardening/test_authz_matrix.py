@@ -21,12 +21,15 @@ any route with a path parameter (default)  404     another user's row is never f
 ``GET /v1/models/{model_id}``              200     models are not a user's rows: any caller sees them
 ``PUT /api/mcp/servers/{name}/…``          200     a server is configuration: bob stores his own
 ``DELETE /api/mcp/servers/{name}/…``       204     and deletes his own (alice's stays)
+``POST /api/mcp/servers/{name}/oauth/…``   400     bob's own flow; this server is not an OAuth one
 =========================================  ======  ==================================================
 
 The page's session cookie stands for a bearer token everywhere: a forged cookie is a 401 on
-every operation, and bob's cookie session gets what bob's token gets. The two doors one takes
-without credentials (``POST /api/auth/signin`` and ``/signout``) are left out here and tested in
-``tests/api/test_accounts.py``.
+every operation, and bob's cookie session gets what bob's token gets. The doors one takes
+without credentials (``POST /api/auth/signin`` and ``/signout``, and ``GET
+/api/mcp/oauth/callback``, where a browser comes back from an authorization server and the
+single-use state stands for the user) are left out here and tested in
+``tests/api/test_accounts.py`` and ``tests/tools/test_mcp_oauth.py``.
 
 Operations without a path parameter create bob's own rows, so only the read ones (GET) are sent
 for bob: their answer must not mention any of alice's ids.
@@ -74,6 +77,7 @@ SPECIAL: dict[tuple[str, str], int] = {
     ("GET", "/v1/models/{model_id}"): 200,
     ("PUT", "/api/mcp/servers/{name}/credentials"): 200,
     ("DELETE", "/api/mcp/servers/{name}/credentials"): 204,
+    ("POST", "/api/mcp/servers/{name}/oauth/start"): 400,
 }
 TABLES = (
     *(Conversation, Message, Run, ToolCall, PendingInput, ApprovalRule, Task),
@@ -81,7 +85,11 @@ TABLES = (
 )
 QUERY_IDS = {"chatId": "chat_id"}  # required query parameters, by the id of alice's they name
 TICKET_OPENS = ("GET", "/api/runs/{run_id}/events")  # the one operation a run ticket opens
-OPEN_DOORS = {("POST", "/api/auth/signin"), ("POST", "/api/auth/signout")}
+OPEN_DOORS = {
+    ("POST", "/api/auth/signin"),
+    ("POST", "/api/auth/signout"),
+    ("GET", "/api/mcp/oauth/callback"),
+}
 BOB_PASSWORD = "bobs-password"
 ALICES_CREDENTIAL = "alices-mcp-token-4c1d"
 # a per-user MCP server, never connected (the registry is the test's): its credentials door

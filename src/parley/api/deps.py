@@ -19,6 +19,7 @@ from parley.providers.registry import ProviderRegistry
 from parley.runs.fanout import MemoryFanout, UserFanout
 from parley.runs.manager import RunManager
 from parley.store import Store
+from parley.tools.mcp_oauth_flows import OAuthFlows
 from parley.tools.registry import ToolRegistry
 
 
@@ -36,6 +37,7 @@ class Services:
     tickets: RunTickets
     signins: SignIns
     credentials: CredentialVault
+    oauth: OAuthFlows
     metrics: Metrics = field(default_factory=Metrics)
     fanout: UserFanout = field(default_factory=MemoryFanout)  # the progress socket's runs
 

@@ -496,7 +496,18 @@ class McpServerOut(BaseModel):
     """A configured MCP server as a user sees it: never a credential."""
 
     name: str
-    credentials: Literal["shared", "per_user"]
-    connected: bool = Field(description="per_user: whether the caller has stored a credential")
+    credentials: Literal["shared", "per_user", "oauth"]
+    connected: bool = Field(
+        description="per_user, oauth: whether the caller has stored a credential or authorized"
+    )
     tools: int = Field(description="how many tools of the server parley offers")
-    connect: str | None = Field(default=None, description="per_user: the route that connects it")
+    connect: str | None = Field(
+        default=None, description="per_user, oauth: the route that connects it"
+    )
+
+
+class McpOAuthStartOut(BaseModel):
+    """Where to send the caller's browser to authorize parley with an OAuth MCP server."""
+
+    authorization_url: str = Field(description="the authorization server's page, to open")
+    expires_in: int = Field(description="seconds within which the authorization must finish")

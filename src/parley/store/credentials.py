@@ -28,28 +28,29 @@ class McpCredentials:
     def __init__(self, store: StoreBase) -> None:
         self.store = store
 
-    async def put(self, user_id: str, server: str, sealed: str) -> None:
+    async def put(self, user_id: str, server: str, sealed: str, kind: str = "headers") -> None:
         """Keep ``user_id``'s credential for ``server``, replacing the one before."""
         await self.store.ensure_user(user_id)
         now = utcnow()
         insert_ = pg_insert if self.store.dialect == "postgresql" else sqlite_insert
-        row = {"user_id": user_id, "server": server, "sealed": sealed}
+        row = {"user_id": user_id, "server": server, "kind": kind, "sealed": sealed}
         stmt = insert_(tables.mcp_credentials).values(**row, created_at=now, updated_at=now)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[C.user_id, C.server], set_={"sealed": sealed, "updated_at": now}
+            index_elements=[C.user_id, C.server],
+            set_={"kind": kind, "sealed": sealed, "updated_at": now},
         )
         await self.store.write(lambda conn: conn.execute(stmt))
 
-    async def sealed(self, user_id: str, server: str) -> str | None:
-        stmt = select(C.sealed).where(C.user_id == user_id, C.server == server)
+    async def sealed(self, user_id: str, server: str, kind: str = "headers") -> str | None:
+        stmt = select(C.sealed).where(C.user_id == user_id, C.server == server, C.kind == kind)
         found = await self.store.read(lambda conn: conn.execute(stmt).scalar(), on_loop=True)
         return None if found is None else str(found)
 
-    async def servers(self, user_id: str) -> set[str]:
-        """The servers ``user_id`` has a credential for."""
-        stmt = select(C.server).where(C.user_id == user_id)
-        rows = await self.store.read(lambda conn: conn.execute(stmt).scalars().all())
-        return {str(name) for name in rows}
+    async def servers(self, user_id: str) -> dict[str, str]:
+        """The servers ``user_id`` has a credential for, with its kind."""
+        stmt = select(C.server, C.kind).where(C.user_id == user_id)
+        rows = await self.store.read(lambda conn: conn.execute(stmt).all())
+        return {str(row.server): str(row.kind) for row in rows}
 
     async def delete(self, user_id: str, server: str) -> bool:
         """Forget ``user_id``'s credential for ``server``; False when there was none."""

@@ -286,7 +286,8 @@ class WebSession(Base):
 
 
 class McpCredential(Base):
-    """A user's own credential for an MCP server configured ``credentials = "per_user"``, as
+    """A user's own credential for an MCP server configured ``credentials = "per_user"`` (kind
+    ``headers``) or ``"oauth"`` (kind ``oauth``: the tokens and client of MCP's OAuth flow), as
     Fernet sealed it (:mod:`parley.credentials`): never the plaintext."""
 
     __tablename__ = "mcp_credentials"
@@ -295,6 +296,7 @@ class McpCredential(Base):
         String(255), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     server: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default="headers")
     sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

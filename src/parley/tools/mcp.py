@@ -12,9 +12,13 @@ caller's context, so a context variable names the call. Over stdio nothing ties 
 to a call; it goes to the only call in flight, or to the oldest call when every call in
 flight belongs to one run, and is declined when calls of several runs are in flight.
 
-A server configured ``credentials = "per_user"`` is called through each user's own session
-(:mod:`parley.tools.mcp_users`); its shared session, opened with the configured ``headers``
-(a service credential, or none), only lists its tools and is never used for a call.
+A server configured ``credentials = "per_user"`` or ``"oauth"`` is called through each user's
+own session (:mod:`parley.tools.mcp_users`); its shared session, opened with the configured
+``headers`` (a service credential, or none), only lists its tools and is never used for a call.
+An OAuth user's session authenticates through the SDK's OAuth provider, which refreshes the
+user's tokens and saves them back for that user (:mod:`parley.tools.mcp_oauth`). An OAuth
+server configured without ``headers`` has no shared session: its tools are listed through the
+user sessions (and the OAuth flow's) whenever one opens.
 """
 
 from __future__ import annotations
@@ -39,7 +43,14 @@ from parley import __version__
 from parley.config import McpServerConfig
 from parley.errors import ConfigError
 from parley.tools.base import Deadline, Tool, ToolContext, ToolOutput
-from parley.tools.mcp_users import CredentialSource, SessionUnavailable, UserSessions
+from parley.tools.mcp_oauth import GrantStorage, OAuthGrant, session_provider
+from parley.tools.mcp_users import (
+    CredentialSource,
+    SessionUnavailable,
+    UserSession,
+    UserSessions,
+    connect_hint,
+)
 
 log = structlog.get_logger("parley.mcp")
 
@@ -118,6 +129,7 @@ class McpServer:
         if config.per_user and credentials is None:
             raise ConfigError(f"MCP server {config.name!r}: per-user, but no credential store")
         self.config = config
+        self._credentials = credentials
         self.users = (
             UserSessions(config, credentials, self._open_for)
             if config.per_user and credentials is not None
@@ -162,9 +174,12 @@ class McpServer:
 
     async def start(self) -> None:
         """Start the session task and wait (at most ``connect_timeout``) for the first attempt."""
-        self._task = asyncio.create_task(self._run(), name=f"mcp {self.name}")
         if self.users is not None:
             self.users.start()
+        if self.config.oauth and not self.config.headers:
+            self._attempted.set()  # nothing to list with but the users' own sessions
+            return
+        self._task = asyncio.create_task(self._run(), name=f"mcp {self.name}")
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await self._attempted.wait()
@@ -203,7 +218,7 @@ class McpServer:
             try:
                 await self._connect_once()
             except Exception as exc:
-                log.warning("mcp_server_failed", server=self.name, error=_describe(exc))
+                log.warning("mcp_server_failed", server=self.name, error=describe(exc))
             finally:
                 self._disconnected()
             if self._stopping:
@@ -226,9 +241,16 @@ class McpServer:
             await self._serve(client)
 
     async def _open(
-        self, stack: AsyncExitStack, headers: dict[str, str] | None = None, owner: str = ""
+        self,
+        stack: AsyncExitStack,
+        headers: dict[str, str] | None = None,
+        owner: str = "",
+        auth: httpx2.Auth | None = None,
+        *,
+        patient: bool = False,
     ) -> Client:
-        """A session: the shared one, or with ``headers`` the session of user ``owner``."""
+        """A session: the shared one, or with ``headers`` (and ``auth``) the session of user
+        ``owner``; ``patient`` when the handshake waits for a person (an OAuth flow)."""
 
         async def elicit(
             context: ClientRequestContext, params: types.ElicitRequestParams
@@ -236,31 +258,52 @@ class McpServer:
             return await self._on_elicit(context, params, owner)
 
         client = Client(
-            await self._transport(stack, headers),
+            await self._transport(stack, headers, auth),
             mode="legacy",
             cache=None,
             elicitation_callback=elicit,
             message_handler=self._on_message,
             client_info=types.Implementation(name="parley", version=__version__),
         )
-        async with asyncio.timeout(self.connect_timeout):
+        async with asyncio.timeout(None if patient else self.connect_timeout):
             await stack.enter_async_context(client)
         return client
 
-    async def _open_for(self, stack: AsyncExitStack, headers: dict[str, str], user: str) -> Client:
-        """User ``user``'s own session, with their credential's headers only."""
-        try:
-            return await self._open(stack, headers, user)
-        except Exception as exc:
-            raise SessionUnavailable(_describe(exc)) from exc
+    async def connect_as(self, user: str, auth: httpx2.Auth) -> None:
+        """A handshake as ``user`` through ``auth`` (their OAuth flow: it waits while they
+        authorize), listing the tools through it when there is no shared session."""
+        async with AsyncExitStack() as stack:
+            client = await self._open(stack, {}, user, auth, patient=True)
+            if not self.connected:
+                await self._refresh(client)
 
-    async def _transport(self, stack: AsyncExitStack, headers: dict[str, str] | None) -> Any:
+    async def _open_for(self, stack: AsyncExitStack, session: UserSession) -> Client:
+        """A user's own session, with their credential's headers only, or their OAuth grant."""
+        credential, auth = session.credential, None
+        if isinstance(credential, OAuthGrant):
+            assert self._credentials is not None
+            storage = GrantStorage(
+                self._credentials, session.user_id, self.name, credential, session.refreshed
+            )
+            auth = session_provider(self.config, storage, connect_hint(self.config))
+            credential = {}
+        try:
+            client = await self._open(stack, credential, session.user_id, auth)
+            if not self.connected:
+                await self._refresh(client)
+        except Exception as exc:
+            raise SessionUnavailable(describe(exc)) from exc
+        return client
+
+    async def _transport(
+        self, stack: AsyncExitStack, headers: dict[str, str] | None, auth: httpx2.Auth | None
+    ) -> Any:
         config = self.config
         if config.command is not None:
             return StdioServerParameters(command=config.command, args=config.args, env=config.env)
         assert config.url is not None
         http = await stack.enter_async_context(
-            _http_client(config.headers if headers is None else headers)
+            http_client(config.headers if headers is None else headers, auth)
         )
         return streamable_http_client(config.url, http_client=http)
 
@@ -429,14 +472,15 @@ def to_output(result: types.CallToolResult) -> ToolOutput:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """The innermost message of an exception group (anyio wraps transport failures)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _http_client(headers: dict[str, str]) -> httpx2.AsyncClient:
+def http_client(headers: dict[str, str], auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
     """The client the MCP SDK's streamable HTTP transport takes (httpx2), with its timeouts:
     30 s to connect, write or wait for the pool, 300 s to read (a server may hold a stream)."""
-    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    return httpx2.AsyncClient(headers=headers, auth=auth, timeout=timeout)

@@ -1,12 +1,14 @@
-"""Each user's own session with an MCP server configured ``credentials = "per_user"``.
+"""Each user's own session with an MCP server configured ``credentials = "per_user"`` or
+``"oauth"``.
 
 A call of such a server's tool goes through the session of the run's user (never an argument
-of the model's), opened with the credential that user stored (:mod:`parley.credentials`):
-sessions are keyed by (server, user), so two users' calls never share a session or a token. The
-credential is read again at every call, so a credential replaced or deleted, through any
-process, takes effect at the next call: the session of the one before is closed. A session
-unused for ``session_idle`` seconds is closed, and at most ``max_sessions`` stay open (the least
-recently used idle ones go first).
+of the model's), opened with the credential that user stored (:mod:`parley.credentials`), or
+their OAuth grant (:mod:`parley.tools.mcp_oauth`): sessions are keyed by (server, user), so two
+users' calls never share a session or a token. The credential is read again at every call, so a
+credential replaced, refreshed or deleted, through any process, takes effect at the next call:
+the session of the one before is closed (a session's own refresh is not a new credential). A
+session unused for ``session_idle`` seconds is closed, and at most ``max_sessions`` stay open
+(the least recently used idle ones go first).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import structlog
 from mcp import Client
 
 from parley.config import McpServerConfig
+from parley.tools.mcp_oauth import START_ROUTE, OAuthGrant
 
 log = structlog.get_logger("parley.mcp")
 
 CREDENTIALS_ROUTE = "/api/mcp/servers/{name}/credentials"
-Opener = Callable[[AsyncExitStack, dict[str, str], str], Awaitable[Client]]
+Credential = dict[str, str] | OAuthGrant
+Opener = Callable[[AsyncExitStack, "UserSession"], Awaitable[Client]]
 
 
 class CredentialUnreadable(Exception):
@@ -40,38 +44,66 @@ class CredentialSource(Protocol):
         """The user's HTTP headers for ``server``; None when they have not connected it.
         Raises :class:`CredentialUnreadable` when the stored one cannot be opened."""
 
+    async def grant(self, user_id: str, server: str) -> OAuthGrant | None:
+        """The user's OAuth grant for ``server``, the same way."""
+
+    async def put_grant(self, user_id: str, server: str, grant: OAuthGrant) -> None:
+        """Keep ``grant`` (tokens the SDK refreshed) as the user's for ``server``."""
+
 
 class SessionUnavailable(Exception):
     """The user's session cannot serve the call; the message is for the model and the user."""
 
 
-def connect_hint(server: str) -> str:
-    route = CREDENTIALS_ROUTE.format(name=server)
+def connect_hint(config: McpServerConfig) -> str:
+    if config.oauth:
+        route = START_ROUTE.format(name=config.name)
+        return f"connect it with POST {route} and open the authorization_url it answers"
+    route = CREDENTIALS_ROUTE.format(name=config.name)
     return f'connect it with PUT {route} and a body {{"bearer": "<your token>"}}'
 
 
-class _UserSession:
+def credential_key(credential: Credential) -> tuple[str | None, ...]:
+    """What tells one credential from another: the headers, or the grant's tokens and client."""
+    if isinstance(credential, dict):
+        return tuple(f"{name}: {value}" for name, value in sorted(credential.items()))
+    tokens, client = credential.tokens, credential.client
+    return (
+        tokens.access_token if tokens else None,
+        tokens.refresh_token if tokens else None,
+        client.client_id if client else None,
+    )
+
+
+class UserSession:
     """One user's open session, held by a task of its own (the SDK's task groups must be
     entered and left in one task)."""
 
-    def __init__(self, opener: Opener, headers: dict[str, str], user_id: str) -> None:
-        self.headers = headers
+    def __init__(self, opener: Opener, credential: Credential, user_id: str) -> None:
+        self.user_id = user_id
+        self.credential = credential
+        self.key = credential_key(credential)
         self.client: Client | None = None
         self.error: str | None = None
         self.in_use = 0
         self.last_used = asyncio.get_running_loop().time()
         self._opened = asyncio.Event()
         self._stop = asyncio.Event()
-        self._task = asyncio.create_task(self._hold(opener, user_id), name="mcp user session")
+        self._task = asyncio.create_task(self._hold(opener), name="mcp user session")
 
     @property
     def finished(self) -> bool:
         return self._task.done() or self._stop.is_set()
 
-    async def _hold(self, opener: Opener, user_id: str) -> None:
+    def refreshed(self, grant: OAuthGrant) -> None:
+        """The session saved tokens it refreshed: the stored grant is still this session's."""
+        self.credential = grant
+        self.key = credential_key(grant)
+
+    async def _hold(self, opener: Opener) -> None:
         try:
             async with AsyncExitStack() as stack:
-                self.client = await opener(stack, self.headers, user_id)
+                self.client = await opener(stack, self)
                 self._opened.set()
                 await self._stop.wait()
         except Exception as exc:
@@ -108,7 +140,7 @@ class UserSessions:
         self.config = config
         self._credentials = credentials
         self._opener = opener
-        self._sessions: OrderedDict[str, _UserSession] = OrderedDict()
+        self._sessions: OrderedDict[str, UserSession] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -122,8 +154,8 @@ class UserSessions:
     @asynccontextmanager
     async def client(self, user_id: str) -> AsyncIterator[Client]:
         """``user_id``'s open session, kept open (not idle) while the block runs."""
-        headers = await self._headers(user_id)
-        session = self._session(user_id, headers)
+        credential = await self._credential(user_id)
+        session = self._session(user_id, credential)
         session.in_use += 1
         try:
             yield await self._wait_open(session)
@@ -158,36 +190,42 @@ class UserSessions:
         self._sessions.clear()
         await asyncio.gather(*(s.aclose() for s in sessions), *self._closing)
 
-    async def _headers(self, user_id: str) -> dict[str, str]:
+    async def _credential(self, user_id: str) -> Credential:
         name = self.config.name
         try:
-            headers = await self._credentials.headers(user_id, name)
+            credential = await self._read(user_id)
         except CredentialUnreadable as exc:
             log.warning("mcp_credential_unreadable", server=name, user_id=user_id)
             raise SessionUnavailable(
                 f"your credential for the MCP server {name!r} cannot be read any more;"
-                f" {connect_hint(name)} again"
+                f" {connect_hint(self.config)} again"
             ) from exc
-        if headers is None:
+        if credential is None:
             self.lost(user_id)  # deleted meanwhile, maybe through another process
             raise SessionUnavailable(
                 f"the MCP server {name!r} acts with each user's own credential, and you have"
-                f" not connected it yet: {connect_hint(name)}"
+                f" not connected it yet: {connect_hint(self.config)}"
             )
-        return headers
+        return credential
 
-    def _session(self, user_id: str, headers: dict[str, str]) -> _UserSession:
+    async def _read(self, user_id: str) -> Credential | None:
+        if not self.config.oauth:
+            return await self._credentials.headers(user_id, self.config.name)
+        grant = await self._credentials.grant(user_id, self.config.name)
+        return grant if grant is not None and grant.tokens is not None else None
+
+    def _session(self, user_id: str, credential: Credential) -> UserSession:
         session = self._sessions.get(user_id)
-        if session is not None and (session.headers != headers or session.finished):
+        if session is not None and (session.key != credential_key(credential) or session.finished):
             self.lost(user_id)
             session = None
         if session is None:
-            session = _UserSession(self._opener, headers, user_id)
+            session = UserSession(self._opener, credential, user_id)
             self._sessions[user_id] = session
         self._sessions.move_to_end(user_id)
         return session
 
-    async def _wait_open(self, session: _UserSession) -> Client:
+    async def _wait_open(self, session: UserSession) -> Client:
         name = self.config.name
         try:
             async with asyncio.timeout(max(self.config.timeout, 10.0)):
@@ -197,7 +235,7 @@ class UserSessions:
             reason = str(exc) or "it did not answer in time"
             raise SessionUnavailable(
                 f"could not connect to the MCP server {name!r} with your credential ({reason});"
-                f" if it is wrong or expired, {connect_hint(name)}"
+                f" if it is wrong or expired, {connect_hint(self.config)}"
             ) from exc
 
     def _trim(self) -> None:
@@ -206,7 +244,7 @@ class UserSessions:
         for user in [u for u, s in self._sessions.items() if s.in_use == 0][: max(excess, 0)]:
             self._retire(self._sessions.pop(user))
 
-    def _retire(self, session: _UserSession) -> None:
+    def _retire(self, session: UserSession) -> None:
         task = asyncio.create_task(session.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

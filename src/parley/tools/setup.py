@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
+import httpx2
 import structlog
 
 from parley.config import McpServerConfig, Settings
@@ -18,6 +19,7 @@ from parley.store import Store
 from parley.tools.base import Tool
 from parley.tools.delegate import register_delegates
 from parley.tools.mcp import McpServer, McpTool, tool_name
+from parley.tools.mcp_oauth_flows import handshake
 from parley.tools.mcp_users import CredentialSource
 from parley.tools.registry import SEPARATOR, ToolRegistry
 from parley.tools.todo import SERVER_NAME as TODO_SERVER
@@ -75,6 +77,14 @@ class ToolManager(ToolRegistry):
                 if offered[name] > 1:
                     name = tool_name(f"{server.name}{SEPARATOR}{spec.name}")
                 self.register(McpTool(server, spec, name=name))
+
+    async def connect_as(self, config: McpServerConfig, user: str, auth: httpx2.Auth) -> None:
+        """A handshake with server ``config`` as ``user`` through ``auth`` (an OAuth flow)."""
+        server = self.mcp.get(config.name)
+        if server is None:
+            await handshake(config, user, auth)
+        else:
+            await server.connect_as(user, auth)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(server.aclose() for server in self.mcp.values()))

@@ -1,7 +1,8 @@
 """The configured MCP servers, and each user's own credential for the per-user ones.
 
 A credential is sealed before it is stored (:mod:`parley.credentials`) and no route returns
-it: ``GET`` says only whether the caller has connected a server.
+it: ``GET`` says only whether the caller has connected a server. An OAuth server is connected
+through :mod:`parley.api.routes.mcp_oauth`, and ``DELETE`` forgets its tokens too.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from parley.api.schemas import McpCredentialBody, McpServerOut
 from parley.config import McpServerConfig
 from parley.credentials import credential_headers
 from parley.errors import NotFound, ValidationFailed
+from parley.tools.mcp_oauth import START_ROUTE
 from parley.tools.mcp_users import CREDENTIALS_ROUTE
 
 router = APIRouter(prefix="/api/mcp/servers", tags=["mcp"])
 
 
-def _server(s: ServicesDep, name: str) -> McpServerConfig:
+def configured_server(s: ServicesDep, name: str) -> McpServerConfig:
+    """The enabled server named ``name`` (404 for any other name)."""
     for config in s.settings.mcp_servers:
         if config.enabled and config.name == name:
             return config
@@ -26,7 +29,7 @@ def _server(s: ServicesDep, name: str) -> McpServerConfig:
 
 
 def _per_user(s: ServicesDep, name: str) -> McpServerConfig:
-    config = _server(s, name)
+    config = configured_server(s, name)
     if not config.per_user:
         raise ValidationFailed(
             f"the MCP server {config.name!r} is shared: it takes no credential of a user's"
@@ -34,15 +37,22 @@ def _per_user(s: ServicesDep, name: str) -> McpServerConfig:
     return config
 
 
-def _out(s: ServicesDep, config: McpServerConfig, connected: set[str]) -> McpServerOut:
+def _out(s: ServicesDep, config: McpServerConfig, connected: dict[str, str]) -> McpServerOut:
     tools = sum(1 for tool in s.tools.all() if tool.server == config.name)
+    kind = "oauth" if config.oauth else "headers"
     return McpServerOut(
         name=config.name,
         credentials=config.credentials,
-        connected=config.name in connected if config.per_user else True,
+        connected=connected.get(config.name) == kind if config.per_user else True,
         tools=tools,
-        connect=f"PUT {CREDENTIALS_ROUTE.format(name=config.name)}" if config.per_user else None,
+        connect=_connect_route(config),
     )
+
+
+def _connect_route(config: McpServerConfig) -> str | None:
+    if config.oauth:
+        return f"POST {START_ROUTE.format(name=config.name)}"
+    return f"PUT {CREDENTIALS_ROUTE.format(name=config.name)}" if config.per_user else None
 
 
 @router.get("")
@@ -59,8 +69,13 @@ async def put_credentials(
     """Store (or replace) the caller's credential for per-user server ``name``; the caller's
     next tool call of that server connects with it."""
     config = _per_user(s, name)
+    if config.oauth:
+        raise ValidationFailed(
+            f"the MCP server {config.name!r} is connected through OAuth:"
+            f" POST {START_ROUTE.format(name=config.name)}"
+        )
     await s.credentials.put(user, config.name, credential_headers(body.bearer, body.headers))
-    return _out(s, config, {config.name})
+    return _out(s, config, {config.name: "headers"})
 
 
 @router.delete("/{name}/credentials", status_code=204)
