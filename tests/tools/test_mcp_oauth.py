@@ -234,3 +234,19 @@ async def test_a_refused_authorization_is_a_400_and_ends_the_flow(
     refused, again = await come_back(callback), await come_back(callback)
     assert refused.status_code == 400 and "access_denied" in refused.text
     assert again.status_code == 400 and "unknown or expired" in again.text
+
+
+async def test_after_a_restart_her_first_turn_lists_the_tools_through_her_session(
+    oauth: OAuthWhoami, settings_overrides: dict[str, Any], tmp_path: Path, sqlite_url: str
+) -> None:
+    """The server has no shared credential: a new process knows no tools of it until a session
+    opens. Alice connected before the restart; her first turn after it is offered the tool."""
+    settings = make_settings(tmp_path, sqlite_url, **settings_overrides)
+    async for live in serve(settings, ScriptedProvider(turns=[]), None):
+        await authorize(live, "alice")
+    async for live in serve(settings, ScriptedProvider(turns=[]), None):
+        assert (await servers(live, "alice"))["forge"]["tools"] == 0
+        events = await whoami_turn(live, "alice")
+        assert "subject=alice" in answer(events)
+        assert live.scripted.requests[0].tools  # offered in the very first request
+        assert (await servers(live, "bob"))["forge"]["tools"] == 1

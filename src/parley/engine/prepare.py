@@ -69,6 +69,8 @@ class TurnPreparer:
         parent_id, user_parts, side_ids = await self._branch_point(user_id, convo, request)
         history, context = await self.context.load(user_id, convo, parent_id, model)
         side_effects = await self._side_effects(user_id, conversation_id, side_ids)
+        if model.capabilities.tools:
+            await self.tools.registry.list_for(actor)
         run_id = new_id("run")
         title = title_from(user_parts) if user_parts else None
         reservation = await self.budget.admit(

@@ -269,6 +269,21 @@ class McpServer:
             await stack.enter_async_context(client)
         return client
 
+    @property
+    def lists_through_users(self) -> bool:
+        """An OAuth server configured without ``headers``: no shared session lists its tools."""
+        return self.users is not None and self.config.oauth and not self.config.headers
+
+    async def list_as(self, user: str) -> None:
+        """List the tools through ``user``'s own session (opening it lists them); nothing when
+        they have not connected the server or it does not answer."""
+        assert self.users is not None
+        try:
+            async with asyncio.timeout(self.connect_timeout), self.users.client(user):
+                pass
+        except Exception as exc:
+            log.debug("mcp_list_as_user_failed", server=self.name, error=describe(exc))
+
     async def connect_as(self, user: str, auth: httpx2.Auth) -> None:
         """A handshake as ``user`` through ``auth`` (their OAuth flow: it waits while they
         authorize), listing the tools through it when there is no shared session."""

@@ -63,6 +63,11 @@ class ToolRegistry:
                 chosen.append(tool)
         return chosen
 
+    async def list_for(self, user_id: str) -> None:
+        """Let sources that list their tools only through a user's own session (an OAuth MCP
+        server with no shared credential) list them through ``user_id``'s; a plain registry
+        has none."""
+
     async def aclose(self) -> None:
         """Release what the sources hold (MCP sessions); a plain registry holds nothing."""
 

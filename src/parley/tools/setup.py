@@ -78,6 +78,13 @@ class ToolManager(ToolRegistry):
                     name = tool_name(f"{server.name}{SEPARATOR}{spec.name}")
                 self.register(McpTool(server, spec, name=name))
 
+    async def list_for(self, user_id: str) -> None:
+        """An OAuth server with no shared session has no tools listed after a restart until a
+        session opens: the first turn of a connected user opens theirs (it serves their calls
+        after), so their run is offered the server's tools. A user not connected opens none."""
+        unlisted = [s for s in self.mcp.values() if s.lists_through_users and not s.specs]
+        await asyncio.gather(*(server.list_as(user_id) for server in unlisted))
+
     async def connect_as(self, config: McpServerConfig, user: str, auth: httpx2.Auth) -> None:
         """A handshake with server ``config`` as ``user`` through ``auth`` (an OAuth flow)."""
         server = self.mcp.get(config.name)
