@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -158,3 +159,47 @@ async def test_a_reader_here_follows_a_run_that_goes_on_in_another_process(run_i
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_many_runs_events_go_to_redis_together_and_an_end_frees_its_owner_key() -> None:
+    """One write carries what every run published meanwhile (a pipeline, a stream entry per
+    run), and the write of a run's end marks it done and drops its owner key as well."""
+    here, there = await _hub(), await _hub()
+    runs = [new_id("run") for _ in range(40)]
+    trips = 0  # commands sent alone, and pipelines
+    pipeline, command = here.redis.pipeline, here.redis.execute_command
+
+    def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return pipeline(*args, **kwargs)
+
+    async def counted_command(*args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    try:
+        for run in runs:
+            await here.open(run)
+            await here.own(run, _nothing)
+        readers = [Reader(there, run) for run in runs]
+        here.redis.pipeline = counted_pipeline  # type: ignore[method-assign]
+        here.redis.execute_command = counted_command  # type: ignore[method-assign]
+        for event in [START, *_deltas(0, 3)]:
+            for run in runs:  # no run waits for the others' writes
+                await here.publish(run, event)
+        await asyncio.gather(*(here.publish(run, DONE) for run in runs))
+        expected = list(enumerate([START, *_deltas(0, 3), DONE], start=1))
+        assert [await reader.done() for reader in readers] == [expected] * len(runs)
+        assert trips <= 6  # not one a run (40), nor one an event (200)
+        owners = [f"{PREFIX}:run:{run}:owner" for run in runs]
+        assert await there.redis.exists(*owners) == 0
+        assert [await there.is_finished(run) for run in runs] == [True] * len(runs)
+    finally:
+        await here.aclose()
+        await there.aclose()
+        client = aioredis.from_url(REDIS_URL)
+        parts = ("events", "done", "live", "owner")
+        await client.delete(*(f"{PREFIX}:run:{run}:{part}" for run in runs for part in parts))
+        await client.aclose()

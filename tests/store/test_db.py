@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import QueuePool, text
 from tests.conftest import make_settings, serve
 
 from parley.config import Settings, ensure_jwt_secret
@@ -149,3 +149,27 @@ async def test_parley_starts_migrates_and_serves_on_a_libpq_url(
             assert created.status_code == 201
             listed = await client.get("/api/conversations")
         assert [c["title"] for c in listed.json()["items"]] == ["on libpq"]
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_the_server_dropped_is_replaced_not_handed_out() -> None:
+    """The pool checks a connection as it leaves (store/db.py ``_ping``), in one round trip, and
+    keeps the connections it opened."""
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/test", pool_size=2)
+    statements: list[str] = []
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            dropped = (await first.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            driver = (await second.get_raw_connection()).driver_connection
+            assert driver is not None
+            driver.add_query_logger(lambda record: statements.append(record.query))
+        # the pool hands out the one returned first (``second``), then the other
+        async with engine.connect() as conn:
+            await conn.execute(text(f"SELECT pg_terminate_backend({dropped})"))
+        async with engine.connect() as conn:  # ``first``: its server process is gone
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert pid != dropped
+        assert statements[: statements.index("BEGIN;")] == ["SELECT 1"]  # the check, alone
+        assert isinstance(engine.pool, QueuePool) and engine.pool.checkedin() == 2  # kept
+    finally:
+        await engine.dispose()

@@ -132,9 +132,11 @@ class RunManager:
     async def _drive(self, turn: PreparedTurn, resume: bool) -> None:
         run_id = turn.run_id
         structlog.contextvars.bind_contextvars(run_id=run_id)  # this task's context only
+        ended = False  # it published its end: no need to ask the hub (a round trip on Redis)
         try:
             async for event in self.engine.run(turn, resume=resume):
                 await self.hub.publish(run_id, event)
+                ended = ev.is_terminal(event)
                 for listener in self.listeners:
                     listener(turn, event)
         except Exception:
@@ -143,11 +145,12 @@ class RunManager:
                 message_id=turn.message_id, code="ERR_INTERNAL", message="the run failed"
             )
             await self._publish_outside(run_id, failure)
+            ended = True
         finally:
             if self._tasks.get(run_id) in (None, asyncio.current_task()):  # not a resumed run's
                 self._forget(run_id)
                 await self.hub.disown(run_id)
-        if not await self.hub.is_finished(run_id):
+        if not ended and not await self.hub.is_finished(run_id):
             self._schedule_expiry(turn.user_id, run_id, self.settings.approval_timeout)
             # suspended: a restart that loses the hub's log goes on numbering after this
             await self.store.note_last_event(turn.user_id, run_id, await self.hub.last_id(run_id))

@@ -2,17 +2,20 @@
 
 - A run's events live in the stream ``parley:run:{id}:events`` with ids ``0-1``, ``0-2``, … (the
   event's sequence number is the id's second half), replayed with XRANGE and followed with XREAD.
-- The terminal event sets ``parley:run:{id}:done``; the stream and that key expire ``ttl`` seconds
-  later. A reader at or past the end of a finished run gets the terminal event alone, at once.
+- The terminal event sets ``parley:run:{id}:done`` (in the write that carries it); the stream and
+  that key expire ``ttl`` seconds later. A reader at or past the end of a finished run gets the
+  terminal event alone, at once.
 - The process driving a run keeps its events in memory as well (a :class:`RunLog`): its own
   subscribers read them there, as from the in-process hub, and only other processes' subscribers
   (and late ones, once the run has ended or left) read Redis. They read an event only once Redis
   has it: a client never holds an id that Redis lacks, which a server restarted after a crash
-  would otherwise give to another event of the run. What a run published while its
-  last write was on the way is written as one stream entry, whose id is that of its last event
-  (its events are the lines of its field ``e``, ids counting up to the entry's): one command per
-  batch, not one per token. A batch cut off by a lost connection is sent again once Redis
-  answers; readers skip the ids they have had, so nothing is missed or doubled.
+  would otherwise give to another event of the run. One writer task sends what every run
+  published since the last write, in one pipeline: each run's batch is one stream entry, whose
+  id is that of its last event (its events are the lines of its field ``e``, ids counting up to
+  the entry's). A fast run's burst of tokens, or one token of each of hundreds of paced runs,
+  costs one round trip, not one per token or per run. A batch cut off by a lost connection is
+  sent again once Redis answers; readers skip the ids they have had, so nothing is missed or
+  doubled.
 - The owner of a running run holds ``parley:run:{id}:owner`` (its instance id), refreshed by a
   heartbeat; control messages (cancel, elicitation answers) are published on the owner's channel
   ``parley:ctl:{instance}``. A run whose owner key has expired has lost its process.
@@ -58,11 +61,17 @@ def _entry(stream_id: bytes, fields: dict[bytes, bytes]) -> list[tuple[int, Engi
 class _Local:
     """A run this process drives: its events in memory, and those on their way to its stream."""
 
+    run_id: str
     log: RunLog
     queued: list[str] = field(default_factory=list)  # events after ``written``, as JSON
     written: int = 0  # the id of the newest event Redis has
-    writer: asyncio.Task[None] | None = None
     failure: Exception | None = None
+    ended: bool = False  # its end is written: marked done, and no longer owned
+
+
+def _ends(local: _Local, count: int) -> bool:
+    """Whether the first ``count`` events the run queued end it."""
+    return local.log.finished_at is not None and count == len(local.queued)
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -109,9 +118,13 @@ class RedisRunHub:
         self.block_ms = block_ms
         self._handlers: dict[str, ControlHandler] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.write_retry = write_retry  # how long a run's writes wait for Redis to come back
-        self.flush_interval = flush_interval  # between a run's writes: what comes meanwhile
-        self._local: dict[str, _Local] = {}  # goes in the next one
+        self.write_retry = write_retry  # how long writes wait for Redis to come back
+        self.flush_interval = flush_interval  # between writes (what comes meanwhile is batched)
+        self._local: dict[str, _Local] = {}
+        self._queued: dict[str, _Local] = {}  # the runs with events for the next write
+        self._writer: asyncio.Task[None] | None = None
+        self._written: list[asyncio.Future[None]] = []  # woken after each write
+        self._hurry = False  # a terminal event is queued: the next write does not wait
 
     async def start(self) -> None:
         """Listen for this instance's control messages and keep its owner keys alive."""
@@ -125,7 +138,7 @@ class RedisRunHub:
     # events -------------------------------------------------------------------------------
 
     async def open(self, run_id: str, after: int = 0) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(_key(run_id, "done"))
             pipe.set(_key(run_id, "live"), self.instance, ex=self.ttl + 3600)
             await pipe.execute()
@@ -142,26 +155,23 @@ class RedisRunHub:
 
     async def publish(self, run_id: str, event: EngineEvent) -> None:
         """Append the event to the run's log in memory (when this process drives the run) and
-        queue it for Redis; a terminal event returns once all are written.
-
-        One writer task per run sends whatever was queued meanwhile in one pipeline, in order:
-        a fast model's burst of tokens costs one round trip to Redis, not one per token.
-        """
+        queue it for the writer; a terminal event returns once all are written."""
         local = self._local.get(run_id)
         if local is None:  # not driven here (a sweep, a suspended run's cancel): to Redis alone
             await self._publish_alone(run_id, event)
             return
         local.log.append(event)
         local.queued.append(dump_event(event))
-        if local.writer is None or local.writer.done():
-            local.writer = asyncio.create_task(self._write(run_id, local))
+        self._queued[run_id] = local
+        self._start_writer()
         if is_terminal(event):
+            self._hurry = True
             try:
-                await self._drain(local)
-                await self._mark_done(run_id)
-            finally:
+                await self._drain(local)  # and marked done, in the same write
+            except BaseException:  # what follows goes to Redis alone, as for a run not here
                 if self._local.get(run_id) is local:
                     del self._local[run_id]
+                raise
 
     async def _publish_alone(self, run_id: str, event: EngineEvent) -> None:
         await self.redis.xadd(_key(run_id, "events"), {"e": dump_event(event)}, id="0-*")
@@ -169,49 +179,106 @@ class RedisRunHub:
             await self._mark_done(run_id)
 
     async def _mark_done(self, run_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
-            pipe.expire(_key(run_id, "events"), self.ttl)
-            pipe.expire(_key(run_id, "live"), self.ttl)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._done_in(pipe, run_id)
             await pipe.execute()
 
-    async def _write(self, run_id: str, local: _Local) -> None:
-        """Send the queued events, one entry per batch. A lost connection sends the batch again
-        (with its id, so an entry Redis already has is refused, not doubled) until Redis answers
-        or ``write_retry`` seconds pass without it."""
-        stream = _key(run_id, "events")
+    def _done_in(self, pipe: Any, run_id: str) -> None:
+        """The commands that end a run, after its last event: it is ``done``, its keys expire,
+        and it has no owner (a heartbeat that was on its way may set that again, for one owner
+        TTL; nothing asks the owner of an ended run)."""
+        pipe.set(_key(run_id, "done"), "1", ex=self.ttl)
+        pipe.expire(_key(run_id, "events"), self.ttl)
+        pipe.expire(_key(run_id, "live"), self.ttl)
+        pipe.delete(_key(run_id, "owner"))
+
+    async def _write(self) -> None:
+        """Send the queued events of every run, one entry per run, in one pipeline; then wait
+        ``flush_interval`` (unless a run is ending) so that the next write carries what came
+        meanwhile. A lost connection sends the batches again (each with its id, so an entry
+        Redis already has is refused, not doubled) until Redis answers or ``write_retry``
+        seconds pass without it."""
         waited, pause = 0.0, 0.05
-        while local.queued:
-            batch = list(local.queued)  # what is queued meanwhile waits for the next one
-            last = local.written + len(batch)
+        while self._queued:
+            batches = [(local, len(local.queued)) for local in self._queued.values()]
+            self._queued, self._hurry = {}, False
             try:
-                await self.redis.xadd(stream, {"e": "\n".join(batch)}, id=f"0-{last}")
-            except aioredis.ResponseError as exc:
-                if "equal or smaller" not in str(exc):  # else: written before the cut
-                    log.error("redis_publish_refused", run_id=run_id, error=str(exc))
-                    local.failure = exc
+                self._written_in(batches, await self._send(batches))
+                waited, pause = 0.0, 0.05
             except _RETRYABLE as exc:
-                if waited >= self.write_retry:
-                    log.error("redis_publish_failed", run_id=run_id, events=len(local.queued))
-                    local.failure = exc  # the run's terminal publish raises it
-                    local.queued = []
-                    local.log.release(local.log.base + len(local.log.events))  # Redis won't
-                    return
-                log.warning("redis_publish_retry", run_id=run_id, events=len(batch))
-                await asyncio.sleep(pause)
-                waited, pause = waited + pause, min(1.0, pause * 2)
-                continue
-            del local.queued[: len(batch)]
-            local.written = last
-            local.log.release(last)
-            waited, pause = 0.0, 0.05
-            if local.queued and local.log.finished_at is None:
+                if waited < self.write_retry:
+                    log.warning("redis_publish_retry", runs=len(batches))
+                    self._queued = {local.run_id: local for local, _ in batches} | self._queued
+                    await asyncio.sleep(pause)
+                    waited, pause = waited + pause, min(1.0, pause * 2)
+                    continue
+                self._give_up(batches, exc)
+                waited, pause = 0.0, 0.05
+            except asyncio.CancelledError:  # the next writer sends them
+                self._queued = {local.run_id: local for local, _ in batches} | self._queued
+                raise
+            except Exception as exc:  # a bug: the runs fail rather than wait for ever
+                log.exception("redis_writer_failed")
+                self._give_up(batches, exc)
+            finally:
+                self._wake_drains()
+            if self._queued and not self._hurry:
                 await asyncio.sleep(self.flush_interval)
+
+    async def _send(self, batches: list[tuple[_Local, int]]) -> list[Any]:
+        """The reply to each batch's XADD; a batch that ends its run also marks it done."""
+        places = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for local, count in batches:
+                places.append(len(pipe))
+                pipe.xadd(
+                    _key(local.run_id, "events"),
+                    {"e": "\n".join(local.queued[:count])},
+                    id=f"0-{local.written + count}",
+                )
+                if _ends(local, count):
+                    self._done_in(pipe, local.run_id)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return [results[place] for place in places]
+
+    def _written_in(self, batches: list[tuple[_Local, int]], results: list[Any]) -> None:
+        """Release what Redis has to the runs' readers."""
+        for (local, count), result in zip(batches, results, strict=True):
+            refused = isinstance(result, aioredis.ResponseError)
+            if refused and "equal or smaller" not in str(result):  # else: written before a cut
+                log.error("redis_publish_refused", run_id=local.run_id, error=str(result))
+                local.failure = result
+            local.ended = _ends(local, count)
+            del local.queued[:count]
+            local.written += count
+            local.log.release(local.written)
+
+    def _give_up(self, batches: list[tuple[_Local, int]], exc: Exception) -> None:
+        """Redis will not have these events: their runs fail (the terminal publish raises), and
+        their readers may see what they have."""
+        for local, _ in batches:
+            log.error("redis_publish_failed", run_id=local.run_id, events=len(local.queued))
+            local.failure = exc
+            local.queued = []
+            local.log.release(local.log.base + len(local.log.events))
+
+    def _wake_drains(self) -> None:
+        for waiter in self._written:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._written.clear()
+
+    def _start_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="parley run writer")
 
     async def _drain(self, local: _Local) -> None:
         """Wait until every queued event of the run is in Redis."""
-        while local.writer is not None and not local.writer.done():
-            await asyncio.shield(local.writer)
+        while local.queued:
+            self._start_writer()  # a no-op but after a writer was cancelled with writes left
+            waiter = asyncio.get_running_loop().create_future()
+            self._written.append(waiter)
+            await waiter
         if local.failure is not None:
             raise local.failure
 
@@ -332,7 +399,7 @@ class RedisRunHub:
             raise owned
         if run_id not in self._local:
             base = 0 if isinstance(info, Exception) else _seq(info["last-generated-id"])
-            self._local[run_id] = _Local(RunLog(base=base, held=True), written=base)
+            self._local[run_id] = _Local(run_id, RunLog(base=base, held=True), written=base)
 
     async def disown(self, run_id: str) -> None:
         """The run stopped here without ending (suspended, or shut down): its events are
@@ -344,6 +411,8 @@ class RedisRunHub:
                 await self._drain(local)
             local.log.moved = True
             local.log.wake()
+            if local.ended:  # its owner key went with the end
+                return
         key = _key(run_id, "owner")
         if await self.redis.get(key) == self.instance.encode():
             await self.redis.delete(key)
@@ -416,8 +485,8 @@ class RedisRunHub:
                 log.exception("heartbeat_failed")
 
     async def aclose(self) -> None:
-        writers = [local.writer for local in self._local.values() if local.writer is not None]
-        await asyncio.gather(*writers, return_exceptions=True)
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,8 +23,13 @@ from parley.store.sqlite import POOLED_PRAGMAS, InlineSQLite, is_sqlite, pragmas
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
-    """An async engine with WAL and a busy timeout on SQLite, a sized pool on PostgreSQL."""
+def create_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0) -> AsyncEngine:
+    """An async engine with WAL and a busy timeout on SQLite, a sized pool on PostgreSQL.
+
+    On PostgreSQL the pool keeps every connection it opens (up to ``pool_size``): with overflow
+    connections, each burst of requests opened connections (TLS asked for, a server process
+    forked) only to close them when it passed. A connection is checked as it leaves the pool
+    (:func:`_ping`), so that one the server dropped meanwhile is replaced, not handed out."""
     if is_sqlite(url):
         database = make_url(url).database or ""
         if InlineSQLite.usable(url) and not database.startswith("file:"):  # not a URI filename
@@ -38,13 +43,22 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
         event.listen(engine.sync_engine, "connect", pragmas(*POOLED_PRAGMAS))
         return engine
     engine_url, connect_args = for_asyncpg(url)
-    return create_async_engine(
-        engine_url,
-        connect_args=connect_args,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_pre_ping=True,
+    engine = create_async_engine(
+        engine_url, connect_args=connect_args, pool_size=pool_size, max_overflow=max_overflow
     )
+    event.listen(engine.sync_engine, "checkout", _ping)
+    return engine
+
+
+def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """``pool_pre_ping`` in one round trip: SQLAlchemy's asyncpg ping wraps its query in a
+    transaction (BEGIN, a prepared ``;``, ROLLBACK), three round trips before every
+    checkout. A simple query needs no transaction, behind PgBouncer too. A failed ping makes the
+    pool drop the connection and open another (SQLAlchemy's ``DisconnectionError``)."""
+    try:
+        dbapi_connection.run_async(lambda connection: connection.execute("SELECT 1"))
+    except Exception as exc:
+        raise DisconnectionError(str(exc)) from exc
 
 
 # libpq's URL query parameters (as hosts hand the URL out), by what asyncpg does with them
