@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from parley.cli import app
-from parley.config import Settings, mask_url
+from parley.config import Settings
+from parley.masking import mask_url
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ from parley.config import (
     Settings,
     check_single_user,
     ensure_jwt_secret,
-    mask_url,
     signs_tokens,
     uses_local_secret,
 )
 from parley.errors import ConfigError, PortInUse
+from parley.masking import mask_url
 
 if TYPE_CHECKING:
     from parley.providers.registry import ResolvedModel

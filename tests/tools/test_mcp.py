@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mcp.types import ToolAnnotations
 
-from parley.tools.mcp import Hints, tool_hints
+from parley.tools.mcp_values import Hints, tool_hints
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,38 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
+from parley.chat import events as ev
 from parley.chat.events import EngineEvent
-from parley.engine.requests import PreparedTurn
+from parley.engine.requests import PreparedTurn, TurnRequest
+from parley.store.values import Caller, Run
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class TurnEngine(Protocol):
+    """What the run manager asks of the engine (:class:`parley.engine.turn.Engine`)."""
+
+    async def prepare(
+        self,
+        caller: Caller,
+        conversation_id: str,
+        request: TurnRequest,
+        *,
+        owner: str | None = None,
+    ) -> PreparedTurn:
+        """Check the request and the caller's reach, and commit its turn (errors raise here)."""
+
+    async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
+        """The turn of a suspended run, from its stored state."""
+
+    def run(self, turn: PreparedTurn, *, resume: bool = False) -> AsyncIterator[ev.EngineEvent]:
+        """The turn's events, ending with a terminal one, or silently when it suspends."""
+
+    def answer_elicitation(self, elicitation_id: str, answer: dict[str, object]) -> bool:
+        """Hand an answer to the tool waiting for it in this process."""
+
+    def server_of(self, tool_name: str) -> str | None:
+        """The MCP server of a registered tool, if any."""
 
 
 class RunListener(Protocol):

@@ -6,8 +6,9 @@ its own and publishes every event to the run hub. Clients subscribe and resubscr
 answering it, from any process and after any restart, continues it from the stored state.
 
 ``runs/`` sits above the engine: it depends on the engine's values (``TurnRequest``,
-``PreparedTurn``, the events) and on :class:`TurnEngine`, the five things it asks of an engine,
-which :class:`parley.engine.turn.Engine` provides. Nothing in ``engine/`` imports ``runs/``.
+``PreparedTurn``, the events) and on :class:`~parley.runs.base.TurnEngine`, the five things it
+asks of an engine, which :class:`parley.engine.turn.Engine` provides. Nothing in ``engine/``
+imports ``runs/``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import jsonschema
 import structlog
@@ -30,37 +31,11 @@ from parley.chat.usage import TokenUsage
 from parley.config import Settings
 from parley.engine.requests import PreparedTurn, TurnRequest
 from parley.errors import Conflict, ValidationFailed, status_of
-from parley.runs.base import RunHub, RunListener
+from parley.runs.base import RunHub, RunListener, TurnEngine
 from parley.store import Store
 from parley.store.values import ApprovalAsk, Caller, ElicitationAsk, Run
 
 log = structlog.get_logger("parley.runs")
-
-
-class TurnEngine(Protocol):
-    """What the run manager asks of the engine (:class:`parley.engine.turn.Engine`)."""
-
-    async def prepare(
-        self,
-        caller: Caller,
-        conversation_id: str,
-        request: TurnRequest,
-        *,
-        owner: str | None = None,
-    ) -> PreparedTurn:
-        """Check the request and the caller's reach, and commit its turn (errors raise here)."""
-
-    async def reopen(self, user_id: str, run: Run) -> PreparedTurn:
-        """The turn of a suspended run, from its stored state."""
-
-    def run(self, turn: PreparedTurn, *, resume: bool = False) -> AsyncIterator[ev.EngineEvent]:
-        """The turn's events, ending with a terminal one, or silently when it suspends."""
-
-    def answer_elicitation(self, elicitation_id: str, answer: dict[str, object]) -> bool:
-        """Hand an answer to the tool waiting for it in this process."""
-
-    def server_of(self, tool_name: str) -> str | None:
-        """The MCP server of a registered tool, if any."""
 
 
 class RunManager:

@@ -24,12 +24,11 @@ user sessions (and the OAuth flow's) whenever one opens.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx2
 import mcp_types as types
@@ -51,6 +50,7 @@ from parley.tools.mcp_users import (
     UserSessions,
     connect_hint,
 )
+from parley.tools.mcp_values import describe, http_client, to_output, tool_hints
 
 log = structlog.get_logger("parley.mcp")
 
@@ -59,7 +59,6 @@ MAX_BACKOFF = 30.0
 RECONNECT_WAIT = 5.0
 CONNECT_TIMEOUT = 10.0
 MAX_PAGES = 50
-_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(eq=False)
@@ -71,25 +70,6 @@ class _Call:
 
 
 _current_call: ContextVar[_Call | None] = ContextVar("parley_mcp_call", default=None)
-
-
-def tool_name(name: str) -> str:
-    """A name every provider accepts: letters, digits, ``_`` and ``-``, at most 64."""
-    return _NAME.sub("_", name)[:64]
-
-
-class Hints(NamedTuple):
-    read_only: bool
-    destructive: bool
-
-
-def tool_hints(annotations: types.ToolAnnotations | None) -> Hints:
-    """What parley takes from a tool's MCP annotations. Only an explicit ``destructiveHint:
-    true`` makes a tool destructive (the spec's default would make every unannotated tool
-    ask), and a read-only tool never is."""
-    read_only = bool(annotations and annotations.read_only_hint)
-    destructive = bool(annotations and annotations.destructive_hint) and not read_only
-    return Hints(read_only=read_only, destructive=destructive)
 
 
 class McpTool(Tool):
@@ -471,31 +451,3 @@ class McpServer:
                 )
             return ToolOutput(f"the MCP server {self.name!r} refused: {exc.message}", True)
         return to_output(result)
-
-
-def to_output(result: types.CallToolResult) -> ToolOutput:
-    """Structured content when there is some, else the text; ``isError`` stays an error."""
-    text = "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
-    if result.is_error:
-        return ToolOutput(text or "the tool failed", is_error=True)
-    if result.structured_content is not None:
-        return ToolOutput(result.structured_content)
-    if all(isinstance(b, types.TextContent) for b in result.content):
-        return ToolOutput(text)
-    return ToolOutput(
-        [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content]
-    )
-
-
-def describe(exc: BaseException) -> str:
-    """The innermost message of an exception group (anyio wraps transport failures)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def http_client(headers: dict[str, str], auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
-    """The client the MCP SDK's streamable HTTP transport takes (httpx2), with its timeouts:
-    30 s to connect, write or wait for the pool, 300 s to read (a server may hold a stream)."""
-    timeout = httpx2.Timeout(30.0, read=300.0)
-    return httpx2.AsyncClient(headers=headers, auth=auth, timeout=timeout)

@@ -32,7 +32,6 @@ from mcp.client.streamable_http import streamable_http_client
 from parley import __version__
 from parley.config import McpServerConfig
 from parley.errors import Forbidden, McpAuthorizationFailed, ValidationFailed
-from parley.tools.mcp import describe, http_client
 from parley.tools.mcp_oauth import (
     GrantStorage,
     GrantStore,
@@ -40,6 +39,7 @@ from parley.tools.mcp_oauth import (
     provider_for,
     reusable_client,
 )
+from parley.tools.mcp_values import describe, http_client
 
 log = structlog.get_logger("parley.mcp")
 

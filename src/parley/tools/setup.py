@@ -18,9 +18,10 @@ from parley.errors import ConfigError
 from parley.store import Store
 from parley.tools.base import Tool
 from parley.tools.delegate import register_delegates
-from parley.tools.mcp import McpServer, McpTool, tool_name
+from parley.tools.mcp import McpServer, McpTool
 from parley.tools.mcp_oauth_flows import handshake
 from parley.tools.mcp_users import CredentialSource
+from parley.tools.mcp_values import tool_name
 from parley.tools.registry import SEPARATOR, ToolRegistry
 from parley.tools.todo import SERVER_NAME as TODO_SERVER
 from parley.tools.todo import todo_tools

@@ -11,15 +11,9 @@ from starlette.responses import Response
 
 from parley.api.deps import CurrentCaller, Services, ServicesDep
 from parley.api.openapi import STREAM_RESPONSES
-from parley.api.schemas import (
-    ChatBody,
-    EditMessage,
-    Regenerate,
-    SendMessage,
-    message_out,
-    pending_out,
-)
+from parley.api.schemas import ChatBody, EditMessage, Regenerate, SendMessage
 from parley.api.streaming import sse_response
+from parley.api.views import message_out, pending_out
 from parley.chat import events as ev
 from parley.chat.messages import Part
 from parley.engine.requests import PreparedTurn, TurnRequest

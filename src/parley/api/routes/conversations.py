@@ -11,16 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from parley.api.deps import CurrentCaller, ServicesDep
-from parley.api.schemas import (
-    BranchSwitch,
-    ConversationCreate,
-    ConversationPatch,
-    ForkRequest,
-    conversation_out,
-    message_out,
-    pending_out,
-    tool_call_out,
-)
+from parley.api.schemas import BranchSwitch, ConversationCreate, ConversationPatch, ForkRequest
+from parley.api.views import conversation_out, message_out, pending_out, tool_call_out
 from parley.engine.prepare import side_effect
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from parley.api.deps import CurrentCaller, Services, ServicesDep
-from parley.api.schemas import MemberRole, ProjectCreate, ProjectPatch, member_out, project_out
+from parley.api.schemas import MemberRole, ProjectCreate, ProjectPatch
+from parley.api.views import member_out, project_out
 from parley.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from parley.store import Store
 from parley.tools.base import Tool, ToolContext, ToolOutput
-from parley.tools.mcp import tool_hints
+from parley.tools.mcp_values import tool_hints
 from parley.tools.todo.server import SERVER_NAME, TaskList, current_user, todo_tool_specs
 
 __all__ = ["SERVER_NAME", "TodoTool", "todo_tools"]
