@@ -48,7 +48,12 @@ async def start(name: str, request: Request, user: CurrentUser, s: ServicesDep) 
     return McpOAuthStartOut(authorization_url=url, expires_in=int(FLOW_TTL))
 
 
-@router.get(CALLBACK_PATH, response_class=HTMLResponse)
+# A page for the browser when the flow is finished; a refusal is parley's JSON error, as
+# everywhere (documented as such: with response_class=HTMLResponse it would read as HTML).
+CONNECTED = {200: {"description": "The server is connected", "content": {"text/html": {}}}}
+
+
+@router.get(CALLBACK_PATH, responses=CONNECTED)
 async def callback(
     request: Request,
     s: ServicesDep,

@@ -543,7 +543,8 @@ async function showApp() {
   showEmpty();
   await settings.load();
   attachments.loadLimits();
-  await Promise.all([sidebar.load(""), projects.load()]);
+  // what the search box holds: a person may type while the page is still signing in
+  await Promise.all([sidebar.load(sidebar.search.value.trim()), projects.load()]);
   route();
   if (!state.convo) $("input").focus();
 }
