@@ -15,7 +15,6 @@ person instead of refreshing. So a session's provider is seeded, through its pub
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, Protocol
 from urllib.parse import urlsplit
@@ -32,7 +31,7 @@ from mcp.shared.auth_utils import calculate_token_expiry
 from pydantic import AnyUrl, BaseModel, ConfigDict
 
 from parley import __version__
-from parley.config import McpServerConfig
+from parley.config import McpServerConfig, is_loopback
 
 CALLBACK_PATH = "/api/mcp/oauth/callback"
 START_ROUTE = "/api/mcp/servers/{name}/oauth/start"
@@ -119,7 +118,7 @@ def client_metadata(redirect_uri: str) -> OAuthClientMetadata:
         software_id="parley",
         software_version=__version__,
         redirect_uris=[AnyUrl(redirect_uri)],
-        application_type="native" if _loopback(host) else "web",
+        application_type="native" if is_loopback(host) else "web",
     )
 
 
@@ -191,12 +190,3 @@ def session_provider(
     uris = client.redirect_uris if client is not None else None
     redirect_uri = str(uris[0]) if uris else f"http://localhost{CALLBACK_PATH}"
     return provider_for(config, storage, redirect_uri, lapsed, no_callback)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from mcp.client.auth import AuthorizationCodeResult
 
 from parley.api.deps import CurrentUser, ServicesDep, bearer_token
+from parley.api.openapi import Responses
 from parley.api.routes.mcp_servers import configured_server
 from parley.api.schemas import McpOAuthStartOut
 from parley.errors import ValidationFailed
@@ -50,7 +51,9 @@ async def start(name: str, request: Request, user: CurrentUser, s: ServicesDep) 
 
 # A page for the browser when the flow is finished; a refusal is parley's JSON error, as
 # everywhere (documented as such: with response_class=HTMLResponse it would read as HTML).
-CONNECTED = {200: {"description": "The server is connected", "content": {"text/html": {}}}}
+CONNECTED: Responses = {
+    200: {"description": "The server is connected", "content": {"text/html": {}}}
+}
 
 
 @router.get(CALLBACK_PATH, responses=CONNECTED)
