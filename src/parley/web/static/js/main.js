@@ -3,6 +3,7 @@
 import { enc } from "./api.js";
 import { Attachments } from "./attachments.js";
 import { hideConnection, showConnection } from "./connection.js";
+import { showConnections } from "./connections.js";
 import { PAGE, Thread } from "./messages.js";
 import { applyEvent, elicitationPart, whySendingWaits } from "./parts.js";
 import { Projects } from "./projects.js";
@@ -521,6 +522,7 @@ function wire() {
   $("backdrop").addEventListener("click", closeSidebar);
   $("settings").addEventListener("click", () => settings.open());
   $("rules").addEventListener("click", () => showRules(api));
+  $("connections").addEventListener("click", () => showConnections(api));
   $("conversations").addEventListener("click", (e) => {
     if (e.target.closest(".conv-open")) closeSidebar();
   });
