@@ -28,7 +28,10 @@ from parley.tools.mcp_oauth_flows import FLOW_TTL
 
 router = APIRouter(tags=["mcp"])
 
-Param = Annotated[str | None, Query(max_length=4096)]
+# Bounded so that the longest URL they allow (each character percent-encoded UTF-8, 12 bytes)
+# stays under what uvicorn parses (64 KiB): a longer one is uvicorn's own plain-text 400.
+Code = Annotated[str | None, Query(max_length=2048)]
+Short = Annotated[str | None, Query(max_length=512)]
 
 
 def redirect_uri(request: Request, s: ServicesDep) -> str:
@@ -61,9 +64,9 @@ async def callback(
     request: Request,
     s: ServicesDep,
     state: Annotated[str, Query(min_length=1, max_length=512)],
-    code: Param = None,
-    iss: Param = None,
-    error: Param = None,
+    code: Code = None,
+    iss: Short = None,
+    error: Short = None,
 ) -> HTMLResponse:
     """Where the authorization server sends the browser back: finish the flow of ``state``."""
     result: AuthorizationCodeResult | str
