@@ -160,7 +160,9 @@ async def test_no_jump_arrow_after_forking_from_a_message_scrolled_up_to(
     await page.goto(f"/#/c/{cid}")
     await expect(page.locator(".msg").last).to_contain_text("message 29")
     first_reply = page.locator(".msg-assistant", has_text="message 1").first
-    await first_reply.scroll_into_view_if_needed()
+    # the thread may still redraw after it opens: scroll_into_view_if_needed fails on a node
+    # replaced under it ("not attached"), evaluate acts on the node the locator finds now
+    await first_reply.evaluate("node => node.scrollIntoView({block: 'start'})")
     await page.mouse.wheel(0, -100)
     await expect(page.locator("#jump")).to_be_visible()
     await first_reply.hover()
